@@ -1,0 +1,5 @@
+import sys
+
+from zoned.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per ``zoned`` subcommand; each exposes ``register(subparsers)``."""
