@@ -61,8 +61,10 @@ class Owner:
     container: str | None = None
 
     def __str__(self) -> str:
-        return self.container if self.kind is OwnerKind.CONTAINER and self.container else (
-            self.kind.value
+        return (
+            self.container
+            if self.kind is OwnerKind.CONTAINER and self.container
+            else (self.kind.value)
         )
 
     @classmethod
@@ -99,9 +101,7 @@ class ZoneMap:
         return self.assignments[node].owner
 
     def nodes_of(self, container: str) -> frozenset[int]:
-        return frozenset(
-            n for n, a in self.assignments.items() if a.owner == Owner.of(container)
-        )
+        return frozenset(n for n, a in self.assignments.items() if a.owner == Owner.of(container))
 
     def nodes_with(self, owner: Owner) -> frozenset[int]:
         return frozenset(n for n, a in self.assignments.items() if a.owner == owner)

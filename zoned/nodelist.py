@@ -11,8 +11,8 @@ def parse_nodelist(text: str) -> frozenset[int]:
     Raises ValueError on anything the kernel would not write.
     """
     out: set[int] = set()
-    for part in text.strip().split(","):
-        part = part.strip()
+    for raw in text.strip().split(","):
+        part = raw.strip()
         if not part:
             continue
         lo, sep, hi = part.partition("-")
