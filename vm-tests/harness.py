@@ -1,0 +1,686 @@
+"""Boot real Debian kernels with fake NUMA under QEMU and run a command inside them.
+
+The guest sees the host's ``/`` read-only over 9p and the project directory read-write over a
+second 9p share mounted at the same absolute path, so the project's virtual environment works
+unchanged inside the guest. Everything downloaded or built is cached under
+``vm-tests/.cache/``; console logs and per-run files go to ``vm-tests/logs/``.
+
+    boot = Boot(kernel="6.1", numa="8", mem="2G", cgroup="v2")
+    result = run_in_guest(boot, ["pytest", "-q", "vm-tests/guest"], timeout_s=600)
+    assert result.rc == 0, result.tail()
+
+Every wait is bounded: QEMU is killed when ``timeout_s`` runs out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import lzma
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO, Literal
+
+HERE = Path(__file__).resolve().parent
+PROJECT = HERE.parent
+CACHE = HERE / ".cache"
+LOGS = HERE / "logs"
+
+CgroupMode = Literal["v1", "v2"]
+
+DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+
+
+class HarnessError(Exception):
+    """A prerequisite is missing or a step of preparing a boot failed."""
+
+
+# --------------------------------------------------------------------------------------------
+# Kernels: one table entry per kernel. ``sources`` is None for the system's own apt sources, or
+# a one-line sources.list used through a private apt state directory (never touching the
+# system's apt configuration).
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelSpec:
+    name: str
+    meta_package: str
+    sources: str | None = None
+    cgroup_modes: tuple[CgroupMode, ...] = ("v1", "v2")
+
+
+KERNELS: dict[str, KernelSpec] = {
+    spec.name: spec
+    for spec in (
+        KernelSpec("6.1", "linux-image-amd64"),
+        KernelSpec(
+            "6.12",
+            "linux-image-amd64",
+            sources=(
+                f"deb [signed-by={DEBIAN_KEYRING}] http://deb.debian.org/debian "
+                "bookworm-backports main"
+            ),
+            cgroup_modes=("v2",),  # CPUSETS_V1 and MEMCG_V1 are off
+        ),
+    )
+}
+
+# What a 9p boot needs from the kernel package (about 10 MB of the 70 MB .deb).
+UNPACK_WILDCARDS = (
+    "./boot/vmlinuz-*",
+    "./lib/modules/*/kernel/fs/9p/*",
+    "./lib/modules/*/kernel/net/9p/*",
+    "./lib/modules/*/kernel/fs/netfs/*",
+    "./lib/modules/*/kernel/fs/fscache/*",
+    "./lib/modules/*/kernel/drivers/virtio/*",
+    "./lib/modules/*/kernel/fs/overlayfs/*",
+)
+# Modules the initramfs loads; their dependencies (read from each module's ``depends=``) are
+# loaded first. Dependencies that are not in the unpacked tree are taken to be built in.
+ROOT_MODULES = ("virtio_pci", "9pnet_virtio", "9p")
+
+
+@dataclasses.dataclass(frozen=True)
+class Kernel:
+    """An unpacked kernel, ready to boot."""
+
+    spec: KernelSpec
+    package: str  # linux-image-6.1.0-NN-amd64
+    version: str  # the Debian version of that package
+    release: str  # uname -r
+    vmlinuz: Path
+    modules: Path  # .../lib/modules/<release>
+    root: Path
+
+
+def _run(
+    argv: Sequence[str], *, timeout_s: float, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    try:
+        proc = subprocess.run(
+            list(argv),
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise HarnessError(f"{argv[0]}: not found") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise HarnessError(f"{shlex.join(argv)}: no answer within {timeout_s:.0f} s") from exc
+    if proc.returncode != 0:
+        raise HarnessError(
+            f"{shlex.join(argv)} failed with status {proc.returncode}: "
+            f"{(proc.stderr or proc.stdout).strip()[-2000:]}"
+        )
+    return proc
+
+
+def _apt_options(spec: KernelSpec) -> list[str]:
+    opts = ["-o", "DPkg::Lock::Timeout=600", "-o", "APT::Sandbox::User=root"]
+    if spec.sources is None:
+        return opts
+    state = CACHE / "apt" / spec.name
+    return [
+        *opts,
+        "-o",
+        f"Dir::Etc::SourceList={state / 'sources.list'}",
+        "-o",
+        "Dir::Etc::SourceParts=/dev/null",
+        "-o",
+        f"Dir::State::Lists={state / 'lists'}",
+        "-o",
+        f"Dir::Cache={state / 'cache'}",
+    ]
+
+
+def _private_apt_update(spec: KernelSpec) -> None:
+    assert spec.sources is not None
+    state = CACHE / "apt" / spec.name
+    (state / "lists" / "partial").mkdir(parents=True, exist_ok=True)
+    (state / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
+    (state / "sources.list").write_text(spec.sources + "\n")
+    _run(["apt-get", *_apt_options(spec), "-q", "update"], timeout_s=900)
+
+
+def resolve_package(spec: KernelSpec) -> tuple[str, str]:
+    """Return (package name, version) of the kernel the meta package currently points to."""
+    if spec.sources is not None:
+        _private_apt_update(spec)
+    out = _run(
+        ["apt-cache", *_apt_options(spec), "depends", spec.meta_package], timeout_s=120
+    ).stdout
+    names = re.findall(r"Depends:\s*(linux-image-\S+)", out)
+    if not names:
+        raise HarnessError(f"apt-cache depends {spec.meta_package}: no linux-image-* in {out!r}")
+    package = names[0]
+    policy = _run(["apt-cache", *_apt_options(spec), "policy", package], timeout_s=120).stdout
+    match = re.search(r"Candidate:\s*(\S+)", policy)
+    if match is None or match.group(1) == "(none)":
+        raise HarnessError(f"apt-cache policy {package}: no candidate version")
+    return package, match.group(1)
+
+
+def _find_unpacked(spec: KernelSpec, root: Path, package: str, version: str) -> Kernel:
+    vmlinuz = sorted((root / "boot").glob("vmlinuz-*"))
+    if not vmlinuz:
+        raise HarnessError(f"{root}: no boot/vmlinuz-*")
+    release = vmlinuz[0].name.removeprefix("vmlinuz-")
+    return Kernel(
+        spec=spec,
+        package=package,
+        version=version,
+        release=release,
+        vmlinuz=vmlinuz[0],
+        modules=root / "lib" / "modules" / release,
+        root=root,
+    )
+
+
+def _cached_kernels(spec: KernelSpec) -> list[Kernel]:
+    found = []
+    for meta in sorted((CACHE / "kernels").glob("*/kernel.json")):
+        info = json.loads(meta.read_text())
+        if info.get("spec") == spec.name:
+            found.append(_find_unpacked(spec, meta.parent, info["package"], info["version"]))
+    return found
+
+
+def prepare_kernel(name: str, timings: dict[str, float] | None = None) -> Kernel:
+    """Resolve, download and unpack kernel ``name`` (a key of KERNELS); reuse the cache.
+
+    When apt cannot be asked (no network), the newest cached kernel of that name is used.
+    """
+    spec = KERNELS[name]
+    try:
+        package, version = resolve_package(spec)
+    except HarnessError:
+        cached = _cached_kernels(spec)
+        if cached:
+            return cached[-1]
+        raise
+    safe = re.sub(r"[^A-Za-z0-9.+-]", "_", f"{package}_{version}")
+    root = CACHE / "kernels" / safe
+    if (root / "kernel.json").exists():
+        return _find_unpacked(spec, root, package, version)
+    root.mkdir(parents=True, exist_ok=True)
+    download = CACHE / "downloads"
+    download.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    _run(
+        ["apt-get", *_apt_options(spec), "-q", "download", f"{package}={version}"],
+        cwd=download,
+        timeout_s=900,
+    )
+    debs = sorted(download.glob(f"{package}_*.deb"), key=lambda p: p.stat().st_mtime)
+    if not debs:
+        raise HarnessError(f"apt-get download {package}: no .deb in {download}")
+    t1 = time.monotonic()
+    staging = root / "unpack"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    dpkg = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(debs[-1])], stdout=subprocess.PIPE)
+    try:
+        tar = subprocess.run(
+            ["tar", "-x", "--wildcards", *UNPACK_WILDCARDS],
+            stdin=dpkg.stdout,
+            cwd=staging,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+    finally:
+        if dpkg.stdout is not None:
+            dpkg.stdout.close()
+        dpkg.wait(timeout=600)
+    if dpkg.returncode != 0 or tar.returncode != 0:
+        raise HarnessError(f"unpacking {debs[-1].name} failed: {tar.stderr.strip()}")
+    for sub in ("boot", "lib"):
+        shutil.rmtree(root / sub, ignore_errors=True)
+        (staging / sub).rename(root / sub)
+    staging.rmdir()
+    debs[-1].unlink()  # 70 MB; the unpacked 10 MB are what is kept
+    t2 = time.monotonic()
+    (root / "kernel.json").write_text(
+        json.dumps({"spec": spec.name, "package": package, "version": version}) + "\n"
+    )
+    if timings is not None:
+        timings["download_s"] = round(t1 - t0, 2)
+        timings["unpack_s"] = round(t2 - t1, 2)
+    return _find_unpacked(spec, root, package, version)
+
+
+# --------------------------------------------------------------------------------------------
+# Initramfs: busybox, a generated /init, and the kernel's 9p and virtio modules.
+
+
+def _module_files(kernel: Kernel) -> dict[str, Path]:
+    files: dict[str, Path] = {}
+    for path in kernel.modules.rglob("*.ko*"):
+        name = path.name.split(".ko")[0]
+        files[name.replace("-", "_")] = path
+    return files
+
+
+def _module_bytes(path: Path) -> bytes:
+    data = path.read_bytes()
+    if path.name.endswith(".ko.xz"):
+        return lzma.decompress(data)
+    if not path.name.endswith(".ko"):
+        raise HarnessError(f"{path}: compressed module format not supported")
+    return data
+
+
+def _module_depends(data: bytes) -> list[str]:
+    match = re.search(rb"\x00depends=([A-Za-z0-9_,-]*)\x00", b"\x00" + data)
+    if match is None or not match.group(1):
+        return []
+    return [d.decode().replace("-", "_") for d in match.group(1).split(b",")]
+
+
+def module_load_order(kernel: Kernel) -> list[Path]:
+    """The modules needed for 9p over virtio-pci, dependencies first."""
+    files = _module_files(kernel)
+    order: list[Path] = []
+    seen: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in seen:
+            return
+        seen.add(name)
+        path = files.get(name)
+        if path is None:
+            return  # built into the kernel
+        for dep in _module_depends(_module_bytes(path)):
+            visit(dep)
+        order.append(path)
+
+    for name in ROOT_MODULES:
+        visit(name)
+    return order
+
+
+INIT_SCRIPT = r"""#!/bin/busybox sh
+# Generated by vm-tests/harness.py. PID 1 of the test guest.
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t devtmpfs devtmpfs /dev
+exec </dev/console >/dev/console 2>&1
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+
+say() { echo "zoned-vm: $* (t=$(cut -d' ' -f1 /proc/uptime))"; }
+die() { say "init failed: $*"; sync; poweroff -f; sleep 10; }
+
+say "init started"
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in
+    zoned_project=*) project=${arg#zoned_project=} ;;
+    zoned_run=*) run=${arg#zoned_run=} ;;
+    zoned_cgroup=*) cgroup=${arg#zoned_cgroup=} ;;
+  esac
+done
+[ -n "$project" ] && [ -n "$run" ] || die "zoned_project= and zoned_run= are required"
+
+for m in $(cat /modules/order); do
+  insmod "/modules/$m" || die "insmod $m"
+done
+
+opts=trans=virtio,version=9p2000.L,msize=262144,cache=loose
+R=/newroot
+mkdir -p $R
+mount -t 9p -o ro,$opts hostroot $R || die "mount host root"
+mount -t proc proc $R/proc || die "mount proc"
+mount -t sysfs sysfs $R/sys || die "mount sysfs"
+mount -t devtmpfs devtmpfs $R/dev || die "mount devtmpfs"
+mkdir -p $R/dev/pts $R/dev/shm
+mount -t devpts -o newinstance,ptmxmode=0666 devpts $R/dev/pts
+mount -t tmpfs -o mode=1777 tmpfs $R/dev/shm
+mount -t tmpfs -o mode=1777 tmpfs $R/tmp || die "mount /tmp"
+mount -t tmpfs -o mode=0755 tmpfs $R/run || die "mount /run"
+mount -t 9p -o rw,$opts work $R$project || die "mount project at $project"
+
+case "$cgroup" in
+  v2)
+    mount -t cgroup2 -o nsdelegate cgroup2 $R/sys/fs/cgroup || die "mount cgroup2"
+    ;;
+  v1)
+    for c in cpuset memory; do
+      mkdir -p $R/run/cgroup-v1/$c
+      mount -t cgroup -o $c $c $R/run/cgroup-v1/$c || die "mount v1 $c"
+    done
+    # Hybrid, as systemd does it: the other controllers stay on the unified hierarchy.
+    mount -t cgroup2 cgroup2 $R/sys/fs/cgroup || die "mount cgroup2"
+    ;;
+  none) ;;
+  *) die "unknown zoned_cgroup=$cgroup" ;;
+esac
+
+say "userspace ready"
+chroot $R /bin/sh $run/run.sh
+rc=$?
+say "command finished"
+echo "$rc" > $R$run/rc
+dmesg > $R$run/dmesg.log
+echo "zoned-vm: exit status $rc"
+sync
+umount $R$project
+poweroff -f
+sleep 10
+"""
+
+
+def _busybox() -> Path:
+    for candidate in ("/bin/busybox", "/usr/bin/busybox"):
+        if Path(candidate).is_file():
+            return Path(candidate)
+    raise HarnessError("busybox not found (Debian package busybox-static)")
+
+
+def prepare_initramfs(kernel: Kernel, timings: dict[str, float] | None = None) -> Path:
+    """Build (once per kernel and init script) the initramfs; return its path."""
+    busybox = _busybox()
+    modules = module_load_order(kernel)
+    key = hashlib.sha256(
+        INIT_SCRIPT.encode()
+        + busybox.read_bytes()
+        + "\n".join(str(m.relative_to(kernel.root)) for m in modules).encode()
+    ).hexdigest()[:16]
+    target = kernel.root / f"initramfs-{key}.cpio.gz"
+    if target.exists():
+        return target
+    t0 = time.monotonic()
+    staging = kernel.root / "initramfs-staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    for sub in ("bin", "dev", "proc", "sys", "newroot", "modules"):
+        (staging / sub).mkdir(parents=True)
+    shutil.copy2(busybox, staging / "bin" / "busybox")
+    os.symlink("busybox", staging / "bin" / "sh")
+    os.mknod(staging / "dev" / "console", 0o600 | 0o020000, os.makedev(5, 1))
+    names = []
+    for i, path in enumerate(modules):
+        name = f"{i:02d}-{path.name.split('.ko')[0]}.ko"
+        (staging / "modules" / name).write_bytes(_module_bytes(path))
+        names.append(name)
+    (staging / "modules" / "order").write_text("\n".join(names) + "\n")
+    init = staging / "init"
+    init.write_text(INIT_SCRIPT)
+    init.chmod(0o755)
+    members = sorted(
+        str(p.relative_to(staging)) for p in staging.rglob("*") if p != staging
+    )
+    tmp = target.with_suffix(".tmp")
+    with tmp.open("wb") as out:
+        cpio = subprocess.Popen(
+            [str(busybox), "cpio", "-o", "-H", "newc"],
+            cwd=staging,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        gz = subprocess.Popen(["gzip", "-1"], stdin=cpio.stdout, stdout=out)
+        assert cpio.stdin is not None and cpio.stdout is not None
+        cpio.stdout.close()
+        cpio.stdin.write(("\n".join(members) + "\n").encode())
+        cpio.stdin.close()
+        cpio.wait(timeout=120)
+        gz.wait(timeout=120)
+    if cpio.returncode != 0 or gz.returncode != 0:
+        raise HarnessError(f"building the initramfs failed (cpio {cpio.returncode})")
+    tmp.rename(target)
+    shutil.rmtree(staging)
+    if timings is not None:
+        timings["initramfs_s"] = round(time.monotonic() - t0, 2)
+    return target
+
+
+# --------------------------------------------------------------------------------------------
+# Boots
+
+
+@dataclasses.dataclass(frozen=True)
+class Boot:
+    """One boot configuration. ``numa`` is what follows ``numa=fake=``."""
+
+    kernel: str = "6.1"
+    numa: str = "8"
+    mem: str = "2G"
+    cgroup: CgroupMode = "v2"
+    smp: int = 2
+    extra_cmdline: tuple[str, ...] = ()
+
+    @property
+    def id(self) -> str:
+        return f"{self.kernel}-numa{self.numa}-{self.mem}-cgroup{self.cgroup}"
+
+    def env(self) -> dict[str, str]:
+        """What the guest's command finds in its environment about this boot."""
+        env = {
+            "ZONED_VM_GUEST": "1",
+            "ZONED_VM_BOOT": self.id,
+            "ZONED_VM_KERNEL": self.kernel,
+            "ZONED_VM_NUMA": self.numa,
+            "ZONED_VM_MEM": self.mem,
+            "ZONED_VM_CGROUP": self.cgroup,
+        }
+        if self.cgroup == "v1":
+            env["ZONED_VM_CGROUP_V1_CPUSET"] = "/run/cgroup-v1/cpuset"
+            env["ZONED_VM_CGROUP_V1_MEMORY"] = "/run/cgroup-v1/memory"
+        return env
+
+
+@dataclasses.dataclass(frozen=True)
+class GuestResult:
+    """What came back from a guest. ``rc`` is None when the guest never reported one."""
+
+    rc: int | None
+    console_log_path: Path
+    run_dir: Path
+    duration_s: float
+    timed_out: bool
+    qemu_rc: int | None
+    timings: Mapping[str, float]
+    kernel_release: str
+
+    def tail(self, lines: int = 60) -> str:
+        try:
+            text = self.console_log_path.read_text(errors="replace")
+        except OSError as exc:
+            return f"(no console log: {exc})"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def describe(self) -> str:
+        why = "timed out" if self.timed_out else f"exit status {self.rc}"
+        return (
+            f"guest {why} after {self.duration_s:.1f} s (qemu status {self.qemu_rc}); "
+            f"console: {self.console_log_path}"
+        )
+
+
+def accel() -> str:
+    """TCG unless ZONED_VM_ACCEL says otherwise (the KVM here cannot run stock kernels)."""
+    return os.environ.get("ZONED_VM_ACCEL", "tcg")
+
+
+def qemu_argv(boot: Boot, kernel: Kernel, initramfs: Path, run_dir: Path) -> list[str]:
+    cmdline = [
+        "console=ttyS0",
+        "quiet",
+        "panic=-1",
+        f"numa=fake={boot.numa}",
+        "numa_balancing=disable",
+        "tsc=reliable",
+        f"zoned_project={PROJECT}",
+        f"zoned_run={run_dir}",
+        f"zoned_cgroup={boot.cgroup}",
+        *boot.extra_cmdline,
+    ]
+    return [
+        "qemu-system-x86_64",
+        "-accel",
+        accel(),
+        "-cpu",
+        "max" if accel() == "tcg" else "host",
+        "-m",
+        boot.mem,
+        "-smp",
+        str(boot.smp),
+        "-display",
+        "none",
+        "-serial",
+        "stdio",
+        "-monitor",
+        "none",
+        "-no-reboot",
+        "-nodefaults",
+        "-kernel",
+        str(kernel.vmlinuz),
+        "-initrd",
+        str(initramfs),
+        "-append",
+        " ".join(cmdline),
+        "-fsdev",
+        "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap",
+        "-device",
+        "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot",
+        "-fsdev",
+        f"local,id=work,path={PROJECT},security_model=none,multidevs=remap",
+        "-device",
+        "virtio-9p-pci,fsdev=work,mount_tag=work",
+    ]
+
+
+_MARKERS = {
+    "zoned-vm: init started": "init_s",
+    "zoned-vm: userspace ready": "userspace_s",
+    "zoned-vm: command finished": "command_end_s",
+}
+
+
+def _pump(stream: IO[bytes], log: IO[bytes], t0: float, timings: dict[str, float]) -> None:
+    for line in iter(stream.readline, b""):
+        log.write(line)
+        log.flush()
+        text = line.decode(errors="replace")
+        for marker, key in _MARKERS.items():
+            if marker in text and key not in timings:
+                timings[key] = round(time.monotonic() - t0, 2)
+
+
+def run_in_guest(
+    boot: Boot,
+    argv: Sequence[str],
+    *,
+    timeout_s: float = 600.0,
+    env: Mapping[str, str] | None = None,
+    name: str | None = None,
+) -> GuestResult:
+    """Boot ``boot``, run ``argv`` in the project directory inside it, power off.
+
+    The command runs as root with the venv's bin first in PATH, HOME and TMPDIR on tmpfs, and
+    ``boot.env()`` plus ``env`` in its environment. QEMU is killed after ``timeout_s``.
+    """
+    if " " in str(PROJECT):
+        raise HarnessError(f"the project path must not contain spaces: {PROJECT}")
+    spec = KERNELS.get(boot.kernel)
+    if spec is None:
+        raise HarnessError(f"unknown kernel {boot.kernel!r}; known: {sorted(KERNELS)}")
+    if boot.cgroup not in spec.cgroup_modes:
+        raise HarnessError(f"kernel {boot.kernel} cannot boot cgroup mode {boot.cgroup}")
+    timings: dict[str, float] = {}
+    t_prep = time.monotonic()
+    kernel = prepare_kernel(boot.kernel, timings)
+    initramfs = prepare_initramfs(kernel, timings)
+    timings["prepare_s"] = round(time.monotonic() - t_prep, 2)
+
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = LOGS / f"{stamp}-{name or boot.id}-{os.getpid()}"
+    run_dir.mkdir(parents=True, exist_ok=False)
+    full_env = {
+        "PATH": f"{PROJECT / '.venv' / 'bin'}:/usr/local/sbin:/usr/local/bin:"
+        "/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": "/tmp",
+        "TMPDIR": "/tmp",
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "ZONED_VM_RUN_DIR": str(run_dir),
+        **boot.env(),
+        **(env or {}),
+    }
+    script = ["#!/bin/sh", "# Generated by vm-tests/harness.py; run inside the guest."]
+    script += [f"export {k}={shlex.quote(v)}" for k, v in full_env.items()]
+    script += [f"cd {shlex.quote(str(PROJECT))}", f"exec {shlex.join(argv)}", ""]
+    (run_dir / "run.sh").write_text("\n".join(script))
+
+    argv_qemu = qemu_argv(boot, kernel, initramfs, run_dir)
+    (run_dir / "qemu.argv").write_text(shlex.join(argv_qemu) + "\n")
+    console = run_dir / "console.log"
+    t0 = time.monotonic()
+    timed_out = False
+    with console.open("wb") as log:
+        proc = subprocess.Popen(
+            argv_qemu,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        assert proc.stdout is not None
+        pump = threading.Thread(target=_pump, args=(proc.stdout, log, t0, timings), daemon=True)
+        pump.start()
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        pump.join(timeout=10)
+    duration = time.monotonic() - t0
+    timings["total_s"] = round(duration, 2)
+    if "userspace_s" in timings and "command_end_s" in timings:
+        timings["command_s"] = round(timings["command_end_s"] - timings["userspace_s"], 2)
+
+    rc: int | None = None
+    rc_file = run_dir / "rc"
+    if rc_file.exists():
+        rc = int(rc_file.read_text().strip())
+    else:
+        found = re.findall(rb"zoned-vm: exit status (\d+)", console.read_bytes())
+        if found:
+            rc = int(found[-1])
+    result = GuestResult(
+        rc=rc,
+        console_log_path=console,
+        run_dir=run_dir,
+        duration_s=round(duration, 2),
+        timed_out=timed_out,
+        qemu_rc=None if timed_out else proc.returncode,
+        timings=timings,
+        kernel_release=kernel.release,
+    )
+    record = {
+        "when": stamp,
+        "boot": boot.id,
+        "kernel": f"{kernel.package} {kernel.version}",
+        "accel": accel(),
+        "argv": list(argv),
+        "rc": rc,
+        "timed_out": timed_out,
+        **timings,
+    }
+    with (LOGS / "timings.jsonl").open("a") as out:
+        out.write(json.dumps(record) + "\n")
+    return result
