@@ -1,0 +1,435 @@
+"""The pure policy: ``decide(snapshot, decls, zonemap, state, now) -> Decision``.
+
+A function of plain frozen data: it reads no files, asks no backend, keeps no state of its
+own. The engine builds the snapshot, keeps ``PolicyState`` and carries out the actions.
+
+The ladder (DESIGN.md, "How the daemon juggles"), in the order ``decide`` applies it:
+
+1. **Record OOM kills.** The kernel's OOM inside a zone is the last resort; each kill is
+   recorded (``RecordOom``) with why nothing could be lent. zoned never kills by itself.
+2. **Grow who needs it**, most important first (priority, then how far over). A container
+   *needs* a node when what cannot be dropped (anon plus kernel memory) reaches
+   ``tripwire_pct`` of its zones' capacity, or when it reports real stall (a PSI trigger)
+   while its zones are full and it is out of its cooldown. Page cache alone never grows a
+   container: the kernel reclaims cache inside the zone by itself. Tripwire and pressure
+   events only wake the engine; the decision is on levels in the snapshot, never on how
+   often a counter moved (KERNEL-NOTES, "Pressure and OOM signals").
+
+   a. ``Lend`` a free pool node (lowest id that keeps the container within ``max``);
+   b. else ``Reclaim`` one from the best donor: a container above its ``min``, not in need,
+      out of its cooldown, whose anon still fits its remaining nodes with
+      ``host.headroom_pct`` kept free, and whose priority is not above the receiver's
+      unless it has been idle for ``idle_return_s``. Best = lowest priority, then idlest
+      (longest since it last needed memory), then name. Its least-used node is evacuated
+      first, after a ``DirectedReclaim`` when its pages would not fit under the tripwire
+      of the nodes it keeps;
+   c. else nothing can be lent: a reason says why (and an OOM, if it comes, is recorded).
+3. **Give idle nodes back.** A container above its ``min`` that has neither needed memory
+   nor changed for ``idle_return_s``, and whose anon would use less than
+   ``shrink_below_pct`` of its nodes without one, ``Return``s its least-used node.
+4. **Keep tripwires at** ``tripwire_pct`` of each settled container's capacity
+   (``SetTripwire``, only when the value changes: nothing is rewritten every tick).
+
+Never beyond ``max``, never below ``min`` (both in nodes, or in bytes of usable capacity:
+capacity less ``host.headroom_pct``, as placement counts them). Containers with an
+operation in flight are left alone; nodes in flight are taken by nobody.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from zoned.actions import (
+    Action,
+    DirectedReclaim,
+    Lend,
+    Reclaim,
+    RecordOom,
+    Return,
+    SetTripwire,
+)
+from zoned.decl import AmountUnit, ContainerDecl, Declarations
+from zoned.model import FREE, ZoneMap
+from zoned.nodelist import format_nodelist
+from zoned.placement import usable
+from zoned.sizes import format_size
+from zoned.snapshot import ContainerView, Snapshot
+
+
+def _empty() -> Mapping[str, float]:
+    return MappingProxyType({})
+
+
+def _empty_blocked() -> Mapping[str, tuple[float, str]]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class PolicyState:
+    """What the policy remembers between steps; the engine keeps it and passes it in.
+
+    ``last_need``: when each container last needed memory (idleness counts from there, or
+    from ``started`` for one that never did). ``blocked``: containers the engine gave up on
+    after failed writes, with until when and why; the policy leaves them alone till then.
+    """
+
+    started: float = 0.0
+    last_need: Mapping[str, float] = field(default_factory=_empty)
+    blocked: Mapping[str, tuple[float, str]] = field(default_factory=_empty_blocked)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The actions, in the order to start them, and notes on signals that led to no action
+    (``reasons``). ``needy`` names the containers found in need this step."""
+
+    actions: tuple[Action, ...] = ()
+    reasons: tuple[str, ...] = ()
+    needy: frozenset[str] = frozenset()
+
+
+# ---------------------------------------------------------------------------------------
+# min and max
+
+
+def keeps_min(decl: ContainerDecl, caps: list[int], headroom_pct: float) -> bool:
+    """Whether nodes of sizes ``caps`` still satisfy ``decl.min``."""
+    if decl.min.unit is AmountUnit.NODES:
+        return len(caps) >= decl.min.value
+    return usable(sum(caps), headroom_pct) >= decl.min.value
+
+
+def may_grow(decl: ContainerDecl, caps: list[int], headroom_pct: float) -> bool:
+    """Whether a container holding nodes of sizes ``caps`` may take one more: in nodes,
+    while below ``max``; in bytes, while its usable capacity is below ``max``."""
+    if decl.max.unit is AmountUnit.NODES:
+        return len(caps) < decl.max.value
+    return usable(sum(caps), headroom_pct) < decl.max.value
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{100.0 * part / whole:.0f}%" if whole else "-"
+
+
+def _nodes_word(nodes: frozenset[int] | set[int]) -> str:
+    return ("node " if len(nodes) == 1 else "nodes ") + (format_nodelist(nodes) or "none")
+
+
+# ---------------------------------------------------------------------------------------
+
+
+class _Ctx:
+    """One decision's working data: what has been promised so far in this decision."""
+
+    def __init__(
+        self,
+        snap: Snapshot,
+        decls: Declarations,
+        zonemap: ZoneMap,
+        state: PolicyState,
+        now: float,
+    ) -> None:
+        self.snap = snap
+        self.decls = decls
+        self.p = decls.policy
+        self.headroom = decls.host.headroom_pct
+        self.zonemap = zonemap
+        self.state = state
+        self.now = now
+        self.taken: set[int] = set(snap.busy_nodes)  # nodes promised or in flight
+        self.touched: set[str] = set()  # containers given an action that changes nodes
+        self.actions: list[Action] = []
+        self.reasons: list[str] = []
+        self.needy: dict[str, str] = {}  # name → why it needs a node
+        self.why_not: dict[str, str] = {}  # name → why it could not get one
+
+    # -- facts about containers ------------------------------------------------------
+
+    def decl(self, name: str) -> ContainerDecl | None:
+        try:
+            return self.decls.container(name)
+        except KeyError:
+            return None
+
+    def caps(self, nodes: frozenset[int] | set[int]) -> list[int]:
+        return [self.snap.nodes[n].total for n in sorted(nodes) if n in self.snap.nodes]
+
+    def cap(self, nodes: frozenset[int] | set[int]) -> int:
+        return sum(self.caps(nodes))
+
+    def trip_level(self, cap: int) -> int:
+        return int(cap * self.p.tripwire_pct / 100.0)
+
+    def in_cooldown(self, c: ContainerView) -> bool:
+        return c.last_change is not None and self.now - c.last_change < self.p.cooldown_s
+
+    def idle_s(self, name: str) -> float:
+        return self.now - self.state.last_need.get(name, self.state.started)
+
+    def blocked(self, name: str) -> str | None:
+        b = self.state.blocked.get(name)
+        if b is not None and self.now < b[0]:
+            return b[1]
+        return None
+
+    def settled(self, c: ContainerView) -> bool:
+        """No operation in flight, not given up on, still declared."""
+        return not c.pending and self.blocked(c.name) is None and self.decl(c.name) is not None
+
+    def need(self, c: ContainerView) -> str | None:
+        """Why ``c`` needs another node now, or None."""
+        cap = self.cap(c.nodes)
+        trip = self.trip_level(cap)
+        pct = f"{self.p.tripwire_pct:g}%"
+        if cap and c.unreclaimable >= trip:
+            return (
+                f"{c.name}: anon {format_size(c.unreclaimable)} of {format_size(cap)} "
+                f"capacity crossed tripwire {pct}"
+            )
+        if c.stalled and cap and c.current >= trip:
+            if self.in_cooldown(c):
+                # PSI averages over a window: a stall seen right after a change is likely
+                # from before it. Let the cooldown absorb it.
+                self.note(
+                    f"{c.name}: stalled, but it changed {self.now - (c.last_change or 0):.1f}s "
+                    f"ago (cooldown {self.p.cooldown_s:g}s); waiting"
+                )
+                return None
+            return (
+                f"{c.name}: stalled with its zones full ({format_size(c.current)} of "
+                f"{format_size(cap)}, {format_size(c.file)} page cache)"
+            )
+        if c.tripped or c.stalled:
+            self.note(
+                f"{c.name}: usage {format_size(c.current)} of {format_size(cap)} is mostly "
+                f"page cache ({format_size(c.file)}); anon {format_size(c.unreclaimable)} is "
+                f"under tripwire {pct} and there is no real stall, so the kernel reclaims "
+                "cache inside its zones; not growing"
+            )
+        return None
+
+    def note(self, text: str) -> None:
+        if text not in self.reasons:
+            self.reasons.append(text)
+
+    # -- the ladder ------------------------------------------------------------------
+
+    def free_node(self, c: ContainerView, decl: ContainerDecl) -> int | None:
+        if not may_grow(decl, self.caps(c.nodes), self.headroom):
+            return None
+        free = sorted(self.zonemap.nodes_with(FREE) - self.taken)
+        return next((n for n in free if n in self.snap.nodes), None)
+
+    def donor_for(
+        self, recv: ContainerView, rdecl: ContainerDecl
+    ) -> tuple[ContainerView, int, str] | str:
+        """The best donor with the node it gives and words on why it was chosen, or words
+        on why nobody can give."""
+        rejected: list[str] = []
+        candidates: list[tuple[tuple[int, float, float, str], ContainerView, int]] = []
+        for d in sorted(self.snap.containers.values(), key=lambda v: v.name):
+            if d.name == recv.name:
+                continue
+            ddecl = self.decl(d.name)
+            if ddecl is None:
+                continue
+            if d.pending or d.name in self.touched:
+                rejected.append(f"{d.name} busy")
+                continue
+            if self.blocked(d.name) is not None:
+                rejected.append(f"{d.name} on hold")
+                continue
+            if d.name in self.needy:
+                rejected.append(f"{d.name} needs its nodes")
+                continue
+            if self.in_cooldown(d):
+                rejected.append(f"{d.name} in cooldown")
+                continue
+            idle = self.idle_s(d.name)
+            if ddecl.priority > rdecl.priority and idle < self.p.idle_return_s:
+                rejected.append(f"{d.name} has higher priority and is active")
+                continue
+            node = self.node_to_give(d, ddecl)
+            if node is None:
+                rejected.append(f"{d.name} at its min")
+                continue
+            rest = self.cap(d.nodes - {node})
+            if d.unreclaimable > usable(rest, self.headroom):
+                rejected.append(f"{d.name}'s anon would not fit without a node")
+                continue
+            frac = d.unreclaimable / rest if rest else 1.0
+            candidates.append(((ddecl.priority, -idle, frac, d.name), d, node))
+        if not candidates:
+            return "; ".join(rejected) if rejected else "no other container"
+        candidates.sort(key=lambda t: t[0])
+        _, d, node = candidates[0]
+        why = f"{d.name} (priority {self.decls.container(d.name).priority}"
+        why += f", idle {self.idle_s(d.name):.0f}s)"
+        return d, node, why
+
+    def node_to_give(self, d: ContainerView, ddecl: ContainerDecl) -> int | None:
+        """``d``'s least-used node whose removal keeps its min, or None."""
+        options = [
+            n
+            for n in d.nodes
+            if n not in self.taken and keeps_min(ddecl, self.caps(d.nodes - {n}), self.headroom)
+        ]
+        if not options:
+            return None
+        return min(options, key=lambda n: (d.per_node.get(n, 0), n))
+
+    def evacuate(self, d: ContainerView, node: int) -> list[Action]:
+        """The directed reclaim that must precede evacuating ``node`` from ``d``, if any:
+        when its pages would not fit under the tripwire of the nodes it keeps."""
+        rest = self.cap(d.nodes - {node})
+        target = self.trip_level(rest)
+        excess = d.current - target
+        if excess <= 0 or not self.p.reclaim_before_evacuate:
+            return []
+        nbytes = min(excess, d.file)
+        if nbytes <= 0:
+            return []
+        return [
+            DirectedReclaim(
+                d.name,
+                nbytes,
+                f"{d.name}: {format_size(d.current)} would not fit under the tripwire "
+                f"({format_size(target)}) of {_nodes_word(d.nodes - {node})}; dropping "
+                f"{format_size(nbytes)} of page cache before evacuating node {node}",
+            )
+        ]
+
+    def grow(self, c: ContainerView, why: str) -> None:
+        decl = self.decls.container(c.name)
+        if not may_grow(decl, self.caps(c.nodes), self.headroom):
+            self.why_not[c.name] = f"at its max ({decl.max})"
+            self.note(f"{why}; at its max ({decl.max}), cannot grow")
+            return
+        node = self.free_node(c, decl)
+        if node is not None:
+            self.taken.add(node)
+            self.touched.add(c.name)
+            self.actions.append(Lend(node, c.name, f"{why}; lent node {node} (free)"))
+            return
+        found = self.donor_for(c, decl)
+        if isinstance(found, str):
+            self.why_not[c.name] = f"no free node; no donor ({found})"
+            self.note(f"{why}; nothing can be lent: no free node; no donor ({found})")
+            return
+        d, node, dwhy = found
+        self.taken.add(node)
+        self.touched.update((c.name, d.name))
+        self.actions.extend(self.evacuate(d, node))
+        self.actions.append(
+            Reclaim(
+                node,
+                d.name,
+                c.name,
+                f"{why}; no free node; reclaimed node {node} from {dwhy}, evacuated first",
+            )
+        )
+
+    def idle_return(self, d: ContainerView) -> None:
+        ddecl = self.decls.container(d.name)
+        idle = self.idle_s(d.name)
+        if idle < self.p.idle_return_s:
+            return
+        if d.last_change is not None and self.now - d.last_change < self.p.idle_return_s:
+            return
+        node = self.node_to_give(d, ddecl)
+        if node is None:
+            return
+        rest = self.cap(d.nodes - {node})
+        limit = int(rest * self.p.shrink_below_pct / 100.0)
+        if d.unreclaimable >= limit:
+            return
+        self.taken.add(node)
+        self.touched.add(d.name)
+        self.actions.extend(self.evacuate(d, node))
+        self.actions.append(
+            Return(
+                node,
+                d.name,
+                f"{d.name}: idle {idle:.0f}s (>= {self.p.idle_return_s:g}s) and anon "
+                f"{format_size(d.unreclaimable)} would use {_pct(d.unreclaimable, rest)} of "
+                f"{_nodes_word(d.nodes - {node})} (< {self.p.shrink_below_pct:g}%); "
+                f"returned node {node} to the pool",
+            )
+        )
+
+    def tripwire(self, c: ContainerView) -> None:
+        cap = self.cap(c.nodes)
+        want = self.trip_level(cap)
+        if cap and c.tripwire != want:
+            self.actions.append(
+                SetTripwire(
+                    c.name,
+                    want,
+                    f"{c.name}: capacity {format_size(cap)} ({_nodes_word(c.nodes)}); "
+                    f"tripwire at {self.p.tripwire_pct:g}% = {format_size(want)}",
+                )
+            )
+
+
+def decide(
+    snapshot: Snapshot,
+    decls: Declarations,
+    zonemap: ZoneMap,
+    state: PolicyState,
+    now: float,
+) -> Decision:
+    """Decide what to do now; see the module docstring for the rules. Pure."""
+    ctx = _Ctx(snapshot, decls, zonemap, state, now)
+    views = snapshot.containers
+
+    for c in views.values():
+        if ctx.settled(c):
+            why = ctx.need(c)
+            if why is not None:
+                ctx.needy[c.name] = why
+        elif c.tripped or c.stalled:
+            held = ctx.blocked(c.name)
+            ctx.note(
+                f"{c.name}: signal while "
+                + (f"on hold ({held})" if held else "an operation is in flight")
+                + "; waiting"
+            )
+
+    def urgency(name: str) -> tuple[int, float, str]:
+        c = views[name]
+        cap = ctx.cap(c.nodes)
+        return (-decls.container(name).priority, -(c.unreclaimable / cap if cap else 1.0), name)
+
+    for name in sorted(ctx.needy, key=urgency):
+        ctx.grow(views[name], ctx.needy[name])
+
+    for c in sorted(views.values(), key=lambda v: v.name):
+        if c.oom_kills:
+            cap = ctx.cap(c.nodes)
+            why = ctx.why_not.get(c.name)
+            if why is None and c.name not in ctx.needy:
+                why = "it did not look short of memory at this step"
+            elif why is None:
+                why = "a node is on its way"
+            ctx.actions.insert(
+                0,
+                RecordOom(
+                    c.name,
+                    f"{c.name}: the kernel OOM-killed {c.oom_kills} process"
+                    f"{'es' if c.oom_kills > 1 else ''} inside its zones ({_nodes_word(c.nodes)}, "
+                    f"anon {format_size(c.unreclaimable)} of {format_size(cap)}); {why}",
+                    c.oom_kills,
+                ),
+            )
+
+    for c in sorted(views.values(), key=lambda v: v.name):
+        if ctx.settled(c) and c.name not in ctx.needy and c.name not in ctx.touched:
+            ctx.idle_return(c)
+
+    for c in sorted(views.values(), key=lambda v: v.name):
+        if ctx.settled(c) and c.name not in ctx.touched:
+            ctx.tripwire(c)
+
+    return Decision(tuple(ctx.actions), tuple(ctx.reasons), frozenset(ctx.needy))

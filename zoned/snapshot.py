@@ -1,0 +1,61 @@
+"""What the policy sees: one frozen picture of the host, built by the engine each step.
+
+The policy never reads files or asks the backend; everything it decides on is here, so a
+test can build a snapshot by hand and check the decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+
+@dataclass(frozen=True)
+class ContainerView:
+    """One container now (bytes; times in seconds on the engine's clock)."""
+
+    name: str
+    nodes: frozenset[int]  # the nodes the zone map gives it
+    current: int  # everything its memcg holds
+    anon: int  # anonymous memory
+    file: int  # page cache (droppable)
+    per_node: Mapping[int, int] = field(default_factory=lambda: MappingProxyType({}))
+    tripwire: int | None = None  # what the engine last armed
+    last_change: float | None = None  # when it last gained or lost a node
+    stalled: bool = False  # a pressure event (PSI trigger: real stall) arrived this step
+    tripped: bool = False  # a tripwire event arrived this step (a wake-up, not a decision)
+    oom_kills: int = 0  # kernel OOM kills reported this step
+    pending: tuple[str, ...] = ()  # operations in flight that involve it, in words
+
+    @property
+    def unreclaimable(self) -> int:
+        """What the kernel cannot drop: everything but page cache (anon plus kernel memory).
+
+        Never less than ``anon``; this is what "anon" means in reasons."""
+        return max(self.anon, self.current - self.file)
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """One memory node now (bytes)."""
+
+    id: int
+    total: int
+    free: int
+    file: int = 0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The host at time ``at``: containers by name, memory nodes by id, and the nodes that
+    an operation in flight is moving (nobody else may take them)."""
+
+    at: float
+    containers: Mapping[str, ContainerView]
+    nodes: Mapping[int, NodeView]
+    busy_nodes: frozenset[int] = frozenset()
+
+    def capacity(self, nodes: frozenset[int] | set[int]) -> int:
+        """MemTotal of ``nodes`` (bytes); unknown nodes count as 0."""
+        return sum(self.nodes[n].total for n in nodes if n in self.nodes)
