@@ -9,6 +9,7 @@ Defaults shown in the schema come from the dataclasses in ``zoned.decl``.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -74,8 +75,8 @@ def _number(node: Node, integral: bool) -> int | float | None:
     if not isinstance(node, ScalarNode) or node.tag not in (TAG_INT, TAG_FLOAT):
         return None
     value = scalar_value(node)
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return None
+    if not isinstance(value, int | float) or isinstance(value, bool) or math.isnan(value):
+        return None  # not a number, or NaN
     if integral:
         if isinstance(value, float):
             return int(value) if value.is_integer() else None
@@ -211,8 +212,6 @@ class NodeListKind(Kind):
     expected: str = "a list of node ids, like [0, 1]"
 
     def parse(self, node: Node, path: str, sink: Sink) -> tuple[int, ...] | None:
-        if isinstance(node, ScalarNode) and node.tag == TAG_NULL:
-            return ()
         if not isinstance(node, SequenceNode):
             self.bad(node, path, sink)
             return None
