@@ -339,7 +339,7 @@ def test_tripwire_follows_capacity_and_is_not_rewritten() -> None:
     dec = run(snap(stale), decls(c("web", lo=2)), m)
     assert dec.actions == (
         SetTripwire(
-            "web", int(2 * NODE * 0.85), "web: capacity 1G (nodes 1-2); tripwire at 85% = 870.4M"
+            "web", int(2 * NODE * 0.85), "web: capacity 1G (nodes 1-2); tripwire at 85% = 870M"
         ),
     )
 
