@@ -291,23 +291,29 @@ def test_plan_without_containers_aims_at_256m_nodes_up_to_16() -> None:
 def test_plan_rounds_mins_up_to_whole_nodes_with_little_waste() -> None:
     c300 = (Amount.bytes_(300 * MIB), Amount.bytes_(600 * MIB))
     plan = plan_fake_numa(2 * GIB, [c300, c300])
-    # 4 nodes (512M) would fit, but hold 2x212M beyond the mins (> 1/8 of 2G); 5 nodes
-    # (~410M) hold 2x~110M: node 0 + 2 mins + 2 free (at least one spare for growth).
-    assert plan.nodes == 5
+    # At least 8 nodes (the ~256M default). A node counts as 90% of its size, so each
+    # 300M min takes 2 nodes. 8 nodes (256M) hold 2x212M beyond the mins and 9 (~228M)
+    # 2x155M, both over 1/8 of 2G; 10 (~205M) hold 2x110M.
+    assert plan.nodes == 10
     assert plan.reasons[0] == (
-        "5 nodes of ~410M: node 0 reserved for the host, 2 for the containers' mins, 2 free to lend"
+        "10 nodes of ~205M: node 0 reserved for the host, 4 for the containers' mins, "
+        "5 free to lend"
     )
     assert "at least one spare node so a container can grow past its min" in plan.reasons
+    assert plan_fake_numa(1 * GIB, [c300, c300]).nodes == 6
 
 
-def test_plan_counts_nodes_and_needs_room_for_a_max_in_nodes() -> None:
-    plan = plan_fake_numa(2 * GIB, [(Amount.nodes(2), Amount.nodes(6))])
-    assert plan.nodes == 7  # 6 lendable nodes so the max of 6 nodes can be reached
+def test_plan_needs_room_for_a_max_in_nodes() -> None:
+    # 512M: the default would be 2 nodes; 1 + min 1 + a spare is 3; a max of 3 nodes
+    # needs 3 lendable nodes besides node 0.
+    assert plan_fake_numa(512 * MIB, [(Amount.nodes(1), Amount.nodes(3))]).nodes == 4
+    assert plan_fake_numa(512 * MIB, [(Amount.nodes(1), Amount.nodes(2))]).nodes == 3
 
 
 def test_plan_without_growth_needs_no_spare() -> None:
     fixed = (Amount.nodes(1), Amount.nodes(1))
-    assert plan_fake_numa(1 * GIB, [fixed]).nodes == 2
+    assert plan_fake_numa(512 * MIB, [fixed]).nodes == 2
+    assert plan_fake_numa(1 * GIB, [fixed]).nodes == 4  # the ~256M default still holds
 
 
 def test_plan_refuses_what_cannot_fit() -> None:
@@ -444,13 +450,13 @@ def test_command_sizes_the_recommendation_for_config(
     )
     assert status == 0
     assert loaded == [cfg]
-    assert json.loads(out)["recommendation"]["param"] == "numa=fake=5"
+    assert json.loads(out)["recommendation"]["param"] == "numa=fake=10"
 
     # On a fake-NUMA machine, --config still asks what its containers would want.
     status, out, _ = run(
         capsys, "--config", str(cfg), "--sysfs-root", str(SYS8), "--proc-root", str(PROC8)
     )
-    assert "recommended for the declared containers: numa=fake=5 (memory: 1.9G)" in out
+    assert "recommended for the declared containers: numa=fake=10 (memory: 1.9G)" in out
 
 
 def test_command_error_goes_to_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -255,10 +255,12 @@ def plan_fake_numa(
     when any container may grow past its min (overcommit needs a node to lend); nodes of
     at least 32 MiB (FAKE_NODE_MIN_SIZE); a max given in nodes must fit in the nodes
     besides node 0; never more than 64 nodes and preferably at
-    most 16 (zonelist walk cost). Among the fits, the fewest nodes whose rounding waste
-    (whole nodes held beyond byte-sized mins) stays within 1/8 of the RAM; else the
-    least waste. The count form ``N`` rather than a size is recommended because it
-    spreads the remainder over the nodes instead of leaving one odd-sized last node.
+    most 16 (zonelist walk cost); no fewer nodes than without containers (nodes of ~256
+    MiB, 2 to 16 of them), so lending stays fine-grained. Among the fits, the fewest
+    nodes whose rounding waste (whole nodes held beyond byte-sized mins) stays within
+    1/8 of the RAM; else the least waste. The count form ``N`` rather than a size is
+    recommended because it spreads the remainder over the nodes instead of leaving one
+    odd-sized last node.
 
     Raises TopologyError when nothing fits.
     """
@@ -268,8 +270,9 @@ def plan_fake_numa(
             f"{format_size(total_bytes)} of memory is too little for fake NUMA: "
             f"at least 2 nodes of {format_size(FAKE_NODE_MIN_SIZE)} are needed"
         )
+    floor = max(2, min(PREFERRED_MAX_NODES, max_nodes, total_bytes // DEFAULT_NODE_TARGET))
     if not containers:
-        n = max(2, min(PREFERRED_MAX_NODES, max_nodes, total_bytes // DEFAULT_NODE_TARGET))
+        n = floor
         size = total_bytes // n
         return FakeNumaPlan(
             n,
@@ -311,7 +314,12 @@ def plan_fake_numa(
             + (" and a spare" if spare else "")
             + ")"
         )
-    preferred = [f for f in feasible if f[0] <= PREFERRED_MAX_NODES] or feasible
+    # Declared containers never make lending coarser than the no-container default.
+    preferred = (
+        [f for f in feasible if floor <= f[0] <= PREFERRED_MAX_NODES]
+        or [f for f in feasible if f[0] <= PREFERRED_MAX_NODES]
+        or feasible
+    )
     budget = total_bytes // 8
     good = [f for f in preferred if f[2] <= budget]
     n, held, waste = good[0] if good else min(preferred, key=lambda f: (f[2], f[0]))
