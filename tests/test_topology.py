@@ -118,7 +118,7 @@ def test_memoryless_node(tmp_path: Path) -> None:
     assert topo.memory_node_ids == (0, 2)
     assert topo.node(1).cpus == ()
     assert warnings(topo) == [
-        "node 1 has no memory: they cannot be given to a container (cpuset.mems refuses them)"
+        "node 1 has no memory: it cannot be given to a container (cpuset.mems refuses it)"
     ]
 
 

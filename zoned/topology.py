@@ -376,9 +376,11 @@ def warnings(topology: Topology) -> list[str]:
     memoryless = [n.id for n in topology.nodes if not n.has_memory]
     if memoryless:
         out.append(
-            f"node{'s' if len(memoryless) > 1 else ''} {format_nodelist(memoryless)} "
-            "ha" + ("ve" if len(memoryless) > 1 else "s") + " no memory: "
-            "they cannot be given to a container (cpuset.mems refuses them)"
+            f"nodes {format_nodelist(memoryless)} have no memory: they cannot be given to a "
+            "container (cpuset.mems refuses them)"
+            if len(memoryless) > 1
+            else f"node {memoryless[0]} has no memory: it cannot be given to a container "
+            "(cpuset.mems refuses it)"
         )
     if len(mem_nodes) > 2 and mem_nodes[0].id == 0:
         others = median(n.mem_total for n in mem_nodes[1:])
