@@ -73,40 +73,41 @@ def loads_many(sources: Sequence[tuple[str, str]]) -> Declarations:
 
 
 def _build(sources: Sequence[tuple[str, str | None]]) -> Declarations:
+    """Parse every file, then check across fields; raise with all problems in file order.
+
+    Cross-field checks run on what did parse, so one bad value does not hide another
+    problem; the result is only returned when there is no problem at all.
+    """
     sink = Sink()
-    problems: list[Problem] = []
     sections: dict[str, Any] = {}
     containers: list[ContainerDecl] = []
     for index, (filename, text) in enumerate(sources):
         sink.filename = filename
-        start = len(sink.problems)
-        values = _read_file(text or "", sink, main=index == 0)
-        if values is not None:
-            for key in ("host", "policy"):
-                if key in values:
-                    sections[key] = values[key]
-            containers.extend(values.get("containers", []))
-        problems.extend(_in_file_order(sink.problems[start:]))
-    decls: Declarations | None = None
-    if not problems:
-        host = _host(sections.get("host", {}))
-        policy = PolicyDecl(**sections.get("policy", {}))
-        decls = Declarations(
-            host=host,
-            policy=policy,
-            containers=tuple(containers),
-            files=tuple(name for name, _ in sources),
-            locations=MappingProxyType(dict(sink.locations)),
-        )
-        problems = _cross_checks(decls)
-    if problems or decls is None:
-        raise ConfigError(problems)
+        values = _read_file(text or "", sink, main=index == 0) or {}
+        for key in ("host", "policy"):
+            if values.get(key) is not None:
+                sections[key] = values[key]
+        containers.extend(values.get("containers") or [])
+    decls = Declarations(
+        host=_host(sections.get("host", {})),
+        policy=PolicyDecl(**sections.get("policy", {})),
+        containers=tuple(containers),
+        files=tuple(name for name, _ in sources),
+        locations=MappingProxyType(dict(sink.locations)),
+    )
+    problems = sink.problems + _cross_checks(decls, sink.bad_paths)
+    if problems:
+        raise ConfigError(_in_file_order(problems, decls.files))
     return decls
 
 
-def _in_file_order(problems: list[Problem]) -> list[Problem]:
-    def key(p: Problem) -> tuple[int, int]:
-        return (p.where.line, p.where.column) if p.where else (0, 0)
+def _in_file_order(problems: list[Problem], files: Sequence[str]) -> list[Problem]:
+    """Sorted by file (in reading order), line and column; stable for equal places."""
+    order = {name: i for i, name in enumerate(files)}
+
+    def key(p: Problem) -> tuple[int, int, int]:
+        w = p.where or Location("", 0, 0)
+        return (order.get(w.file, -1), w.line, w.column)
 
     return sorted(problems, key=key)
 
@@ -148,11 +149,16 @@ def _problem(decls: Declarations, key: str, found: str, expected: str) -> Proble
     return Problem(decls.where(key), f"{key}: found {found}; expected {expected}")
 
 
-def _cross_checks(decls: Declarations) -> list[Problem]:
-    """Checks between fields, once each field is valid on its own."""
+def _cross_checks(decls: Declarations, bad_paths: set[str]) -> list[Problem]:
+    """Checks between fields; each runs only when none of its fields had a problem."""
+
+    def clean(*keys: str) -> bool:
+        return not any(p.startswith(keys) for p in bad_paths)
+
     out: list[Problem] = []
     reserved = set(decls.host.reserved_nodes)
-    for i, n in enumerate(decls.host.shared_nodes):
+    shared_ok = clean("host.reserved_nodes", "host.shared")
+    for i, n in enumerate(decls.host.shared_nodes if shared_ok else ()):
         if n in reserved:
             out.append(
                 _problem(
@@ -163,7 +169,7 @@ def _cross_checks(decls: Declarations) -> list[Problem]:
                 )
             )
     pol = decls.policy
-    if pol.psi_some_ms > pol.psi_window_ms:
+    if pol.psi_some_ms > pol.psi_window_ms and clean("policy.psi_"):
         key = (
             "policy.psi_some_ms"
             if "policy.psi_some_ms" in decls.locations
@@ -177,7 +183,7 @@ def _cross_checks(decls: Declarations) -> list[Problem]:
                 "a stall no longer than its window",
             )
         )
-    return sorted(out, key=lambda p: (p.where.line, p.where.column) if p.where else (0, 0))
+    return out
 
 
 def check_against_topology(decls: Declarations, topology: Topology) -> list[Problem]:
@@ -227,10 +233,4 @@ def check_against_topology(decls: Declarations, topology: Topology) -> list[Prob
                 f"at most {len(with_memory)}, the nodes with memory on this machine",
             )
         )
-    order = {name: i for i, name in enumerate(decls.files)}
-
-    def file_order(p: Problem) -> tuple[int, int, int]:
-        w = p.where or Location("", 0, 0)
-        return (order.get(w.file, -1), w.line, w.column)
-
-    return sorted(out, key=file_order)
+    return _in_file_order(out, decls.files)

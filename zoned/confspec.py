@@ -522,9 +522,8 @@ class SectionKind(Kind):
         self.expected = "a mapping with keys " + ", ".join(f.name for f in self.table)
 
     def parse(self, node: Node, path: str, sink: Sink) -> dict[str, Any] | None:
-        before = len(sink.problems)
-        values = parse_mapping(node, path, self.table, sink)
-        return values if len(sink.problems) == before else None
+        """The keys that parsed (the caller refuses the whole file if any problem was added)."""
+        return parse_mapping(node, path, self.table, sink)
 
     def schema(self) -> JSON:
         return section_schema(self.table)
@@ -532,7 +531,10 @@ class SectionKind(Kind):
 
 @dataclass
 class ContainersKind(Kind):
-    """``containers:``: name → container. Names are unique across the main file and drop-ins."""
+    """``containers:``: name → container. Names are unique across the main file and drop-ins.
+
+    Returns the containers that parsed; callers refuse everything if a problem was added.
+    """
 
     expected: str = "a mapping of container names to {min, max, ...}"
 
@@ -542,7 +544,6 @@ class ContainersKind(Kind):
         if not isinstance(node, MappingNode):
             self.bad(node, path, sink)
             return None
-        before = len(sink.problems)
         out: list[ContainerDecl] = []
         for key_node, body in node.value:
             name = key_text(key_node)
@@ -576,7 +577,7 @@ class ContainersKind(Kind):
                 )
                 continue
             out.append(ContainerDecl(name=name, **values))
-        return out if len(sink.problems) == before else None
+        return out
 
     def schema(self) -> JSON:
         return {

@@ -79,6 +79,7 @@ class Sink:
     problems: list[Problem] = field(default_factory=list)
     locations: dict[str, Location] = field(default_factory=dict)
     defined: dict[str, Location] = field(default_factory=dict)
+    bad_paths: set[str] = field(default_factory=set)  # dotted keys that had a problem
 
     def at(self, node: Node) -> Location:
         mark = node.start_mark
@@ -89,6 +90,7 @@ class Sink:
         self.locations.setdefault(path, self.at(node))
 
     def found(self, node: Node, path: str, found: str, expected: str) -> None:
-        """Record ``<loc>: <path>: found <found>; expected <expected>``."""
+        """Record ``<loc>: <path>: found <found>; expected <expected>`` and mark ``path`` bad."""
+        self.bad_paths.add(path)
         prefix = f"{path}: " if path else ""
         self.problems.append(Problem(self.at(node), f"{prefix}found {found}; expected {expected}"))
