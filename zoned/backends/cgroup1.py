@@ -1,0 +1,512 @@
+"""The cgroup v1 backend: split ``cpuset`` and ``memory`` hierarchies, eventfd notifications.
+
+A container is the cgroup ``<parent>/<name>`` (or an adopted path) in *both* hierarchies.
+Kernel facts this module relies on (measured on 6.18, see docs/kernel-checks.md):
+
+- a new cpuset starts with empty ``cpuset.cpus`` and ``cpuset.mems``; adding a task before
+  both are set fails with ENOSPC, so the order is cpus → mems → tasks;
+- a child's mems must be a subset of its parent's (EACCES); a node without memory is
+  EINVAL; emptying the mems of a populated cpuset is ENOSPC;
+- a zero-length ``write(2)`` never reaches the kernel: emptying a list needs ``"\\n"``;
+- ``cpuset.memory_migrate=1`` makes pages follow a ``cpuset.mems`` change; that write
+  blocks while pages migrate, so it runs on a worker (:class:`FdLoop`);
+- the granted set is ``cpuset.effective_mems`` (v1 name);
+- notifications are eventfds registered in ``cgroup.event_control`` (:mod:`zoned.v1events`);
+  removing the cgroup signals each of them once, so a signal on a vanished cgroup is GONE.
+
+Directed reclaim: v1 has no ``memory.reclaim``. ``memory.force_empty`` is no substitute: it
+reclaims *everything* the cgroup holds (meant for an empty cgroup before rmdir), not N
+bytes. Instead ``memory.limit_in_bytes`` is lowered towards ``usage - N`` in steps (the
+kernel reclaims to fit each new limit, and answers EBUSY when it cannot) and the original
+limit is restored in a ``finally``. Risk: while the limit is low, an allocation inside the
+container that cannot be satisfied by reclaim OOM-kills there. Steps keep each window
+short and the first EBUSY stops the descent.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from zoned import memstat, v1events
+from zoned.backends.base import (
+    Backend,
+    CgroupState,
+    Event,
+    EventKind,
+    NodeMemory,
+    OpKind,
+    OpResult,
+    Usage,
+)
+from zoned.backends.fdloop import IN, FdLoop, Outcome
+from zoned.cgroupfs import CgroupFs
+from zoned.decl import ContainerDecl
+from zoned.errors import BackendError, CgroupGone, EffectiveMismatch, WriteRefused
+from zoned.hierarchy import v1_roots
+from zoned.model import Topology
+from zoned.nodelist import format_nodelist, parse_nodelist
+from zoned.v1events import Registration, Watch
+
+log = logging.getLogger(__name__)
+
+_EMPTY_PROCS: tuple[int, ...] = ()
+
+
+def _mems_text(nodes: frozenset[int]) -> str:
+    # A zero-length write is a no-op (it never reaches the kernel); "\n" means "empty".
+    return format_nodelist(nodes) or "\n"
+
+
+@dataclass
+class _Managed:
+    """A container this backend watches."""
+
+    name: str
+    path: str
+    owned: bool  # zoned's own <parent>/<name>: release() may remove it
+    tripwire: int | None = None
+    regs: dict[Watch, Registration] = field(default_factory=dict)
+    oom_kills: int = 0  # last seen memory.oom_control oom_kill
+
+
+class Cgroup1Backend(Backend):
+    """cgroup v1 cpuset + memory. Only the engine's thread may call it (see Backend)."""
+
+    name = "cgroup1"
+
+    def __init__(
+        self,
+        *,
+        parent: str = "zoned",
+        cpuset_root: Path | None = None,
+        memory_root: Path | None = None,
+        proc_root: Path = Path("/proc"),
+        sys_root: Path = Path("/sys"),
+        adopt: Mapping[str, str] = MappingProxyType({}),
+        enable_memory_pressure: bool = True,
+        pressure_level: str | None = "low",
+        pressure_mode: str = "hierarchy",
+        watch_oom: bool = True,
+        reclaim_steps: int = 4,
+        page_size: int | None = None,
+        workers: int = 2,
+        clock: Callable[[], float] = time.monotonic,
+        fs_factory: Callable[[Path], CgroupFs] = CgroupFs,
+    ) -> None:
+        """Roots not given are found in ``<proc_root>/self/mountinfo`` (Unsupported if a
+        controller is not mounted on v1). ``adopt`` maps container names to existing cgroup
+        paths. ``enable_memory_pressure`` sets the root's ``cpuset.memory_pressure_enabled``
+        (a host-wide switch: the daemon wants it, tests must not flip it). ``fs_factory`` builds
+        the file access for each root (tests hand in a fake that acts like kernfs)."""
+        if cpuset_root is None or memory_root is None:
+            found_cpuset, found_memory = v1_roots(proc_root)
+            cpuset_root = cpuset_root or found_cpuset
+            memory_root = memory_root or found_memory
+        if pressure_level is not None and pressure_level not in v1events.PRESSURE_LEVELS:
+            raise ValueError(f"bad pressure level {pressure_level!r}")
+        if pressure_mode not in v1events.PRESSURE_MODES:
+            raise ValueError(f"bad pressure mode {pressure_mode!r}")
+        if reclaim_steps < 1:
+            raise ValueError("reclaim_steps must be >= 1")
+        self.cpuset = fs_factory(cpuset_root)
+        self.memory = fs_factory(memory_root)
+        self.parent = parent.strip("/")
+        self._proc_root = proc_root
+        self._sys_root = sys_root
+        self._adopt = dict(adopt)
+        self._pressure_level = pressure_level
+        self._pressure_mode = pressure_mode
+        self._watch_oom = watch_oom
+        self._reclaim_steps = reclaim_steps
+        self.page_size = page_size or os.sysconf("SC_PAGE_SIZE")
+        self._loop = FdLoop(workers=workers, clock=clock, name="zoned-v1-op")
+        self._managed: dict[str, _Managed] = {}
+        # Older kernels mounted with cpuset_v2_mode, or without the effective files, only
+        # have cpuset.mems; it then is what the kernel holds.
+        self._effective_mems = (
+            "cpuset.effective_mems"
+            if self.cpuset.has_file("", "cpuset.effective_mems")
+            else "cpuset.mems"
+        )
+        if enable_memory_pressure and self.cpuset.write_if_changed(
+            "", "cpuset.memory_pressure_enabled", "1"
+        ):
+            log.info("enabled cpuset.memory_pressure_enabled at %s", self.cpuset.root)
+
+    # -- clock and host --------------------------------------------------------------
+
+    def now(self) -> float:
+        return self._loop.now()
+
+    def topology(self) -> Topology:
+        return Topology(
+            nodes=memstat.node_infos(self._sys_root),
+            fake_numa=self._fake_numa(),
+            numa_balancing=self._numa_balancing(),
+            cmdline=self._cmdline(),
+        )
+
+    def node_memory(self) -> Mapping[int, NodeMemory]:
+        return memstat.node_memory(self._sys_root)
+
+    def _cmdline(self) -> str:
+        try:
+            return (self._proc_root / "cmdline").read_text().strip()
+        except OSError:
+            return ""
+
+    def _fake_numa(self) -> str | None:
+        for arg in self._cmdline().split():
+            if arg.startswith("numa=fake="):
+                return arg.removeprefix("numa=fake=")
+        return None
+
+    def _numa_balancing(self) -> bool | None:
+        try:
+            text = (self._proc_root / "sys" / "kernel" / "numa_balancing").read_text()
+        except OSError:
+            return None
+        return text.strip() not in ("", "0")
+
+    # -- paths -----------------------------------------------------------------------
+
+    def path_of(self, name: str) -> str:
+        """The cgroup path (relative to both roots) of a container."""
+        if name in self._managed:
+            return self._managed[name].path
+        if name in self._adopt:
+            return self._adopt[name].strip("/")
+        return f"{self.parent}/{name}" if self.parent else name
+
+    def _effective(self, path: str) -> frozenset[int]:
+        return parse_nodelist(self.cpuset.read(path, self._effective_mems))
+
+    # -- containers ------------------------------------------------------------------
+
+    def existing(self) -> Mapping[str, CgroupState]:
+        found: dict[str, str] = {}
+        if self.cpuset.exists(self.parent):
+            for child in self.cpuset.children(self.parent):
+                found[child.rsplit("/", 1)[-1]] = child
+        found.update({n: p.strip("/") for n, p in self._adopt.items()})
+        found.update({m.name: m.path for m in self._managed.values()})
+        out: dict[str, CgroupState] = {}
+        for name, path in sorted(found.items()):
+            if not (self.cpuset.exists(path) and self.memory.exists(path)):
+                continue
+            try:
+                out[name] = self._state(name, path)
+            except CgroupGone:
+                log.info("cgroup %s vanished while listing, ignoring", path)
+        return out
+
+    def ensure(self, decl: ContainerDecl, nodes: frozenset[int]) -> CgroupState:
+        """Create or adopt; see Backend.ensure. Writes cpus → memory_migrate → mems, each
+        only if it differs, then checks ``cpuset.effective_mems`` (EffectiveMismatch).
+
+        Adopting a populated cgroup whose mems differ migrates its pages here, synchronously;
+        the engine should move populated containers with ``start_set_nodes`` instead.
+        """
+        path = decl.cgroup.strip("/") if decl.cgroup else self.path_of(decl.name)
+        owned = decl.cgroup is None and decl.name not in self._adopt
+        if owned and self.parent:
+            self._ensure_parent()
+        if self.cpuset.mkdir(path):
+            log.info("created cpuset cgroup %s", path)
+        self._ensure_cpus(path)
+        self.cpuset.write_if_changed(path, "cpuset.memory_migrate", "1")
+        if parse_nodelist(self.cpuset.read(path, "cpuset.mems")) != nodes:
+            self.cpuset.write(path, "cpuset.mems", _mems_text(nodes))
+        effective = self._effective(path)
+        if effective != nodes:
+            raise EffectiveMismatch(nodes, effective)
+        if self.memory.mkdir(path):
+            log.info("created memory cgroup %s", path)
+        m = self._managed.get(decl.name)
+        if m is None or m.path != path:
+            if m is not None:
+                self._unwatch(m)
+            m = _Managed(decl.name, path, owned)
+            self._managed[decl.name] = m
+        self._watch(m)
+        return self._state(decl.name, path)
+
+    def _ensure_parent(self) -> None:
+        """zoned's parent: created with all of its own parent's CPUs and nodes when missing
+        or empty; left alone when already set."""
+        if self.cpuset.mkdir(self.parent):
+            log.info("created cpuset cgroup %s", self.parent)
+        self._ensure_cpus(self.parent)
+        if not self.cpuset.read(self.parent, "cpuset.mems").strip():
+            up = self.parent.rsplit("/", 1)[0] if "/" in self.parent else ""
+            self.cpuset.write(
+                self.parent, "cpuset.mems", self.cpuset.read(up, self._effective_mems)
+            )
+        if self.memory.mkdir(self.parent):
+            log.info("created memory cgroup %s", self.parent)
+
+    def _ensure_cpus(self, path: str) -> None:
+        if self.cpuset.read(path, "cpuset.cpus").strip():
+            return  # adopted or already set: the CPUs are not zoned's business
+        up = path.rsplit("/", 1)[0] if "/" in path else ""
+        self.cpuset.write(path, "cpuset.cpus", self.cpuset.read(up, "cpuset.effective_cpus"))
+
+    def release(self, name: str) -> None:
+        m = self._managed.pop(name, None)
+        if m is not None:
+            self._unwatch(m)
+        path = m.path if m is not None else self.path_of(name)
+        owned = m.owned if m is not None else name not in self._adopt
+        if not owned:
+            return
+        for fs in (self.memory, self.cpuset):
+            try:
+                if fs.rmdir(path):
+                    log.info("removed cgroup %s from %s", path, fs.root)
+            except WriteRefused as exc:
+                if exc.errno != errno.EBUSY:
+                    raise
+                log.info("cgroup %s in %s is not empty, leaving it", path, fs.root)
+
+    def attach(self, name: str, pid: int) -> None:
+        """Move a process into the container in both hierarchies (cpuset first, so its next
+        allocations land on the container's nodes). Raises CgroupGone (also for a dead pid:
+        ESRCH)."""
+        path = self.path_of(name)
+        self.cpuset.move_pid(path, pid)
+        self.memory.move_pid(path, pid)
+
+    def state(self, name: str) -> CgroupState:
+        return self._state(name, self.path_of(name))
+
+    def _state(self, name: str, path: str) -> CgroupState:
+        m = self._managed.get(name)
+        return CgroupState(
+            name=name,
+            path=path,
+            nodes=self._effective(path),
+            pids=self.cpuset.pids(path),
+            tripwire=m.tripwire if m is not None else None,
+        )
+
+    def processes(self, name: str) -> Sequence[int]:
+        try:
+            return self.cpuset.pids(self.path_of(name))
+        except CgroupGone:
+            return _EMPTY_PROCS
+
+    def usage(self, name: str) -> Usage:
+        path = self.path_of(name)
+        current = self.memory.read_int(path, "memory.usage_in_bytes") or 0
+        stat = self.memory.read_keyed(path, "memory.stat")
+        numa = memstat.parse_numa_stat_v1(
+            self.memory.read(path, "memory.numa_stat"), self.page_size
+        )
+        # total_* count the whole subtree (an adopted cgroup may have children).
+        return Usage(
+            current=current,
+            anon=stat.get("total_rss", stat.get("rss", 0)),
+            file=stat.get("total_cache", stat.get("cache", 0)),
+            per_node=memstat.per_node_usage(numa),
+        )
+
+    def memory_pressure(self, name: str) -> int:
+        """``cpuset.memory_pressure``: direct-reclaim rate x1000 (10 s half-life); stays 0
+        unless the root's ``cpuset.memory_pressure_enabled`` is 1."""
+        value = self.cpuset.read_int(self.path_of(name), "cpuset.memory_pressure")
+        return value or 0
+
+    def oom_control(self, name: str) -> dict[str, int]:
+        """``memory.oom_control``: oom_kill_disable, under_oom, oom_kill."""
+        return self.memory.read_keyed(self.path_of(name), "memory.oom_control")
+
+    # -- slow operations -------------------------------------------------------------
+
+    def start_set_nodes(self, name: str, nodes: frozenset[int], deadline_s: float) -> int:
+        """See Backend.start_set_nodes. The result's ``nodes`` is ``cpuset.effective_mems``
+        after the write; a different set fails the op (EffectiveMismatch's message);
+        ``left_behind`` counts the subtree's pages still on nodes outside it."""
+        path = self.path_of(name)
+
+        def run() -> Outcome:
+            if parse_nodelist(self.cpuset.read(path, "cpuset.mems")) != nodes:
+                self.cpuset.write(path, "cpuset.mems", _mems_text(nodes))
+            effective = self._effective(path)
+            left = self._left_behind(path, effective)
+            if effective != nodes:
+                err = EffectiveMismatch(nodes, effective)
+                return Outcome(ok=False, nodes=effective, left_behind=left, error=str(err))
+            return Outcome(ok=True, nodes=effective, left_behind=left)
+
+        return self._loop.submit(OpKind.SET_NODES, name, run, deadline_s)
+
+    def _left_behind(self, path: str, allowed: frozenset[int]) -> int:
+        numa = memstat.parse_numa_stat_v1(
+            self.memory.read(path, "memory.numa_stat"), self.page_size
+        )
+        line = numa.get("hierarchical_total") or numa.get("total")
+        if line is None:
+            return 0
+        return sum(b for n, b in line.nodes.items() if n not in allowed)
+
+    def start_reclaim(self, name: str, nbytes: int, deadline_s: float) -> int:
+        """See Backend.start_reclaim and the module docstring (limit lowered in steps,
+        restored in ``finally``). Ends with ok=False, errno EBUSY when the kernel could not
+        reclaim that far; ``reclaimed`` is the usage drop either way."""
+        if nbytes <= 0:
+            raise ValueError(f"nbytes must be positive, not {nbytes}")
+        path = self.path_of(name)
+        return self._loop.submit(
+            OpKind.RECLAIM, name, lambda: self.reclaim_now(path, nbytes), deadline_s
+        )
+
+    def reclaim_now(self, path: str, nbytes: int) -> Outcome:
+        """Directed reclaim of ``nbytes`` from ``path``, synchronously (a worker runs it)."""
+        fs = self.memory
+        original = fs.read(path, "memory.limit_in_bytes").strip()
+        before = fs.read_int(path, "memory.usage_in_bytes") or 0
+        target = max(0, before - nbytes)
+        step = max(self.page_size, math.ceil(nbytes / self._reclaim_steps))
+        refused: WriteRefused | None = None
+        try:
+            limit = before
+            while limit > target:
+                limit = max(target, limit - step)
+                try:
+                    fs.write(path, "memory.limit_in_bytes", str(limit))
+                except WriteRefused as exc:
+                    if exc.errno != errno.EBUSY:
+                        raise
+                    refused = exc  # the kernel could not reclaim to this limit: stop here
+                    break
+        finally:
+            fs.write(path, "memory.limit_in_bytes", original)
+        after = fs.read_int(path, "memory.usage_in_bytes") or 0
+        reclaimed = max(0, before - after)
+        if refused is not None:
+            return Outcome(ok=False, reclaimed=reclaimed, error=str(refused), errno=refused.errno)
+        return Outcome(ok=True, reclaimed=reclaimed)
+
+    def op_result(self, op: int) -> OpResult:
+        return self._loop.op_result(op)
+
+    # -- notifications ---------------------------------------------------------------
+
+    def arm_tripwire(self, name: str, nbytes: int) -> None:
+        """See Backend.arm_tripwire. The kernel only reports *crossings*: if usage is
+        already at or above ``nbytes`` when armed, the TRIPWIRE event comes at the next
+        ``wait`` at once."""
+        m = self._managed.get(name)
+        if m is None:
+            raise BackendError(f"container {name} is not managed (call ensure first)")
+        self._drop(m, Watch.THRESHOLD)
+        m.tripwire = None
+        reg = v1events.usage_threshold(self.memory, m.path, nbytes)
+        self._add(m, reg)
+        m.tripwire = nbytes
+        usage = self.memory.read_int(m.path, "memory.usage_in_bytes") or 0
+        if usage >= nbytes:
+            self._drop(m, Watch.THRESHOLD)
+            m.tripwire = None
+            self._loop.post(self._tripwire_event(m, usage, nbytes))
+
+    def _tripwire_event(self, m: _Managed, usage: int, nbytes: int) -> Event:
+        return Event(
+            EventKind.TRIPWIRE,
+            self.now(),
+            container=m.name,
+            detail=f"usage {usage} >= tripwire {nbytes}",
+            value=usage,
+        )
+
+    def _watch(self, m: _Managed) -> None:
+        """Register the OOM and pressure eventfds not yet registered; read the baseline
+        ``oom_kill`` count."""
+        m.oom_kills = self.oom_control(m.name).get("oom_kill", 0)
+        if self._watch_oom and Watch.OOM not in m.regs:
+            self._add(m, v1events.oom(self.memory, m.path))
+        if self._pressure_level is not None and Watch.PRESSURE not in m.regs:
+            reg = v1events.pressure_level(
+                self.memory, m.path, self._pressure_level, self._pressure_mode
+            )
+            self._add(m, reg)
+
+    def _add(self, m: _Managed, reg: Registration) -> None:
+        m.regs[reg.watch] = reg
+        self._loop.add_fd(reg.fd, IN, lambda revents: self._on_signal(m, reg))
+
+    def _drop(self, m: _Managed, watch: Watch) -> None:
+        reg = m.regs.pop(watch, None)
+        if reg is not None:
+            self._loop.remove_fd(reg.fd)
+            reg.close()
+
+    def _unwatch(self, m: _Managed) -> None:
+        for watch in list(m.regs):
+            self._drop(m, watch)
+        m.tripwire = None
+
+    def _on_signal(self, m: _Managed, reg: Registration) -> list[Event]:
+        """An eventfd became readable: turn it into events (consumes the counter)."""
+        count = reg.consume()
+        now = self.now()
+        if not self.memory.exists(m.path):
+            # rmdir signals every registration once; report GONE once and stop watching.
+            self._unwatch(m)
+            if self._managed.get(m.name) is m:
+                del self._managed[m.name]
+            return [Event(EventKind.GONE, now, container=m.name, detail=f"{m.path} removed")]
+        try:
+            return self._events_for(m, reg, count, now)
+        except CgroupGone:
+            self._unwatch(m)
+            self._managed.pop(m.name, None)
+            return [Event(EventKind.GONE, now, container=m.name, detail=f"{m.path} removed")]
+
+    def _events_for(self, m: _Managed, reg: Registration, count: int, now: float) -> list[Event]:
+        out: list[Event] = []
+        if reg.watch is Watch.THRESHOLD:
+            usage = self.memory.read_int(m.path, "memory.usage_in_bytes") or 0
+            # The kernel signals crossings both ways; only upward ones trip the wire.
+            if m.tripwire is not None and usage >= m.tripwire:
+                out.append(self._tripwire_event(m, usage, m.tripwire))
+                self._drop(m, Watch.THRESHOLD)
+                m.tripwire = None
+        elif reg.watch is Watch.PRESSURE:
+            detail = f"v1 {reg.args} x{count}"
+            out.append(Event(EventKind.PRESSURE, now, container=m.name, detail=detail, value=count))
+        else:
+            oc = self.oom_control(m.name)
+            detail = f"under_oom {oc.get('under_oom', 0)}"
+            out.append(Event(EventKind.OOM, now, container=m.name, detail=detail, value=count))
+        # Every signal (including a threshold crossed downwards when a kill freed memory)
+        # is a chance to notice kills: a cpuset-constrained OOM kill signals no eventfd.
+        kills = self.oom_control(m.name).get("oom_kill", 0)
+        if kills > m.oom_kills:
+            out.append(
+                Event(
+                    EventKind.OOM_KILL,
+                    now,
+                    container=m.name,
+                    detail=f"oom_kill {kills}",
+                    value=kills - m.oom_kills,
+                )
+            )
+            m.oom_kills = kills
+        return out
+
+    def wait(self, timeout_s: float | None) -> list[Event]:
+        return self._loop.wait(timeout_s)
+
+    def close(self) -> None:
+        for m in self._managed.values():
+            self._unwatch(m)
+        self._loop.close()
