@@ -1,0 +1,598 @@
+"""The engine: owns the zone map, turns the policy's actions into backend operations.
+
+``Engine(backend, decls, zonemap, dry_run=False)``; ``admit()`` once, then ``step(events)``
+for each batch the backend's ``wait`` returns (``run(until)`` does that loop).
+
+Each step: handle events (finished operations advance their hand-overs), build a
+``Snapshot``, ``policy.decide``, start the actions. Nothing here blocks: a hand-over is a
+small state machine (directed reclaim → evacuate the node from the donor → give it to the
+receiver) whose next phase starts when the backend reports ``OP_FINISHED`` for the last.
+
+Contracts:
+
+* Each node has one owner in the map. While a node is in flight it is "busy": the policy
+  takes it for nobody else, and the containers involved are left alone.
+* When no operation is in flight, the map equals what the backend holds. After a failed
+  or refused write the engine re-reads ``backend.state`` of the containers involved and
+  makes the map say what the host really holds, then retries the phase (at most
+  ``max_attempts`` times) or gives up with a logged reason and puts the containers on hold
+  for ``cooldown_s``.
+* A vanished cgroup is an ordinary outcome: its nodes go back to the pool, logged.
+* ``dry_run``: decide and log "would have …", write nothing.
+
+Every decision and outcome is appended to ``log`` (``LogRecord``) and sent to the
+``zoned.engine`` logger.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from types import MappingProxyType
+
+from zoned.actions import (
+    Action,
+    DirectedReclaim,
+    Lend,
+    Reclaim,
+    RecordOom,
+    Return,
+    SetTripwire,
+    kind_of,
+)
+from zoned.backends.base import Backend, Event, EventKind, OpKind, OpResult
+from zoned.decl import Declarations
+from zoned.errors import BackendError, CgroupGone
+from zoned.model import FREE, SHARED, Assignment, Owner, OwnerKind, ZoneMap
+from zoned.nodelist import format_nodelist
+from zoned.policy import Decision, PolicyState, decide
+from zoned.sizes import format_size
+from zoned.snapshot import ContainerView, NodeView, Snapshot
+
+log = logging.getLogger("zoned.engine")
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One line of the decision log.
+
+    ``kind``: an action kind (``lend``, ``reclaim``, ``return``, ``directed-reclaim``,
+    ``tripwire``, ``oom``), or ``note`` (a signal that led to no action), ``admit``,
+    ``gone``. ``outcome``: ``started``, ``done …``, ``failed …; retrying``, ``gave up …``,
+    ``would have`` (dry run), ``recorded``, ``armed``.
+    """
+
+    at: float
+    kind: str
+    what: str  # "lend node 3 to web"
+    reason: str
+    outcome: str
+    action: Action | None = None
+
+
+@dataclass
+class ContainerStats:
+    """Running totals for reports."""
+
+    nodes_gained: int = 0
+    nodes_lost: int = 0
+    bytes_migrated: int = 0
+    oom_kills: int = 0
+    peak_current: int = 0
+    peak_anon: int = 0
+
+
+class _Phase(Enum):
+    RECLAIM = "directed reclaim"
+    EVACUATE = "evacuate"
+    GIVE = "give"
+    DONE = "done"
+
+
+@dataclass
+class _Transfer:
+    """One hand-over in flight (mutable, engine-internal)."""
+
+    action: Action
+    phase: _Phase
+    node: int | None = None
+    donor: str | None = None
+    receiver: str | None = None
+    reclaim_bytes: int = 0
+    op: int | None = None
+    op_container: str = ""
+    expect: frozenset[int] | None = None  # SET_NODES: what the container must hold after
+    attempts: int = 0
+    started: float = 0.0
+    cancelled: bool = False
+
+    def involves(self, name: str) -> bool:
+        return name in (self.donor, self.receiver)
+
+
+_NUMBER = re.compile(r"\d+(\.\d+)?[KMGTB%s]?")
+
+
+class Engine:
+    """Drives one backend; see the module docstring for the contracts."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        decls: Declarations,
+        zonemap: ZoneMap,
+        dry_run: bool = False,
+        *,
+        max_attempts: int = 3,
+        juggle: bool = True,
+    ) -> None:
+        """``juggle=False`` keeps the initial zones (static zones: tripwires and OOM records
+        only), for comparison runs."""
+        self.backend = backend
+        self.decls = decls
+        self._map = zonemap
+        self.dry_run = dry_run
+        self.juggle = juggle
+        self.max_attempts = max_attempts
+        self.log: list[LogRecord] = []
+        self.stats: dict[str, ContainerStats] = {c.name: ContainerStats() for c in decls.containers}
+        self.managed: list[str] = []
+        self._transfers: list[_Transfer] = []
+        self._by_op: dict[int, _Transfer] = {}
+        self._tripwires: dict[str, int] = {}
+        self._last_change: dict[str, float] = {}
+        self._last_need: dict[str, float] = {}
+        self._blocked: dict[str, tuple[float, str]] = {}
+        self._started = backend.now()
+        self._last_note_keys: set[str] = set()
+        self._last_dry_keys: set[str] = set()
+        self.last_snapshot: Snapshot | None = None
+
+    # -- public --------------------------------------------------------------------------
+
+    @property
+    def zonemap(self) -> ZoneMap:
+        return self._map
+
+    def pending(self) -> tuple[str, ...]:
+        """Hand-overs in flight, in words."""
+        return tuple(self._describe(t) for t in self._transfers)
+
+    def policy_state(self) -> PolicyState:
+        return PolicyState(
+            started=self._started,
+            last_need=MappingProxyType(dict(self._last_need)),
+            blocked=MappingProxyType(dict(self._blocked)),
+        )
+
+    def admit(self) -> None:
+        """Create or adopt every declared container with its nodes from the zone map and
+        arm its tripwire. In a dry run, only containers that already exist are managed."""
+        existing = self.backend.existing()
+        for decl in self.decls.containers:
+            nodes = self._map.nodes_of(decl.name)
+            words = f"{decl.name} on {_nodes_word(nodes)}"
+            if self.dry_run:
+                have = existing.get(decl.name)
+                if have is None or self._own(have.nodes) != nodes:
+                    self._record("admit", f"create {words}", "placement", "would have")
+                if have is not None:
+                    self.managed.append(decl.name)
+                continue
+            try:
+                st = self.backend.ensure(decl, self._mems(decl.name, nodes))
+            except BackendError as exc:
+                self._record("admit", f"create {words}", "placement", f"failed: {exc}")
+                continue
+            self.managed.append(decl.name)
+            outcome = "adopted" if decl.name in existing else "created"
+            if self._own(st.nodes) != nodes:
+                outcome += f"; host granted {_nodes_word(st.nodes)}, map follows the host"
+                self._reconcile({decl.name})
+            self._record("admit", f"create {words}", "placement", outcome)
+        if not self.dry_run:
+            snap = self._snapshot(self.backend.now(), set(), set(), {})
+            state = self.policy_state()
+            d = decide(snap, self.decls, self._map, state, snap.at)
+            for a in d.actions:
+                if isinstance(a, SetTripwire):
+                    self._apply(a, snap.at)
+
+    def step(self, events: Sequence[Event]) -> Decision:
+        """Handle ``events``, decide, start the actions; returns the decision."""
+        now = self.backend.now()
+        tripped: set[str] = set()
+        stalled: set[str] = set()
+        ooms: dict[str, int] = {}
+        for ev in events:
+            c = ev.container
+            if ev.kind is EventKind.OP_FINISHED and ev.op is not None:
+                self._finished(ev.op, now)
+            elif c is None or c not in self.managed:
+                if ev.kind is not EventKind.OP_FINISHED:
+                    log.debug("event %s for unmanaged %s, ignoring", ev.kind.value, c)
+            elif ev.kind is EventKind.TRIPWIRE:
+                tripped.add(c)
+            elif ev.kind is EventKind.PRESSURE:
+                stalled.add(c)
+            elif ev.kind is EventKind.OOM_KILL:
+                ooms[c] = ooms.get(c, 0) + 1
+            elif ev.kind is EventKind.GONE:
+                self._gone(c, now)
+            else:
+                log.debug("%s: %s event (%s), ignoring", c, ev.kind.value, ev.detail)
+        snap = self._snapshot(now, tripped, stalled, ooms)
+        decision = decide(snap, self.decls, self._map, self.policy_state(), now)
+        for name in decision.needy:
+            self._last_need[name] = now
+        keys: set[str] = set()
+        for note in decision.reasons:
+            key = _NUMBER.sub("#", note)
+            keys.add(key)
+            if key not in self._last_note_keys:
+                self._record("note", "no action", note, "noted")
+        self._last_note_keys = keys
+        dry_keys: set[str] = set()
+        actions = list(decision.actions)
+        for i, a in enumerate(actions):
+            if not self.juggle and not isinstance(a, SetTripwire | RecordOom):
+                continue
+            if self.dry_run:
+                dry_keys.add(a.describe())
+                if a.describe() not in self._last_dry_keys or isinstance(a, RecordOom):
+                    self._record(kind_of(a), a.describe(), a.reason, "would have", a)
+                continue
+            follow = actions[i + 1] if i + 1 < len(actions) else None
+            if (
+                isinstance(a, DirectedReclaim)
+                and isinstance(follow, Reclaim | Return)
+                and follow.from_ == a.container
+            ):
+                continue  # the hand-over that follows starts with it
+            prev = actions[i - 1] if i else None
+            first = prev if isinstance(prev, DirectedReclaim) else None
+            self._apply(a, now, first)
+        self._last_dry_keys = dry_keys
+        return decision
+
+    def run(
+        self,
+        until: float,
+        tick_s: float = 1.0,
+        observer: Callable[[Engine, Sequence[Event]], None] | None = None,
+    ) -> None:
+        """Loop ``wait → step`` until the backend's clock reaches ``until``. ``tick_s`` bounds
+        each wait so levels are re-read even when no event comes (a tripwire fires once)."""
+        while self.backend.now() < until:
+            events = self.backend.wait(min(tick_s, until - self.backend.now()))
+            self.step(events)
+            if observer is not None:
+                observer(self, events)
+
+    # -- snapshot ------------------------------------------------------------------------
+
+    def _snapshot(
+        self, now: float, tripped: set[str], stalled: set[str], ooms: Mapping[str, int]
+    ) -> Snapshot:
+        nodes = {
+            n: NodeView(n, m.total, m.free, m.file)
+            for n, m in self.backend.node_memory().items()
+            if m.total > 0
+        }
+        views: dict[str, ContainerView] = {}
+        for name in list(self.managed):
+            try:
+                u = self.backend.usage(name)
+            except CgroupGone:
+                self._gone(name, now)
+                continue
+            st = self.stats.setdefault(name, ContainerStats())
+            st.peak_current = max(st.peak_current, u.current)
+            st.peak_anon = max(st.peak_anon, u.anon)
+            views[name] = ContainerView(
+                name=name,
+                nodes=self._map.nodes_of(name),
+                current=u.current,
+                anon=u.anon,
+                file=u.file,
+                per_node=MappingProxyType({n: nu.total for n, nu in u.per_node.items()}),
+                tripwire=self._tripwires.get(name),
+                last_change=self._last_change.get(name),
+                stalled=name in stalled,
+                tripped=name in tripped,
+                oom_kills=ooms.get(name, 0),
+                pending=tuple(self._describe(t) for t in self._transfers if t.involves(name)),
+            )
+        busy = frozenset(t.node for t in self._transfers if t.node is not None)
+        snap = Snapshot(now, MappingProxyType(views), MappingProxyType(nodes), busy)
+        self.last_snapshot = snap
+        return snap
+
+    # -- applying actions ----------------------------------------------------------------
+
+    def _apply(self, a: Action, now: float, first: DirectedReclaim | None = None) -> None:
+        if isinstance(a, RecordOom):
+            self.stats.setdefault(a.container, ContainerStats()).oom_kills += a.kills
+            self._record("oom", a.describe(), a.reason, "recorded", a)
+        elif isinstance(a, SetTripwire):
+            try:
+                self.backend.arm_tripwire(a.container, a.nbytes)
+            except CgroupGone:
+                self._gone(a.container, now)
+                return
+            except BackendError as exc:
+                self._record("tripwire", a.describe(), a.reason, f"failed: {exc}", a)
+                return
+            self._tripwires[a.container] = a.nbytes
+            self._record("tripwire", a.describe(), a.reason, "armed", a)
+        elif isinstance(a, Lend):
+            t = _Transfer(a, _Phase.GIVE, node=a.node, receiver=a.to, started=now)
+            self._begin(t, now)
+        elif isinstance(a, Reclaim | Return):
+            nbytes = first.nbytes if first is not None and first.container == a.from_ else 0
+            t = _Transfer(
+                a,
+                _Phase.RECLAIM if nbytes else _Phase.EVACUATE,
+                node=a.node,
+                donor=a.from_,
+                receiver=a.to if isinstance(a, Reclaim) else None,
+                reclaim_bytes=nbytes,
+                started=now,
+            )
+            self._begin(t, now)
+        else:
+            t = _Transfer(a, _Phase.RECLAIM, donor=a.container, reclaim_bytes=a.nbytes, started=now)
+            self._begin(t, now)
+
+    def _begin(self, t: _Transfer, now: float) -> None:
+        self._transfers.append(t)
+        self._record(kind_of(t.action), t.action.describe(), t.action.reason, "started", t.action)
+        self._advance(t, now)
+
+    def _advance(self, t: _Transfer, now: float) -> None:
+        """Start the operation of ``t``'s current phase (or finish it)."""
+        deadline = self.decls.policy.migrate_timeout_s
+        try:
+            if t.phase is _Phase.RECLAIM:
+                assert t.donor is not None
+                t.op_container, t.expect = t.donor, None
+                t.op = self.backend.start_reclaim(t.donor, t.reclaim_bytes, deadline)
+            elif t.phase is _Phase.EVACUATE:
+                assert t.donor is not None and t.node is not None
+                held = self._map.nodes_of(t.donor)
+                if t.node not in held:  # already gone from the donor (after a reconcile)
+                    self._evacuated(t, now, 0)
+                    return
+                try:
+                    moving = self.backend.usage(t.donor).per_node.get(t.node)
+                except CgroupGone:
+                    moving = None
+                t.reclaim_bytes = moving.total if moving is not None else 0
+                t.op_container, t.expect = t.donor, self._mems(t.donor, held - {t.node})
+                t.op = self.backend.start_set_nodes(t.donor, t.expect, deadline)
+            elif t.phase is _Phase.GIVE:
+                assert t.receiver is not None and t.node is not None
+                self._assign(t.node, Owner.of(t.receiver), t.action.reason, now)
+                t.op_container = t.receiver
+                t.expect = self._mems(t.receiver, self._map.nodes_of(t.receiver))
+                t.op = self.backend.start_set_nodes(t.receiver, t.expect, deadline)
+            else:
+                self._done(t, now)
+                return
+        except BackendError as exc:
+            t.op = None
+            self._failed(t, now, str(exc))
+            return
+        self._by_op[t.op] = t
+
+    def _finished(self, op: int, now: float) -> None:
+        t = self._by_op.pop(op, None)
+        if t is None:
+            log.debug("op %d finished but is not ours, ignoring", op)
+            return
+        try:
+            r: OpResult | None = self.backend.op_result(op)
+        except KeyError:
+            r = None
+        if t.cancelled:
+            self._transfers.remove(t)
+            self._reconcile({n for n in (t.donor, t.receiver) if n in self.managed})
+            return
+        if r is None:
+            self._failed(t, now, f"op {op}: no result")
+            return
+        if r.kind is OpKind.RECLAIM:
+            # Reclaim that fell short is not fatal: the migration moves what fits.
+            short = "" if r.ok else f" ({r.error or 'fell short'})"
+            log.info(
+                "%s: reclaimed %s of %s%s",
+                t.donor,
+                format_size(r.reclaimed),
+                format_size(t.reclaim_bytes),
+                short,
+            )
+            t.phase = _Phase.EVACUATE if t.node is not None else _Phase.DONE
+            self._advance(t, now)
+            return
+        if not r.ok:
+            err = r.error or "failed"
+            if r.errno:
+                err += f" ({_errno.errorcode.get(r.errno, r.errno)})"
+            self._failed(t, now, err)
+            return
+        if t.expect is not None and r.nodes != t.expect:
+            self._failed(
+                t,
+                now,
+                f"asked for {_nodes_word(t.expect)}, host granted {_nodes_word(r.nodes)}",
+            )
+            return
+        if t.phase is _Phase.EVACUATE:
+            self._evacuated(t, now, t.reclaim_bytes - r.left_behind, r.left_behind)
+        else:  # GIVE
+            assert t.receiver is not None
+            self._last_change[t.receiver] = now
+            self._last_need[t.receiver] = now
+            self.stats.setdefault(t.receiver, ContainerStats()).nodes_gained += 1
+            t.phase = _Phase.DONE
+            self._advance(t, now)
+
+    def _evacuated(self, t: _Transfer, now: float, moved: int, left: int = 0) -> None:
+        assert t.donor is not None and t.node is not None
+        self._last_change[t.donor] = now
+        st = self.stats.setdefault(t.donor, ContainerStats())
+        st.nodes_lost += 1
+        st.bytes_migrated += max(moved, 0)
+        if left:
+            log.warning(
+                "%s: %s left behind on node %d after evacuation",
+                t.donor,
+                format_size(left),
+                t.node,
+            )
+        if t.receiver is not None:
+            t.phase = _Phase.GIVE
+        else:
+            self._assign(t.node, FREE, f"returned by {t.donor}", now)
+            t.phase = _Phase.DONE
+        self._advance(t, now)
+
+    def _done(self, t: _Transfer, now: float) -> None:
+        if t in self._transfers:
+            self._transfers.remove(t)
+        self._record(
+            kind_of(t.action),
+            t.action.describe(),
+            t.action.reason,
+            f"done in {now - t.started:.1f}s",
+            t.action,
+        )
+
+    def _failed(self, t: _Transfer, now: float, error: str) -> None:
+        t.attempts += 1
+        involved = {n for n in (t.donor, t.receiver) if n is not None}
+        self._reconcile(involved & set(self.managed))
+        if any(n not in self.managed for n in involved):
+            self._transfers.remove(t)
+            self._record(
+                kind_of(t.action),
+                t.action.describe(),
+                t.action.reason,
+                f"abandoned: a container vanished ({error})",
+                t.action,
+            )
+            return
+        if t.attempts < self.max_attempts:
+            self._record(
+                kind_of(t.action),
+                t.action.describe(),
+                t.action.reason,
+                f"{t.phase.value} failed: {error}; retrying ({t.attempts + 1}/{self.max_attempts})",
+                t.action,
+            )
+            self._advance(t, now)
+            return
+        self._transfers.remove(t)
+        hold = self.decls.policy.cooldown_s
+        why = f"gave up on {t.action.describe()} after {t.attempts} attempts: {error}"
+        for n in involved:
+            self._blocked[n] = (now + hold, why)
+        self._record(
+            kind_of(t.action),
+            t.action.describe(),
+            t.action.reason,
+            f"gave up after {t.attempts} attempts: {error}; holding off {hold:g}s",
+            t.action,
+        )
+        log.warning("%s", why)
+
+    # -- the map -------------------------------------------------------------------------
+
+    def _mems(self, name: str, own: frozenset[int]) -> frozenset[int]:
+        """What ``name``'s cpuset must hold: its own nodes, plus the shared zone if it may
+        use it."""
+        try:
+            shared = self.decls.container(name).shared
+        except KeyError:
+            shared = False
+        return own | self._map.nodes_with(SHARED) if shared else own
+
+    def _own(self, held: frozenset[int]) -> frozenset[int]:
+        """``held`` without the shared zone: the nodes the map gives to one container."""
+        return held - self._map.nodes_with(SHARED)
+
+    def _assign(self, node: int, owner: Owner, reason: str, now: float) -> None:
+        self._map = self._map.with_assignment(Assignment(node, owner, reason, now))
+
+    def _reconcile(self, names: set[str]) -> None:
+        """Make the map say what the host holds for ``names`` (after a failed write)."""
+        now = self.backend.now()
+        for name in sorted(names):
+            try:
+                held = self._own(self.backend.state(name).nodes)
+            except CgroupGone:
+                self._gone(name, now)
+                continue
+            mapped = self._map.nodes_of(name)
+            for n in sorted(mapped - held):
+                self._assign(n, FREE, f"{name} does not hold it after a failed write", now)
+            for n in sorted(held - mapped):
+                other = self._map.assignments.get(n)
+                if other is not None and other.owner.kind is OwnerKind.CONTAINER:
+                    log.warning(
+                        "node %d: host gives it to %s, map said %s; following the host",
+                        n,
+                        name,
+                        other.owner,
+                    )
+                self._assign(n, Owner.of(name), f"the host says {name} holds it", now)
+            if mapped != held:
+                log.info(
+                    "%s: map corrected from %s to %s (what the host holds)",
+                    name,
+                    _nodes_word(mapped),
+                    _nodes_word(held),
+                )
+
+    def _gone(self, name: str, now: float) -> None:
+        if name not in self.managed:
+            return
+        self.managed.remove(name)
+        nodes = self._map.nodes_of(name)
+        for n in sorted(nodes):
+            self._assign(n, FREE, f"{name}'s cgroup vanished", now)
+        for t in list(self._transfers):
+            if t.involves(name):
+                if t.op is not None and t.op in self._by_op:
+                    t.cancelled = True  # its OP_FINISHED reconciles the other side
+                else:
+                    self._transfers.remove(t)
+                if t.node is not None and t.receiver == name and t.phase is _Phase.GIVE:
+                    self._assign(t.node, FREE, f"{name}'s cgroup vanished", now)
+        self._record(
+            "gone",
+            f"{name} vanished",
+            f"{name}: cgroup vanished; {_nodes_word(nodes)} back to the pool",
+            "ignoring",
+        )
+
+    # -- log -----------------------------------------------------------------------------
+
+    def _describe(self, t: _Transfer) -> str:
+        return f"{t.action.describe()} ({t.phase.value})"
+
+    def _record(
+        self, kind: str, what: str, reason: str, outcome: str, action: Action | None = None
+    ) -> None:
+        rec = LogRecord(self.backend.now(), kind, what, reason, outcome, action)
+        self.log.append(rec)
+        prefix = "would have: " if outcome == "would have" else ""
+        log.info("%s%s: %s [%s]", prefix, what, reason, outcome)
+
+
+def _nodes_word(nodes: frozenset[int] | set[int]) -> str:
+    return ("node " if len(nodes) == 1 else "nodes ") + (format_nodelist(nodes) or "none")
