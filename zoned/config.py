@@ -19,7 +19,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from zoned.confspec import DROPIN_KEYS, TOP_FIELDS, key_text, parse_mapping
+from zoned.confkinds import key_text, parse_mapping
+from zoned.confspec import DROPIN_KEYS, TOP_FIELDS
 from zoned.decl import ContainerDecl, Declarations, HostDecl, PolicyDecl
 from zoned.errors import ConfigError, Location, Problem
 from zoned.model import Topology

@@ -17,7 +17,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from zoned.confspec import JSON, TOP_FIELDS, section_schema
+from zoned.confkinds import JSON, section_schema
+from zoned.confspec import TOP_FIELDS
 
 SCHEMA_PATH = Path(__file__).parent / "data" / "zoned.schema.json"
 SCHEMA_ID = "https://github.com/zoned/zoned/blob/main/zoned/data/zoned.schema.json"
