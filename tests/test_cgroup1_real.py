@@ -448,3 +448,24 @@ def test_kernel_errnos(sandbox: Sandbox) -> None:
         "zero-length write to mems (no-op)": 0,
         "rmdir populated cpuset": errno.EBUSY,
     }
+
+
+def test_directed_reclaim_of_anonymous_memory_without_swap_stops_at_ebusy(
+    sandbox: Sandbox,
+) -> None:
+    b = sandbox.backend()
+    b.ensure(WEB, N0)
+    child = sandbox.spawn()
+    b.attach("web", child.pid)
+    child.do("alloc 64")
+    op = b.start_reclaim("web", 32 * MIB, deadline_s=20)
+    wait_for(b, lambda ev: any(e.op == op for e in ev), 25)
+    res = b.op_result(op)
+    print(
+        f"\nreclaim 32 MiB of anon (no swap): ok={res.ok} errno={res.errno} "
+        f"reclaimed={res.reclaimed} in {res.seconds:.3f} s"
+    )
+    assert (res.ok, res.errno) == (False, errno.EBUSY)
+    assert b.memory.read(sandbox.path, "memory.limit_in_bytes") == NO_LIMIT
+    assert child.proc.poll() is None  # the limit write itself never OOM-kills
+    assert b.oom_control("web")["oom_kill"] == 0
