@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from zoned import topology as topology_module
 from zoned.cli import main
+from zoned.commands import check as check_command
 from zoned.config import check_against_topology, load, loads, loads_many
 from zoned.decl import Amount, AmountUnit
 from zoned.errors import ConfigError, Location, Problem
@@ -373,3 +375,47 @@ def test_drop_ins_in_order_through_loads_many() -> None:
     )
     assert [c.name for c in d.containers] == ["a", "b"]
     assert d.where("containers.b") == Location("d.yaml", 1, 14)
+
+
+# -- which topology zoned check uses -----------------------------------------------------
+
+
+def test_check_skips_topology_when_the_machine_has_no_node_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(check_command, "LIVE_NODES", tmp_path / "absent")
+    monkeypatch.chdir(CONFIGS / "nodes")
+    assert main(["check", "zoned.yaml"]) == 0
+    assert capsys.readouterr().out == (
+        "zoned.yaml: ok, 0 drop-ins, 1 container (min 200M, max 200M), reserved nodes 0,9,"
+        " shared nodes 2-3\n"
+    )
+
+
+def test_check_reads_the_live_topology_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen: list[tuple[Path, Path]] = []
+
+    def fake_read_topology(sys_root: Path, proc_root: Path) -> Topology:
+        seen.append((sys_root, proc_root))
+        return four_nodes_3_memoryless()
+
+    monkeypatch.setattr(check_command, "LIVE_NODES", tmp_path)
+    monkeypatch.setattr(topology_module, "read_topology", fake_read_topology)
+    monkeypatch.chdir(CONFIGS / "nodes")
+    assert main(["check", "zoned.yaml"]) == 1
+    assert seen == [(Path("/sys"), Path("/proc"))]
+    assert capsys.readouterr().err.splitlines() == [
+        "zoned.yaml:4:23: host.reserved_nodes[1]: found node 9, which this machine does not"
+        " have; expected one of its nodes (0-3)",
+        "zoned.yaml:5:15: host.shared[1]: found node 3, which has no memory;"
+        " expected a node with memory (0-2)",
+    ]
+
+
+def test_an_unreadable_topology_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check", str(EXAMPLE), "--sysfs-root", str(tmp_path / "none")]) == 1
+    assert capsys.readouterr().err.startswith("zoned check: ")
