@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakecg import NODE0_MEMINFO, ROOT_NUMA_STAT, FakeV1Tree, memory_stat
+from tests.fakecg import ROOT_NUMA_STAT, FakeV1Tree, memory_stat
 from zoned import memstat
 from zoned.backends.base import NodeUsage
+from zoned.backends.cgroup1 import Cgroup1Backend
 from zoned.errors import BackendError, Unsupported
 from zoned.hierarchy import find_v1_controller, parse_mountinfo, v1_roots
 
@@ -92,11 +93,18 @@ def test_memory_stat_keys_through_cgroupfs(tmp_path: Path) -> None:
     assert stat["hierarchical_memory_limit"] == 9223372036854771712
 
 
-def test_node_meminfo_and_topology(tmp_path: Path) -> None:
-    info = memstat.parse_node_meminfo(NODE0_MEMINFO)
-    assert info["MemTotal"] == 4810964 * 1024
-    assert info["HugePages_Total"] == 0  # no unit: a page count, not scaled
+def test_backend_topology_and_node_memory_from_the_fake_sys(tmp_path: Path) -> None:
     tree = FakeV1Tree(tmp_path)
-    (n0,) = memstat.node_infos(tree.sys_root)
-    assert (n0.id, n0.mem_free, n0.cpus, n0.distances) == (0, 3852664 * 1024, (0, 1), (10,))
-    assert memstat.node_memory(tree.sys_root)[0].file == 289212 * 1024
+    b = Cgroup1Backend(
+        proc_root=tree.proc_root,
+        sys_root=tree.sys_root,
+        enable_memory_pressure=False,
+        fs_factory=tree.fs_for,
+    )
+    try:
+        (n0,) = b.topology().nodes
+        assert (n0.id, n0.mem_free, n0.cpus, n0.distances) == (0, 3852664 * 1024, (0, 1), (10,))
+        assert b.node_memory()[0].file == 289212 * 1024
+        assert b.topology().fake_numa == "4"
+    finally:
+        b.close()

@@ -53,6 +53,7 @@ from zoned.errors import BackendError, CgroupGone, EffectiveMismatch, WriteRefus
 from zoned.hierarchy import v1_roots
 from zoned.model import Topology
 from zoned.nodelist import format_nodelist, parse_nodelist
+from zoned.topology import read_topology
 from zoned.v1events import Registration, Watch
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,8 @@ class Cgroup1Backend(Backend):
         adopt: Mapping[str, str] = MappingProxyType({}),
         enable_memory_pressure: bool = True,
         pressure_level: str | None = "low",
+        # "hierarchy": the container hears reclaim in any of its sub-cgroups, whoever else
+        # listens there ("default" stops at the first listener on the way up).
         pressure_mode: str = "hierarchy",
         watch_oom: bool = True,
         reclaim_steps: int = 4,
@@ -147,34 +150,14 @@ class Cgroup1Backend(Backend):
         return self._loop.now()
 
     def topology(self) -> Topology:
-        return Topology(
-            nodes=memstat.node_infos(self._sys_root),
-            fake_numa=self._fake_numa(),
-            numa_balancing=self._numa_balancing(),
-            cmdline=self._cmdline(),
-        )
+        """Read under the injected sys and proc roots; raises TopologyError."""
+        return read_topology(self._sys_root, self._proc_root)
 
     def node_memory(self) -> Mapping[int, NodeMemory]:
-        return memstat.node_memory(self._sys_root)
-
-    def _cmdline(self) -> str:
-        try:
-            return (self._proc_root / "cmdline").read_text().strip()
-        except OSError:
-            return ""
-
-    def _fake_numa(self) -> str | None:
-        for arg in self._cmdline().split():
-            if arg.startswith("numa=fake="):
-                return arg.removeprefix("numa=fake=")
-        return None
-
-    def _numa_balancing(self) -> bool | None:
-        try:
-            text = (self._proc_root / "sys" / "kernel" / "numa_balancing").read_text()
-        except OSError:
-            return None
-        return text.strip() not in ("", "0")
+        return {
+            n.id: NodeMemory(total=n.mem_total, free=n.mem_free, file=n.file_pages)
+            for n in self.topology().nodes
+        }
 
     # -- paths -----------------------------------------------------------------------
 
