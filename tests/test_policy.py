@@ -123,9 +123,15 @@ def test_cache_only_fill_does_not_grow() -> None:
     assert any("page cache" in r and "not growing" in r for r in dec.reasons)
 
 
-def test_real_stall_with_full_zones_grows_even_on_cache() -> None:
+def test_stall_of_a_cache_reader_does_not_grow_it() -> None:
     m = zmap({1: "web", 2: None})
     v = view("web", {1}, anon=100 * MIB, file=400 * MIB, stalled=True)
+    assert moves(run(snap(v), decls(c("web")), m)) == []
+
+
+def test_real_stall_with_full_zones_grows_when_anon_fills_half() -> None:
+    m = zmap({1: "web", 2: None})
+    v = view("web", {1}, anon=300 * MIB, file=200 * MIB, stalled=True)
     dec = run(snap(v), decls(c("web")), m)
     assert [(type(a), a.node) for a in moves(dec) if isinstance(a, Lend)] == [(Lend, 2)]
     assert "stalled with its zones full" in moves(dec)[0].reason  # type: ignore[attr-defined]
@@ -133,7 +139,7 @@ def test_real_stall_with_full_zones_grows_even_on_cache() -> None:
 
 def test_stall_inside_cooldown_waits() -> None:
     m = zmap({1: "web", 2: None})
-    v = view("web", {1}, anon=100 * MIB, file=400 * MIB, stalled=True, last_change=NOW - 3)
+    v = view("web", {1}, anon=300 * MIB, file=200 * MIB, stalled=True, last_change=NOW - 3)
     dec = run(snap(v), decls(c("web"), cooldown_s=10), m)
     assert moves(dec) == []
     assert any("cooldown 10s" in r for r in dec.reasons)

@@ -10,8 +10,10 @@ The ladder (DESIGN.md, "How the daemon juggles"), in the order ``decide`` applie
 2. **Grow who needs it**, most important first (priority, then how far over). A container
    *needs* a node when what cannot be dropped (anon plus kernel memory) reaches
    ``tripwire_pct`` of its zones' capacity, or when it reports real stall (a PSI trigger)
-   while its zones are full and it is out of its cooldown. Page cache alone never grows a
-   container: the kernel reclaims cache inside the zone by itself. Tripwire and pressure
+   while its zones are full, anon fills at least ``shrink_below_pct`` of them, and it is
+   out of its cooldown. Page cache alone never grows a container: the kernel reclaims
+   cache inside the zone by itself (and a cache reader stalls on that reclaim, and on
+   memory.high throttling, without more nodes helping it). Tripwire and pressure
    events only wake the engine; the decision is on levels in the snapshot, never on how
    often a counter moved (KERNEL-NOTES, "Pressure and OOM signals").
 
@@ -188,7 +190,11 @@ class _Ctx:
                 f"{c.name}: anon {format_size(c.unreclaimable)} of {format_size(cap)} "
                 f"capacity crossed tripwire {pct}"
             )
-        if c.stalled and cap and c.current >= trip:
+        # Stall counts only when what cannot be dropped fills a good part of the zones:
+        # a cache reader stalls too (reclaim, and our own memory.high throttling), and
+        # more nodes would only hold more cache.
+        squeezed = c.unreclaimable >= cap * self.p.shrink_below_pct / 100.0
+        if c.stalled and cap and c.current >= trip and squeezed:
             if self.in_cooldown(c):
                 # PSI averages over a window: a stall seen right after a change is likely
                 # from before it. Let the cooldown absorb it.
@@ -199,14 +205,15 @@ class _Ctx:
                 return None
             return (
                 f"{c.name}: stalled with its zones full ({format_size(c.current)} of "
-                f"{format_size(cap)}, {format_size(c.file)} page cache)"
+                f"{format_size(cap)}) and anon {format_size(c.unreclaimable)} at "
+                f"{_pct(c.unreclaimable, cap)} of them (>= {self.p.shrink_below_pct:g}%)"
             )
-        if c.tripped or c.stalled:
+        if (c.tripped or c.stalled) and cap and c.current >= trip:
             self.note(
-                f"{c.name}: usage {format_size(c.current)} of {format_size(cap)} is mostly "
-                f"page cache ({format_size(c.file)}); anon {format_size(c.unreclaimable)} is "
-                f"under tripwire {pct} and there is no real stall, so the kernel reclaims "
-                "cache inside its zones; not growing"
+                f"{c.name}: usage {format_size(c.current)} of {format_size(cap)} reached the "
+                f"tripwire, but {format_size(c.file)} of it is page cache the kernel reclaims "
+                f"inside its zones; anon {format_size(c.unreclaimable)} is under tripwire "
+                f"{pct} and there is no real stall: not growing"
             )
         return None
 
