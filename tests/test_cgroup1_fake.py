@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -294,3 +295,21 @@ def test_release_removes_owned_and_keeps_adopted(tree: FakeV1Tree) -> None:
     assert not tree.cpuset.exists("zoned/web")
     assert not tree.memory.exists("zoned/web")
     assert tree.cpuset.exists("srv/db")
+
+
+def test_set_nodes_stuck_in_the_kernel_times_out(backend: Cgroup1Backend, tree: FakeV1Tree) -> None:
+    backend.ensure(WEB, frozenset({0, 1}))
+    release = threading.Event()
+
+    def stuck(cgroup: str, file: str, value: str) -> None:
+        if file == "cpuset.mems":
+            release.wait(10)  # a migration that takes longer than the deadline
+
+    tree.cpuset.before_write.append(stuck)
+    try:
+        op = backend.start_set_nodes("web", N0, deadline_s=0.2)
+        (ev,) = backend.wait(5)
+        assert (ev.op, ev.ok, ev.errno) == (op, False, errno.ETIMEDOUT)
+        assert "timed out" in backend.op_result(op).error
+    finally:
+        release.set()
