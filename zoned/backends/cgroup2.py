@@ -133,6 +133,7 @@ class Cgroup2Backend(Backend):
         clock: Callable[[], float] = time.monotonic,
         fs: CgroupFs | None = None,
         pid: int | None = None,
+        loop: FdLoop | None = None,
     ) -> None:
         """``daemon_leaf``: zoned's own cgroup under ``parent``, where :meth:`prepare`
         moves this process unless it is already there; None: never move it (then zoned
@@ -140,6 +141,7 @@ class Cgroup2Backend(Backend):
         ``adopted``: container name → existing cgroup path to manage in place.
         ``psi``: the trigger written to each container's ``memory.pressure`` (None: no
         PSI). ``pid``: the process :meth:`prepare` places (default: this one).
+        ``fs`` and ``loop`` replace the defaults (tests: a fake kernel, a recording loop).
         """
         self.fs = fs or CgroupFs(cgroup_root)
         self.parent = parent.strip("/")
@@ -154,7 +156,7 @@ class Cgroup2Backend(Backend):
             trigger_spec("full" if kind == "full" else "some", int(stall), int(window))
         self.psi = psi
         self.pid = pid
-        self._loop = FdLoop(workers=workers, clock=clock, name="zoned-cg2")
+        self._loop = loop or FdLoop(workers=workers, clock=clock, name="zoned-cg2")
         self._containers: dict[str, _Container] = {}
         self._prepared = False
 

@@ -1,0 +1,575 @@
+"""Cgroup2Backend on a fake v2 tree holding the texts a 6.1 kernel prints.
+
+``FakeV2Fs`` stands in for ``CgroupFs`` where a directory cannot act like kernfs: ``mkdir``
+populates a cgroup with a fresh 6.1 child's files, ``cgroup.subtree_control`` and
+``cpuset.mems`` writes apply the documented v2 rules (the effective mems are the request
+within the parent's effective, or all of the parent's when that is empty), and hooks run
+before reads (to remove a cgroup between two reads). epoll cannot watch regular files, so
+``RecordingLoop`` records the fd sources and the tests fire them; real POLLPRI on kernfs
+is tested in the VM (vm-tests/guest/test_cgroup2_backend.py). Fake files cannot block like
+a migrating ``cpuset.mems`` write either: that is the VM's job too.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fakesys import eight_node
+from zoned.backends.base import Event, EventKind, OpKind
+from zoned.backends.cgroup2 import Cgroup2Backend
+from zoned.backends.fdloop import ERR, PRI, FdCallback, FdLoop
+from zoned.cgroupfs import CgroupFs, translated
+from zoned.decl import Amount, ContainerDecl
+from zoned.errors import CgroupGone, EffectiveMismatch, Unsupported, WriteRefused
+from zoned.nodelist import format_nodelist, parse_nodelist
+
+LONG = 10.0
+PID = 4242
+ALL = "0-7"
+
+
+def numa_stat(**per_node: dict[int, int]) -> str:
+    items = ["anon", "file", "kernel_stack", "pagetables", "sec_pagetables", "shmem"]
+    items += ["file_mapped", "slab_reclaimable", "slab_unreclaimable"]
+    return "".join(
+        item + "".join(f" N{n}={per_node.get(item, {}).get(n, 0)}" for n in range(8)) + "\n"
+        for item in items
+    )
+
+
+EVENTS_ZERO = "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n"
+STAT_ZERO = "anon 0\nfile 0\nkernel 0\nkernel_stack 0\npagetables 0\nshmem 0\nslab 0\n"
+PRESSURE_ZERO = (
+    "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+    "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+)
+
+
+def fresh_child(controllers: str, parent_mems: str) -> dict[str, str]:
+    """A new 6.1 child cgroup's files (what the backend reads), by enabled controllers."""
+    files = {
+        "cgroup.controllers": controllers + "\n",
+        "cgroup.subtree_control": "\n",
+        "cgroup.procs": "",
+        "cgroup.events": "populated 0\nfrozen 0\n",
+        "cgroup.type": "domain\n",
+    }
+    if "cpuset" in controllers.split():
+        files |= {"cpuset.mems": "\n", "cpuset.mems.effective": parent_mems + "\n"}
+    if "memory" in controllers.split():
+        files |= {
+            "memory.current": "0\n",
+            "memory.high": "max\n",
+            "memory.max": "max\n",
+            "memory.events": EVENTS_ZERO,
+            "memory.stat": STAT_ZERO,
+            "memory.numa_stat": numa_stat(),
+            "memory.pressure": PRESSURE_ZERO,
+            "memory.reclaim": "",
+        }
+    return files
+
+
+class FakeV2Fs(CgroupFs):
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        root.mkdir(parents=True, exist_ok=True)
+        self.put(
+            "",
+            {
+                "cgroup.controllers": "cpuset cpu io memory hugetlb pids rdma misc\n",
+                "cgroup.subtree_control": "\n",
+                "cgroup.procs": "1\n",
+                "cpuset.mems.effective": ALL + "\n",
+                "memory.numa_stat": numa_stat(),
+            },
+        )
+        self.writes: list[tuple[str, str, str]] = []
+        self.before_read: dict[tuple[str, str], Callable[[], None]] = {}
+        self.refuse: dict[tuple[str, str], int] = {}  # (cgroup, file) -> errno
+
+    def put(self, cgroup: str, files: dict[str, str]) -> None:
+        for name, text in files.items():
+            self.path(cgroup, name).write_text(text)
+
+    def read(self, cgroup: str, file: str) -> str:
+        hook = self.before_read.pop((cgroup, file), None)
+        if hook is not None:
+            hook()
+        return super().read(cgroup, file)
+
+    def mkdir(self, cgroup: str) -> bool:
+        created = super().mkdir(cgroup)
+        if created:
+            parent = cgroup.rpartition("/")[0]
+            ctl = super().read(parent, "cgroup.subtree_control").strip()
+            self.put(cgroup, fresh_child(ctl, super().read(parent, "cpuset.mems.effective")))
+        return created
+
+    def write(self, cgroup: str, file: str, value: str) -> None:
+        code = self.refuse.get((cgroup, file))
+        if code is not None:
+            with translated(f"write {value!r} to {self.path(cgroup, file)}", writing=True):
+                raise OSError(code, os.strerror(code))
+        self.writes.append((cgroup, file, value))
+        if file == "cgroup.subtree_control":
+            have = super().read(cgroup, file).split()
+            for tok in value.split():
+                name = tok[1:]
+                if tok[0] == "+" and name not in have:
+                    have.append(name)
+            order = ["cpuset", "cpu", "io", "memory", "hugetlb", "pids", "rdma", "misc"]
+            value = " ".join(c for c in order if c in have)
+        elif file == "cgroup.procs":
+            value = (super().read(cgroup, file) + f"\n{value}").strip()
+        elif file == "cpuset.mems":
+            parent = cgroup.rpartition("/")[0]
+            pe = parse_nodelist(super().read(parent, "cpuset.mems.effective"))
+            eff = (parse_nodelist(value) & pe) or pe
+            self.put(cgroup, {"cpuset.mems.effective": format_nodelist(eff) + "\n"})
+        # kernfs takes each write whole; a regular file would keep a longer old tail
+        with translated(f"write {value!r} to {self.path(cgroup, file)}", writing=True):
+            self.path(cgroup, file).write_text(value)
+
+    def rmdir(self, cgroup: str) -> bool:
+        """kernfs: an empty cgroup goes with its files; one with processes is EBUSY."""
+        p = self.path(cgroup)
+        if not p.is_dir():
+            return False
+        if super().read(cgroup, "cgroup.procs").split():
+            with translated(f"rmdir {p}", writing=True):
+                raise OSError(errno.EBUSY, os.strerror(errno.EBUSY))
+        shutil.rmtree(p)
+        return True
+
+    def snapshot(self) -> dict[str, tuple[str, int]]:
+        """Every file's text and mtime, by path."""
+        return {
+            str(p.relative_to(self.root)): (p.read_text(), p.stat().st_mtime_ns)
+            for p in sorted(self.root.rglob("*"))
+            if p.is_file()
+        }
+
+
+class RecordingLoop(FdLoop):
+    """An FdLoop whose fd sources are recorded (regular files cannot be epoll'ed)."""
+
+    def __init__(self) -> None:
+        super().__init__(workers=1)
+        self.sources: dict[int, tuple[int, FdCallback]] = {}
+
+    def add_fd(self, fd: int, mask: int, callback: FdCallback) -> None:
+        assert fd not in self.sources
+        self.sources[fd] = (mask, callback)
+
+    def remove_fd(self, fd: int) -> None:
+        self.sources.pop(fd, None)
+
+    def fd_of(self, suffix: str) -> int:
+        def target(fd: int) -> str:
+            return str(Path(f"/proc/self/fd/{fd}").readlink()).removesuffix(" (deleted)")
+
+        found = [fd for fd in self.sources if target(fd).endswith(suffix)]
+        assert len(found) == 1, (suffix, found)
+        return found[0]
+
+    def fire(self, suffix: str, revents: int = PRI) -> list[Event]:
+        fd = self.fd_of(suffix)
+        return self.sources[fd][1](revents)
+
+
+class Env:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.fs = FakeV2Fs(tmp / "cgroup")
+        self.sysfs = eight_node(tmp / "host")
+        self.set_own_cgroup("user.slice/session-1.scope")
+        self.backends: list[Cgroup2Backend] = []
+
+    def set_own_cgroup(self, path: str) -> None:
+        p = self.sysfs.proc_root / str(PID) / "cgroup"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(f"0::/{path}\n")
+
+    def backend(self, **kw: object) -> tuple[Cgroup2Backend, RecordingLoop]:
+        loop = RecordingLoop()
+        b = Cgroup2Backend(
+            self.fs.root,
+            "zoned",
+            sys_root=self.sysfs.sys_root,
+            proc_root=self.sysfs.proc_root,
+            fs=self.fs,
+            pid=PID,
+            loop=loop,
+            **kw,  # type: ignore[arg-type]
+        )
+        self.backends.append(b)
+        return b, loop
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    e = Env(tmp_path)
+    yield e
+    for b in e.backends:
+        b.close()
+
+
+def decl(name: str, cgroup: str | None = None) -> ContainerDecl:
+    return ContainerDecl(name, Amount.nodes(1), Amount.nodes(2), cgroup=cgroup)
+
+
+def set_events(fs: FakeV2Fs, cgroup: str, **counts: int) -> None:
+    keys = ("low", "high", "max", "oom", "oom_kill", "oom_group_kill")
+    fs.put(cgroup, {"memory.events": "".join(f"{k} {counts.get(k, 0)}\n" for k in keys)})
+
+
+# ------------------------------------------------------------------------------ setup
+
+
+def test_prepare_enables_controllers_top_down_and_places_the_daemon(env: Env) -> None:
+    b, _ = env.backend()
+    b.prepare()
+    assert env.fs.writes == [
+        ("", "cgroup.subtree_control", "+cpuset +memory"),
+        ("zoned/zoned.daemon", "cgroup.procs", str(PID)),
+        ("zoned", "cgroup.subtree_control", "+cpuset +memory"),
+    ]
+    assert env.fs.read("", "cgroup.subtree_control") == "cpuset memory"
+    assert env.fs.read("zoned", "cgroup.subtree_control") == "cpuset memory"
+    b.prepare()  # idempotent
+    assert len(env.fs.writes) == 3
+
+
+def test_prepare_nested_parent_and_no_daemon_leaf(env: Env) -> None:
+    b, _ = env.backend(daemon_leaf=None)
+    b.parent = "svc/zoned"
+    b.prepare()
+    assert [w[0] for w in env.fs.writes] == ["", "svc", "svc/zoned"]
+    assert not env.fs.exists("svc/zoned/zoned.daemon")
+
+
+def test_prepare_refuses_v1_bound_controllers_and_non_v2(env: Env) -> None:
+    env.fs.put("", {"cgroup.controllers": "cpu io pids\n"})
+    b, _ = env.backend()
+    with pytest.raises(Unsupported, match="cpuset memory"):
+        b.prepare()
+    env.fs.path("", "cgroup.controllers").unlink()
+    with pytest.raises(Unsupported, match="not a cgroup v2"):
+        b.prepare()
+    assert env.fs.writes == []
+
+
+def test_ebusy_from_an_internal_process_says_why(env: Env) -> None:
+    env.fs.refuse[("", "cgroup.subtree_control")] = errno.EBUSY
+    b, _ = env.backend()
+    with pytest.raises(WriteRefused, match="no-internal-process") as info:
+        b.prepare()
+    assert info.value.errno == errno.EBUSY
+
+
+# ------------------------------------------------------------------- ensure / adopt
+
+
+def test_ensure_creates_a_leaf_with_its_nodes_and_watches_it(env: Env) -> None:
+    b, loop = env.backend()
+    st = b.ensure(decl("web"), frozenset({2, 3}))
+    assert (st.name, st.path, st.nodes, st.pids, st.tripwire) == (
+        "web",
+        "zoned/web",
+        frozenset({2, 3}),
+        (),
+        None,
+    )
+    assert ("zoned/web", "cpuset.mems", "2-3") in env.fs.writes
+    assert loop.fd_of("zoned/web/memory.events") >= 0
+    psi = loop.fd_of("zoned/web/memory.pressure")
+    assert loop.sources[psi][0] == PRI
+    # the trigger was written (with the NUL psi.rst's example writes)
+    text = env.fs.path("zoned/web", "memory.pressure").read_bytes()
+    assert text.startswith(b"some 100000 1000000\0")
+
+
+def test_restart_adopts_without_writing_anything(env: Env) -> None:
+    b1, _ = env.backend()
+    b1.ensure(decl("web"), frozenset({2, 3}))
+    b1.ensure(decl("db"), frozenset({4}))
+    b1.arm_tripwire("db", 200 << 20)
+    env.fs.put("zoned/db", {"cgroup.procs": "77\n78\n"})
+    env.set_own_cgroup("zoned/zoned.daemon")
+    b1.close()
+    before = env.fs.snapshot()
+    n_writes = len(env.fs.writes)
+
+    b2, loop = env.backend()
+    found = b2.existing()
+    assert sorted(found) == ["db", "web"]  # not the daemon leaf
+    assert found["db"].pids == (77, 78)
+    assert found["db"].nodes == frozenset({4})
+    assert found["db"].tripwire == 200 << 20
+    b2.ensure(decl("web"), frozenset({2, 3}))
+    b2.ensure(decl("db"), frozenset({4}))
+    b2.arm_tripwire("db", 200 << 20)
+    assert env.fs.writes[n_writes:] == []
+    after = env.fs.snapshot()
+    # PSI triggers are per open fd: re-arming writes memory.pressure (not a setting).
+    psi_files = {k for k in before if k.endswith("memory.pressure")}
+    assert {k: v for k, v in after.items() if k not in psi_files} == {
+        k: v for k, v in before.items() if k not in psi_files
+    }
+    # the old tripwire is watched again
+    env.fs.put("zoned/db", {"memory.current": str(201 << 20)})
+    set_events(env.fs, "zoned/db", high=1)
+    assert [e.kind for e in loop.fire("zoned/db/memory.events")] == [EventKind.TRIPWIRE]
+
+
+def test_adopted_cgroup_is_used_in_place_and_kept_on_release(env: Env) -> None:
+    env.fs.put("", {"cgroup.subtree_control": "cpuset memory\n"})
+    env.fs.mkdir("system.slice")
+    env.fs.put("system.slice", {"cgroup.subtree_control": "cpuset memory\n"})
+    env.fs.mkdir("system.slice/app.service")
+    b, _ = env.backend(adopted={"app": "/system.slice/app.service"})
+    assert sorted(b.existing()) == ["app"]
+    st = b.ensure(decl("app", "/system.slice/app.service"), frozenset({5}))
+    assert st.path == "system.slice/app.service"
+    b.release("app")
+    assert env.fs.exists("system.slice/app.service")
+
+
+def test_adopted_cgroup_without_controllers_is_unsupported(env: Env) -> None:
+    env.fs.mkdir("plain")
+    b, _ = env.backend()
+    with pytest.raises(Unsupported, match="lacks cpuset memory"):
+        b.ensure(decl("p", "plain"), frozenset({1}))
+    with pytest.raises(CgroupGone):
+        b.ensure(decl("q", "missing"), frozenset({1}))
+
+
+def test_widened_grant_is_an_effective_mismatch(env: Env) -> None:
+    b, _ = env.backend()
+    b.prepare()
+    env.fs.put("zoned", {"cpuset.mems.effective": "1-2\n"})
+    with pytest.raises(EffectiveMismatch) as info:
+        b.ensure(decl("web"), frozenset({5}))
+    assert info.value.requested == frozenset({5})
+    assert info.value.effective == frozenset({1, 2})  # empty intersection: all of parent's
+
+
+def test_narrowed_grant_is_an_effective_mismatch(env: Env) -> None:
+    b, _ = env.backend()
+    b.prepare()
+    env.fs.put("zoned", {"cpuset.mems.effective": "1-2\n"})
+    with pytest.raises(EffectiveMismatch, match="asked for nodes 2-3, kernel granted 2"):
+        b.ensure(decl("web"), frozenset({2, 3}))
+
+
+def test_cgroup_removed_between_two_reads_is_gone(env: Env) -> None:
+    b, _ = env.backend()
+    b.ensure(decl("web"), frozenset({2}))
+    path = env.fs.path("zoned/web")
+    env.fs.before_read[("zoned/web", "cgroup.procs")] = lambda: shutil.rmtree(path)
+    with pytest.raises(CgroupGone):
+        b.state("web")
+    assert b.processes("web") == ()
+
+
+def test_existing_leaves_out_a_cgroup_removed_while_listing(env: Env) -> None:
+    b, _ = env.backend()
+    b.ensure(decl("a"), frozenset({1}))
+    b.ensure(decl("b"), frozenset({2}))
+    gone = env.fs.path("zoned/a")
+    env.fs.before_read[("zoned/a", "cpuset.mems.effective")] = lambda: shutil.rmtree(gone)
+    assert sorted(b.existing()) == ["b"]
+
+
+def test_release_removes_an_empty_leaf_and_keeps_a_populated_one(env: Env) -> None:
+    b, loop = env.backend()
+    b.ensure(decl("a"), frozenset({1}))
+    b.ensure(decl("b"), frozenset({2}))
+    env.fs.put("zoned/b", {"cgroup.procs": "99\n"})
+    b.release("a")
+    b.release("a")  # missing is fine
+    b.release("b")  # EBUSY: left in place, logged
+    assert not env.fs.exists("zoned/a")
+    assert env.fs.exists("zoned/b")
+    assert loop.sources == {}
+
+
+# ------------------------------------------------------------------------ reading
+
+
+def test_usage_from_memory_files(env: Env) -> None:
+    b, _ = env.backend()
+    b.ensure(decl("web"), frozenset({3}))
+    env.fs.put(
+        "zoned/web",
+        {
+            "memory.current": "76222464\n",
+            "memory.stat": "anon 67977216\nfile 7553024\nkernel 339968\n",
+            "memory.numa_stat": numa_stat(
+                anon={3: 67977216}, file={3: 7553024}, slab_reclaimable={0: 51272}
+            ),
+        },
+    )
+    u = b.usage("web")
+    assert (u.current, u.anon, u.file) == (76222464, 67977216, 7553024)
+    assert u.per_node[3].anon == 67977216
+    assert u.per_node[0].other == 51272
+
+
+def test_node_memory_from_sysfs(env: Env) -> None:
+    b, _ = env.backend()
+    mem = b.node_memory()
+    assert sorted(mem) == list(range(8))
+    assert all(m.total > m.free > 0 for m in mem.values())
+    assert b.topology().node_ids == tuple(range(8))
+
+
+# ----------------------------------------------------------------- slow operations
+
+
+def test_set_nodes_reports_granted_nodes_and_left_behind(env: Env) -> None:
+    b, _ = env.backend()
+    b.ensure(decl("web"), frozenset({2}))
+    # what the kernel left on node 2 after migrating (shared library pages, say)
+    env.fs.put("zoned/web", {"memory.numa_stat": numa_stat(anon={5: 100 << 20}, file={2: 3 << 20})})
+    op = b.start_set_nodes("web", frozenset({5}), LONG)
+    events = b.wait(LONG)
+    assert [(e.kind, e.op, e.ok) for e in events] == [(EventKind.OP_FINISHED, op, True)]
+    res = b.op_result(op)
+    assert (res.kind, res.nodes, res.left_behind) == (OpKind.SET_NODES, frozenset({5}), 3 << 20)
+    assert env.fs.read("zoned/web", "cpuset.mems") == "5"
+
+
+def test_set_nodes_mismatch_fails_the_op(env: Env) -> None:
+    b, _ = env.backend()
+    b.ensure(decl("web"), frozenset({2}))
+    env.fs.put("zoned", {"cpuset.mems.effective": "1-2\n"})
+    op = b.start_set_nodes("web", frozenset({2, 3}), LONG)
+    (ev,) = b.wait(LONG)
+    res = b.op_result(op)
+    assert (ev.ok, res.ok, res.nodes) == (False, False, frozenset({2}))
+    assert "kernel granted 2" in res.error
+
+
+def test_set_nodes_refused_keeps_the_errno(env: Env) -> None:
+    b, _ = env.backend()
+    b.ensure(decl("web"), frozenset({2}))
+    env.fs.refuse[("zoned/web", "cpuset.mems")] = errno.EINVAL
+    op = b.start_set_nodes("web", frozenset({9}), LONG)
+    (ev,) = b.wait(LONG)
+    assert (ev.op, ev.ok, ev.errno) == (op, False, errno.EINVAL)
+
+
+def test_reclaim_reports_actual_bytes_and_eagain(env: Env) -> None:
+    b, _ = env.backend()
+    b.ensure(decl("web"), frozenset({2}))
+    env.fs.put("zoned/web", {"memory.current": str(300 << 20)})
+    env.fs.before_read[("zoned/web", "memory.current")] = lambda: None  # first read as is
+    env.fs.refuse[("zoned/web", "memory.reclaim")] = errno.EAGAIN
+
+    real_read = env.fs.read
+    calls = {"n": 0}
+
+    def read(cgroup: str, file: str) -> str:
+        if (cgroup, file) == ("zoned/web", "memory.current"):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                return str(260 << 20)
+        return real_read(cgroup, file)
+
+    env.fs.read = read  # type: ignore[method-assign]
+    op = b.start_reclaim("web", 100 << 20, LONG)
+    (ev,) = b.wait(LONG)
+    res = b.op_result(op)
+    assert (ev.ok, res.errno, res.reclaimed) == (False, errno.EAGAIN, 40 << 20)
+    assert "EAGAIN" in res.error
+
+
+# ------------------------------------------------------------------------- events
+
+
+def test_tripwire_fires_once_on_usage_not_on_counter_deltas(env: Env) -> None:
+    b, loop = env.backend()
+    b.ensure(decl("web"), frozenset({2}))
+    b.arm_tripwire("web", 200 << 20)
+    assert env.fs.read("zoned/web", "memory.high") == str(200 << 20)
+    src = "zoned/web/memory.events"
+
+    # high counted, but usage is back under the tripwire (page cache reclaimed): nothing
+    env.fs.put("zoned/web", {"memory.current": str(190 << 20)})
+    set_events(env.fs, "zoned/web", high=1)
+    assert loop.fire(src) == []
+
+    env.fs.put("zoned/web", {"memory.current": str(201 << 20)})
+    set_events(env.fs, "zoned/web", high=2)
+    (ev,) = loop.fire(src)
+    assert (ev.kind, ev.container, ev.value) == (EventKind.TRIPWIRE, "web", 201 << 20)
+
+    # the throttled task makes high climb (measured 1 -> 8 in 30 ms): no more events
+    for n in range(3, 9):
+        set_events(env.fs, "zoned/web", high=n)
+        assert loop.fire(src) == []
+
+    b.arm_tripwire("web", 300 << 20)  # re-armed higher
+    env.fs.put("zoned/web", {"memory.current": str(301 << 20)})
+    set_events(env.fs, "zoned/web", high=9)
+    assert [e.kind for e in loop.fire(src)] == [EventKind.TRIPWIRE]
+    b.disarm_tripwire("web")
+    assert env.fs.read("zoned/web", "memory.high") == "max"
+
+
+def test_tripwire_below_usage_fires_at_once(env: Env) -> None:
+    b, _ = env.backend()
+    b.ensure(decl("web"), frozenset({2}))
+    env.fs.put("zoned/web", {"memory.current": str(250 << 20)})
+    b.arm_tripwire("web", 200 << 20)
+    (ev,) = b.wait(LONG)
+    assert (ev.kind, ev.value) == (EventKind.TRIPWIRE, 250 << 20)
+
+
+def test_oom_and_cpuset_oom_kill(env: Env) -> None:
+    b, loop = env.backend()
+    b.ensure(decl("web"), frozenset({2}))
+    src = "zoned/web/memory.events"
+    set_events(env.fs, "zoned/web", oom_kill=1)  # cpuset-constrained: oom stays 0
+    assert [(e.kind, e.value) for e in loop.fire(src)] == [(EventKind.OOM_KILL, 1)]
+    set_events(env.fs, "zoned/web", oom=1, oom_kill=3, max=4)
+    assert [(e.kind, e.value) for e in loop.fire(src)] == [
+        (EventKind.OOM, 1),
+        (EventKind.OOM_KILL, 2),
+    ]
+    assert loop.fire(src) == []  # re-read, nothing new
+
+
+def test_pressure_and_gone(env: Env) -> None:
+    b, loop = env.backend()
+    b.ensure(decl("web"), frozenset({2}))
+    (ev,) = loop.fire("zoned/web/memory.pressure")
+    assert (ev.kind, ev.detail) == (EventKind.PRESSURE, "some 100ms/1000ms")
+    shutil.rmtree(env.fs.path("zoned/web"))
+    (ev,) = loop.fire("zoned/web/memory.pressure", ERR | PRI)
+    assert ev.kind is EventKind.GONE
+    assert loop.sources == {}  # both fds dropped, GONE reported once
+
+
+def test_memory_events_unreadable_is_gone(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    b, loop = env.backend()
+    b.ensure(decl("web"), frozenset({2}))
+    shutil.rmtree(env.fs.path("zoned/web"))
+
+    def enodev(fd: int, what: str) -> str:
+        # kernfs answers ENODEV on an fd opened before the cgroup was removed
+        with translated(f"read {what}"):
+            raise OSError(errno.ENODEV, "No such device")
+
+    monkeypatch.setattr(Cgroup2Backend, "_read_fd", staticmethod(enodev))
+    events = loop.fire("zoned/web/memory.events", ERR | PRI)
+    assert [e.kind for e in events] == [EventKind.GONE]
+    assert loop.sources == {}
