@@ -18,9 +18,15 @@ Directed reclaim: v1 has no ``memory.reclaim``. ``memory.force_empty`` is no sub
 reclaims *everything* the cgroup holds (meant for an empty cgroup before rmdir), not N
 bytes. Instead ``memory.limit_in_bytes`` is lowered towards ``usage - N`` in steps (the
 kernel reclaims to fit each new limit, and answers EBUSY when it cannot) and the original
-limit is restored in a ``finally``. Risk: while the limit is low, an allocation inside the
-container that cannot be satisfied by reclaim OOM-kills there. Steps keep each window
-short and the first EBUSY stops the descent.
+limit is restored in a ``finally``. The limit write itself never OOM-kills (measured: with
+anonymous memory and no swap it answers EBUSY at once). Risk: while the limit is low, an
+allocation inside the container that reclaim cannot satisfy OOM-kills there. Steps keep
+each window short and the first EBUSY stops the descent.
+
+OOM: the ``memory.oom_control`` eventfd only fires for memcg OOMs. A cpuset-constrained
+kill signals nothing; it shows in the ``oom_kill`` counter, which is re-read on every
+signal of the container (a kill usually drops usage back across the tripwire, which
+signals the threshold eventfd).
 """
 
 from __future__ import annotations
