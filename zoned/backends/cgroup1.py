@@ -25,8 +25,8 @@ each window short and the first EBUSY stops the descent.
 
 OOM: the ``memory.oom_control`` eventfd only fires for memcg OOMs. A cpuset-constrained
 kill signals nothing; it shows in the ``oom_kill`` counter, which is re-read on every
-signal of the container (a kill usually drops usage back across the tripwire, which
-signals the threshold eventfd).
+signal of the container (with a tripwire armed, a kill usually drops usage back across it,
+which signals the threshold eventfd).
 """
 
 from __future__ import annotations
