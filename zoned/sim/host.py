@@ -320,6 +320,7 @@ class SimBackend(Backend):
         self._next_op = 1
         self.events: list[Event] = []  # every event ever reported, in order
         self.history: list[Sample] = []  # one Sample every sample_ms
+        self.ticks_worked = 0  # ticks computed one by one (the rest were jumped over)
         k = self.knobs
         self._dt = k.step_ms / 1000.0
         self._sample_ticks = max(1, k.sample_ms // k.step_ms)
@@ -619,7 +620,7 @@ class SimBackend(Backend):
                     wakes.append(w)
         for i, f in enumerate(self._faults):
             if isinstance(f, Gone) and i not in self._gone_applied:
-                wakes.append(self._ticks(f.at_s))
+                wakes.append(self._ticks(f.at_s) - 1)  # the tick that ends at at_s
         later = [w for w in wakes if w > self._tick]
         if len(later) < len(wakes):
             return self._tick  # something due now
@@ -643,8 +644,9 @@ class SimBackend(Backend):
         worked out, so everything it causes is reported at the tick's end."""
         k = self._tick
         self._tick = k + 1
+        self.ticks_worked += 1
         for i, f in enumerate(self._faults):
-            if isinstance(f, Gone) and i not in self._gone_applied and self._ticks(f.at_s) <= k:
+            if isinstance(f, Gone) and i not in self._gone_applied and self._ticks(f.at_s) <= k + 1:
                 self._gone_applied.add(i)
                 self._vanish(f.container)
         for c in self._ctrs.values():
@@ -883,6 +885,8 @@ class SimBackend(Backend):
             self._put(c, "file", n, -c.file[n])
 
     def _oom_kill(self, c: _Ctr, memcg: bool) -> None:
+        c.peak_usage = max(c.peak_usage, c.usage)
+        c.peak_anon = max(c.peak_anon, c.anon_total)
         if memcg:
             c.oom_events += 1
             self._emit(EventKind.OOM, c, value=c.oom_events)
