@@ -4,7 +4,7 @@ Both real backends go through this class; it is the boundary where ``OSError`` b
 zoned's own exceptions:
 
 - ENOENT / ENODEV on a cgroup's directory or files: ``CgroupGone`` (an ordinary outcome);
-- EINVAL, ENOSPC, EBUSY, EACCES, EPERM, EAGAIN, ENOMEM on a write: ``WriteRefused``;
+- EINVAL, ENOSPC, EBUSY, EACCES, EPERM, EAGAIN, ENOMEM, ERANGE on a write: ``WriteRefused``;
 - anything else: ``BackendError``; the errno is always kept.
 
 Cgroup names are paths relative to the hierarchy root (``"zoned/web"``; ``""`` is the root).
@@ -30,6 +30,7 @@ _REFUSED = {
     errno.EAGAIN,
     errno.ENOMEM,
     errno.EOPNOTSUPP,
+    errno.ERANGE,  # measured: cpuset.mems "999999" on 6.18
 }
 
 
