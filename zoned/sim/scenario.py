@@ -49,7 +49,6 @@ dotted path.
 from __future__ import annotations
 
 import dataclasses
-import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -250,9 +249,9 @@ def _knobs(doc: Doc, value: object, policy: PolicyDecl) -> SimKnobs:
 def _config(doc: Doc, text: str) -> Declarations:
     """Declarations from the ``config:`` block, read by zoned.config itself.
 
-    zoned.config gets the block's original text, dedented and padded with blank lines so
-    its ``file:line`` numbers are those of the scenario file (columns shift by the block's
-    indent; its dotted keys start below ``config.``).
+    zoned.config gets the block's original text, padded with blank lines and spaces so its
+    ``file:line:column`` are those of the scenario file (its dotted keys start below
+    ``config.``).
     """
     root = yaml.compose(text, Loader=yaml.SafeLoader)
     assert isinstance(root, yaml.MappingNode)
@@ -260,5 +259,5 @@ def _config(doc: Doc, text: str) -> Declarations:
         if k.value == "config":
             start, end = v.start_mark, v.end_mark
             body = " " * start.column + text[start.index : end.index]
-            return zconfig.loads("\n" * start.line + textwrap.dedent(body), doc.filename)
+            return zconfig.loads("\n" * start.line + body, doc.filename)
     raise doc.fail("config", "missing")
