@@ -7,13 +7,15 @@ from pathlib import Path
 import pytest
 
 from zoned.backends.base import EventKind
-from zoned.decl import AmountUnit
+from zoned.decl import Amount, AmountUnit, ContainerDecl
 from zoned.errors import ConfigError
 from zoned.sim import (
     Alloc,
     Hold,
     Isolation,
     Ramp,
+    SimBackend,
+    SimNode,
     Walk,
     WorkloadSpec,
     load_scenario,
@@ -191,9 +193,6 @@ workloads:
 
 
 def test_walk_is_seeded_and_mean_reverting() -> None:
-    from zoned.sim import SimBackend, SimNode
-    from zoned.decl import Amount, ContainerDecl
-
     def run(seed: int) -> list[int]:
         w = WorkloadSpec(phases=(Walk(anon_mean=100 * MIB, sd=10 * MIB, for_s=200, seed=seed),))
         sim = SimBackend([SimNode(0, 64 * MIB), SimNode(1, 512 * MIB)], workloads={"a": w})
