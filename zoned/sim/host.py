@@ -42,6 +42,16 @@ The model, tick by tick, for each live container in creation order:
   ``memory.reclaim`` does.
 * **Node memory.** free = size - base use - what every container holds on the node.
 
+Assumptions: no swap; each workload is one process (a kill ends it); "some" stall is
+every stalled ms (reclaim at ``reclaim_rate``, throttled or blocked ticks), "full" only
+ticks with no progress at all (blocked, or throttled to nothing); cache freed by an
+exiting or killed process stays charged until reclaimed; there is no kswapd (reclaim
+happens in the allocating task, or through ``start_reclaim``).
+
+Beyond ``Backend``: ``advance(seconds)`` and ``run_until(at_s)`` run the clock whatever
+happens; ``history`` (a ``Sample`` every ``sample_ms``), ``events`` (all events ever
+reported), ``stats()`` (``SimStats``), ``ticks_worked`` (ticks computed one by one).
+
 Isolation modes (for baselines): ``ZONES`` (containers use the nodes they are given;
 with no engine calling ``start_set_nodes`` they keep their initial nodes: static zones),
 ``NONE`` (every container may use every unreserved node) and ``MEMCG`` (the same, plus a
