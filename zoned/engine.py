@@ -253,9 +253,9 @@ class Engine:
         for i, a in enumerate(actions):
             if not self.juggle and not isinstance(a, SetTripwire | RecordOom):
                 continue
-            if self.dry_run:
+            if self.dry_run and not isinstance(a, RecordOom):  # recording writes nothing
                 dry_keys.add(a.describe())
-                if a.describe() not in self._last_dry_keys or isinstance(a, RecordOom):
+                if a.describe() not in self._last_dry_keys:
                     self._record(kind_of(a), a.describe(), a.reason, "would have", a)
                 continue
             follow = actions[i + 1] if i + 1 < len(actions) else None
@@ -329,7 +329,8 @@ class Engine:
     def _apply(self, a: Action, now: float, first: DirectedReclaim | None = None) -> None:
         if isinstance(a, RecordOom):
             self.stats.setdefault(a.container, ContainerStats()).oom_kills += a.kills
-            self._record("oom", a.describe(), a.reason, "recorded", a)
+            dry = " (dry run: zoned moved nothing)" if self.dry_run else ""
+            self._record("oom", a.describe(), a.reason, "recorded" + dry, a)
         elif isinstance(a, SetTripwire):
             try:
                 self.backend.arm_tripwire(a.container, a.nbytes)

@@ -25,7 +25,20 @@ from zoned.engine import LogRecord
 from zoned.report import Sample
 from zoned.sizes import MIB
 
-_FIXED = {"free": "#e6e6e6", "reserved": "#7f7f7f", "shared": "#d9c9a3", "memoryless": "#ffffff"}
+_FIXED = {
+    "free": "#e6e6e6",
+    "reserved": "#7f7f7f",
+    "shared": "#d9c9a3",
+    "unconfined": "#bcbd22",
+    "memoryless": "#ffffff",
+}
+_FIXED_LABELS = {
+    "free": "(free: in the pool)",
+    "reserved": "(reserved: host and kernel)",
+    "shared": "(shared zone)",
+    "unconfined": "(every container: no cpusets)",
+    "memoryless": "(no memory)",
+}
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 _MARKERS = {
     "lend": ("^", "lent a free node"),
@@ -49,7 +62,8 @@ def plot_run(
     *,
     title: str,
     containers: Sequence[str],
-    tripwire_pct: float = 85.0,
+    tripwire_pct: float | None = 85.0,
+    subtitle: str = "",
 ) -> Path:
     """Write the plot to ``path`` (parent directories are created); returns the path."""
     out = Path(path)
@@ -79,7 +93,9 @@ def plot_run(
     axes[-1][0].set_xlabel("time (s, virtual)")
     axes[-1][0].set_xlim(0, samples[-1].at if samples else 1.0)
     fig.suptitle(title, fontsize=12, x=0.01, ha="left")
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    if subtitle:
+        fig.text(0.01, 0.955, subtitle, fontsize=9, ha="left", va="top", color="#333333")
+    fig.tight_layout(rect=(0, 0, 1, 0.93 if subtitle else 0.97))
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
@@ -136,7 +152,7 @@ def _bands(
     owners_seen = {o for s in samples for o in s.owners.values()}
     order = [c for c in containers if c in owners_seen] + [o for o in _FIXED if o in owners_seen]
     handles: list[Patch | Line2D] = [
-        Patch(color=colours[o], label=o if o in containers else f"({o})") for o in order
+        Patch(color=colours[o], label=o if o in containers else _FIXED_LABELS[o]) for o in order
     ]
     handles += [
         Line2D(
@@ -163,7 +179,7 @@ def _container(
     *,
     name: str,
     col: str,
-    tripwire_pct: float,
+    tripwire_pct: float | None,
     legend: bool,
 ) -> None:
     """Capacity (shaded), tripwire, usage and anon of one container; OOM kills marked."""
@@ -171,20 +187,21 @@ def _container(
     cap = [s.usage[name].capacity / MIB if name in s.usage else 0.0 for s in samples]
     cur = [s.usage[name].current / MIB if name in s.usage else 0.0 for s in samples]
     anon = [s.usage[name].anon / MIB if name in s.usage else 0.0 for s in samples]
-    trip = [c * tripwire_pct / 100.0 for c in cap]
     ax.fill_between(
         times, 0, cap, step="post", color=col, alpha=0.12, label="capacity of its zones"
     )
     ax.step(times, cap, where="post", color=col, linewidth=1.0)
-    ax.step(
-        times,
-        trip,
-        where="post",
-        color=col,
-        linewidth=0.8,
-        linestyle=":",
-        label=f"tripwire ({tripwire_pct:g}% of capacity)",
-    )
+    if tripwire_pct is not None:  # only the engine arms tripwires
+        trip = [c * tripwire_pct / 100.0 for c in cap]
+        ax.step(
+            times,
+            trip,
+            where="post",
+            color=col,
+            linewidth=0.8,
+            linestyle=":",
+            label=f"tripwire ({tripwire_pct:g}% of capacity)",
+        )
     ax.plot(times, cur, color=col, linewidth=1.6, label="usage (all it holds)")
     ax.plot(times, anon, color="black", linewidth=1.0, linestyle="--", label="anon (cannot drop)")
     for r in log:

@@ -338,6 +338,37 @@ class _Ctx:
             )
         )
 
+    def oom(self, c: ContainerView) -> RecordOom:
+        """Record a kernel OOM kill in ``c`` with why nothing was lent in time. The snapshot
+        is from after the kill (the killed process's memory is gone), so the words are about
+        what could have been lent, not about its usage."""
+        why = self.why_not.get(c.name)
+        if why is None and c.pending:
+            why = "a node was on its way but came too late"
+        elif why is None:
+            decl = self.decl(c.name)
+            if decl is None:
+                why = "it is not declared"
+            elif not may_grow(decl, self.caps(c.nodes), self.headroom):
+                why = f"at its max ({decl.max}): nothing may be lent"
+            elif (free := self.free_node(c, decl)) is not None:
+                why = f"node {free} was free: the fill came faster than zoned saw it"
+            else:
+                found = self.donor_for(c, decl)
+                why = (
+                    f"no free node; no donor ({found})"
+                    if isinstance(found, str)
+                    else f"no free node; {found[0].name} could have given one: "
+                    "the fill came faster than zoned saw it"
+                )
+        n = c.oom_kills
+        return RecordOom(
+            c.name,
+            f"{c.name}: the kernel OOM-killed {n} process{'es' if n > 1 else ''} inside its "
+            f"zones ({_nodes_word(c.nodes)}, {format_size(self.cap(c.nodes))}); {why}",
+            n,
+        )
+
     def idle_return(self, d: ContainerView) -> None:
         ddecl = self.decls.container(d.name)
         idle = self.idle_s(d.name)
@@ -359,7 +390,8 @@ class _Ctx:
             Return(
                 node,
                 d.name,
-                f"{d.name}: idle {idle:.0f}s (>= {self.p.idle_return_s:g}s) and anon "
+                f"{d.name}: no need for more memory for {idle:.0f}s "
+                f"(idle_return_s {self.p.idle_return_s:g}s) and anon "
                 f"{format_size(d.unreclaimable)} would use {_pct(d.unreclaimable, rest)} of "
                 f"{_nodes_word(d.nodes - {node})} (< {self.p.shrink_below_pct:g}%); "
                 f"returned node {node} to the pool",
@@ -397,12 +429,11 @@ def decide(
             if why is not None:
                 ctx.needy[c.name] = why
         elif c.tripped or c.stalled:
+            # A signal during a hand-over is expected (the tripwire fires again while the
+            # container waits for its node); only a hold is worth a note.
             held = ctx.blocked(c.name)
-            ctx.note(
-                f"{c.name}: signal while "
-                + (f"on hold ({held})" if held else "an operation is in flight")
-                + "; waiting"
-            )
+            if held:
+                ctx.note(f"{c.name}: short of memory but on hold ({held}); waiting")
 
     def urgency(name: str) -> tuple[int, float, str]:
         c = views[name]
@@ -414,22 +445,7 @@ def decide(
 
     for c in sorted(views.values(), key=lambda v: v.name):
         if c.oom_kills:
-            cap = ctx.cap(c.nodes)
-            why = ctx.why_not.get(c.name)
-            if why is None and c.name not in ctx.needy:
-                why = "it did not look short of memory at this step"
-            elif why is None:
-                why = "a node is on its way"
-            ctx.actions.insert(
-                0,
-                RecordOom(
-                    c.name,
-                    f"{c.name}: the kernel OOM-killed {c.oom_kills} process"
-                    f"{'es' if c.oom_kills > 1 else ''} inside its zones ({_nodes_word(c.nodes)}, "
-                    f"anon {format_size(c.unreclaimable)} of {format_size(cap)}); {why}",
-                    c.oom_kills,
-                ),
-            )
+            ctx.actions.insert(0, ctx.oom(c))
 
     for c in sorted(views.values(), key=lambda v: v.name):
         if ctx.settled(c) and c.name not in ctx.needy and c.name not in ctx.touched:

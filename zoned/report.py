@@ -1,18 +1,14 @@
 """What a run did, for people and for programs: a timeline of decisions with their reasons,
-a per-container summary, and the same as JSON.
-
-``Recorder`` is an engine observer (``engine.run(until, observer=recorder)``) that samples
-node ownership and each container's usage against its capacity after every step; the
-plot is drawn from those samples.
+a per-container summary, and the same as JSON. ``Sample`` is one instant of a run (node
+owners, usage against capacity), what the plot is drawn from.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from zoned.backends.base import Event
 from zoned.engine import Engine, LogRecord
 from zoned.nodelist import format_nodelist
 from zoned.sizes import format_size
@@ -36,23 +32,6 @@ class Sample:
     usage: Mapping[str, Usage]
 
 
-@dataclass
-class Recorder:
-    """Samples the engine after each step; pass it as ``observer`` to ``Engine.run``."""
-
-    samples: list[Sample] = field(default_factory=list)
-
-    def __call__(self, engine: Engine, events: Sequence[Event] = ()) -> None:
-        snap = engine.last_snapshot
-        owners = {a.node: str(a.owner) for a in engine.zonemap}
-        usage: dict[str, Usage] = {}
-        if snap is not None:
-            for name, v in snap.containers.items():
-                usage[name] = Usage(v.current, v.unreclaimable, snap.capacity(v.nodes))
-        at = snap.at if snap is not None else engine.backend.now()
-        self.samples.append(Sample(at, owners, usage))
-
-
 @dataclass(frozen=True)
 class ContainerSummary:
     """One container over the whole run."""
@@ -68,26 +47,40 @@ class ContainerSummary:
     nodes_at_end: tuple[int, ...]
 
 
+@dataclass(frozen=True)
+class HostFacts:
+    """What the host measured for one container over a run (the ground truth)."""
+
+    peak_current: int
+    peak_anon: int
+    stall_s: float | None  # "some" stall; None when the host cannot tell
+    oom_kills: int
+    bytes_migrated: int
+
+
 def summarize(
-    engine: Engine, stall_s: Mapping[str, float] | None = None
+    names: Sequence[str],
+    facts: Mapping[str, HostFacts],
+    engine: Engine | None,
+    nodes_at_end: Mapping[str, frozenset[int]],
 ) -> tuple[ContainerSummary, ...]:
-    """The per-container summary of ``engine``'s run so far, in declaration order."""
+    """One row per container in ``names`` order: the host's facts, plus the nodes the
+    engine moved (none without an engine)."""
     out = []
-    for decl in engine.decls.containers:
-        st = engine.stats.get(decl.name)
-        if st is None:
-            continue
+    for name in names:
+        f = facts.get(name, HostFacts(0, 0, None, 0, 0))
+        st = engine.stats.get(name) if engine is not None else None
         out.append(
             ContainerSummary(
-                name=decl.name,
-                peak_current=st.peak_current,
-                peak_anon=st.peak_anon,
-                stall_s=None if stall_s is None else stall_s.get(decl.name, 0.0),
-                oom_kills=st.oom_kills,
-                nodes_gained=st.nodes_gained,
-                nodes_lost=st.nodes_lost,
-                bytes_migrated=st.bytes_migrated,
-                nodes_at_end=tuple(sorted(engine.zonemap.nodes_of(decl.name))),
+                name=name,
+                peak_current=f.peak_current,
+                peak_anon=f.peak_anon,
+                stall_s=f.stall_s,
+                oom_kills=f.oom_kills,
+                nodes_gained=st.nodes_gained if st else 0,
+                nodes_lost=st.nodes_lost if st else 0,
+                bytes_migrated=f.bytes_migrated,
+                nodes_at_end=tuple(sorted(nodes_at_end.get(name, frozenset()))),
             )
         )
     return tuple(out)
@@ -121,7 +114,9 @@ def format_timeline(log: Sequence[LogRecord], *, verbose: bool = False) -> str:
         if ends:
             last = ends[-1]
             status = last.outcome + (f" (at {last.at:.1f}s)" if last.at - r.at >= 0.05 else "")
-        what = "would have: " + r.what if r.outcome == "would have" else r.what
+        what = r.what
+        if r.outcome == "would have":
+            what, status = "would have: " + r.what, ""
         if r.kind == "note":
             what, status = "", ""
         lines.append(f"{r.at:8.1f}s  {r.kind:<16} {what:<44} {status}".rstrip())
