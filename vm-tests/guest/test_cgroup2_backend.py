@@ -1,0 +1,322 @@
+"""Cgroup2Backend on a real 6.1 kernel (numa=fake=8, v2): pages go where zoned puts them.
+
+Runs inside a vm-tests guest (``ZONED_VM_CGROUP=v2``). Allocations are small (TCG is
+slow). Every wait is bounded by a deadline; no test sleeps.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import selectors
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from zoned.backends.base import Event, EventKind
+from zoned.backends.cgroup2 import Cgroup2Backend
+from zoned.cgroupfs import CgroupFs
+from zoned.decl import Amount, ContainerDecl
+from zoned.errors import WriteRefused
+from zoned.sizes import MIB
+
+from .cgtools import remove_tree, write
+from .conftest import Finding
+
+pytestmark = pytest.mark.boot(cgroup="v2")
+
+ROOT = Path("/sys/fs/cgroup")
+PARENT = "zoned-vmtest-cg2"
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+# Waits for a process to start and touch ~100 MB: seconds under TCG, so generous bounds.
+START_S = 60.0
+MIGRATE_S = 120.0
+
+ALLOCATOR = """
+import sys
+sys.stdin.readline()                    # go: we are in the container's cgroup now
+n = int(sys.argv[1])
+b = bytearray(n)
+for i in range(0, n, 4096):             # touch every page: bytearray maps zero pages lazily
+    b[i] = 1
+print("ready", flush=True)
+sys.stdin.readline()                    # until told to exit
+"""
+
+
+class Allocator:
+    """A child that allocates ``nbytes`` of anonymous memory inside a given cgroup."""
+
+    def __init__(self, fs: CgroupFs, cgroup: str, nbytes: int) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", ALLOCATOR, str(nbytes)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.pid = self.proc.pid
+        fs.move_pid(cgroup, self.pid)  # before it allocates: pages follow the cpuset
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+        self.started = time.monotonic()
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        """True when it printed ready; False on EOF (killed) or timeout."""
+        assert self.proc.stdout is not None
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.proc.stdout, selectors.EVENT_READ)
+            if not sel.select(timeout_s):
+                return False
+        return self.proc.stdout.readline().strip() == "ready"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=30)
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                pipe.close()
+
+
+def numa_maps_anon_pages(pid: int) -> dict[int, int]:
+    """Pages per node of the process's anonymous mappings, from /proc/PID/numa_maps."""
+    out: dict[int, int] = {}
+    for line in Path(f"/proc/{pid}/numa_maps").read_text().splitlines():
+        if "file=" in line or "anon=" not in line:
+            continue
+        for node, pages in re.findall(r"\bN(\d+)=(\d+)", line):
+            out[int(node)] = out.get(int(node), 0) + int(pages)
+    return out
+
+
+def fds_on(suffix: str) -> list[int]:
+    """This process's open fds whose file path ends with ``suffix``."""
+    out: list[int] = []
+    for p in Path("/proc/self/fd").iterdir():
+        try:
+            target = str(p.readlink())
+        except OSError:
+            continue  # the listing's own fd, closed meanwhile
+        if target.endswith(suffix):
+            out.append(int(p.name))
+    return out
+
+
+def wait_for(
+    backend: Cgroup2Backend, want: Callable[[Event], bool], deadline_s: float
+) -> tuple[Event | None, list[Event]]:
+    """Events until one matches ``want`` or the deadline passes: (match, all seen)."""
+    end = time.monotonic() + deadline_s
+    seen: list[Event] = []
+    while (left := end - time.monotonic()) > 0:
+        for ev in backend.wait(left):
+            seen.append(ev)
+            if want(ev):
+                return ev, seen
+    return None, seen
+
+
+class CountingFs(CgroupFs):
+    """CgroupFs recording every write and mkdir (to show a restart writes nothing)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.writes: list[tuple[str, str, str]] = []
+
+    def write(self, cgroup: str, file: str, value: str) -> None:
+        self.writes.append((cgroup, file, value))
+        super().write(cgroup, file, value)
+
+    def mkdir(self, cgroup: str) -> bool:
+        created = super().mkdir(cgroup)
+        if created:
+            self.writes.append((cgroup, "mkdir", ""))
+        return created
+
+
+def decl(name: str) -> ContainerDecl:
+    return ContainerDecl(name, Amount.nodes(1), Amount.nodes(2))
+
+
+@pytest.fixture
+def backends() -> Iterator[list[Cgroup2Backend]]:
+    made: list[Cgroup2Backend] = []
+    remove_tree(ROOT / PARENT, ROOT)
+    yield made
+    for b in made:
+        b.close()
+    write(ROOT / "cgroup.procs", str(os.getpid()))  # prepare() moved this process
+    remove_tree(ROOT / PARENT, ROOT)
+
+
+def new_backend(made: list[Cgroup2Backend], fs: CgroupFs | None = None) -> Cgroup2Backend:
+    b = Cgroup2Backend(ROOT, PARENT, fs=fs)
+    made.append(b)
+    return b
+
+
+@pytest.fixture
+def allocators() -> Iterator[list[Allocator]]:
+    made: list[Allocator] = []
+    yield made
+    for a in made:
+        a.stop()
+
+
+def test_pages_go_where_zoned_puts_them_and_follow_a_move(
+    backends: list[Cgroup2Backend], allocators: list[Allocator], finding: Finding
+) -> None:
+    b = new_backend(backends)
+    b.ensure(decl("a"), frozenset({2}))
+    b.ensure(decl("b"), frozenset({4}))
+    own = Path("/proc/self/cgroup").read_text().strip()
+    assert own == f"0::/{PARENT}/zoned.daemon"  # the no-internal-process rule, kept
+    size = 100 * MIB
+    a = Allocator(b.fs, f"{PARENT}/a", size)
+    bb = Allocator(b.fs, f"{PARENT}/b", size)
+    allocators += [a, bb]
+    assert a.wait_ready(START_S) and bb.wait_ready(START_S)
+
+    ua, ub = b.usage("a"), b.usage("b")
+    assert ua.per_node[2].anon >= 0.95 * size, ua
+    assert ub.per_node[4].anon >= 0.95 * size, ub
+    assert sum(u.anon for n, u in ua.per_node.items() if n != 2) < 1 * MIB
+    assert sum(u.anon for n, u in ub.per_node.items() if n != 4) < 1 * MIB
+    maps_a = numa_maps_anon_pages(a.pid)
+    assert maps_a.get(2, 0) * PAGE >= 0.95 * size, maps_a
+    assert set(maps_a) == {2}
+    assert set(numa_maps_anon_pages(bb.pid)) == {4}
+
+    t0 = time.monotonic()
+    op = b.start_set_nodes("a", frozenset({3}), MIGRATE_S)
+    ev, seen = wait_for(b, lambda e: e.kind is EventKind.OP_FINISHED and e.op == op, MIGRATE_S)
+    took = time.monotonic() - t0
+    assert ev is not None, seen
+    res = b.op_result(op)
+    finding(
+        "v2 cpuset.mems write moving ~100 MiB anon (TCG): seconds, left behind",
+        {"seconds": round(res.seconds, 2), "wall": round(took, 2), "left_behind": res.left_behind},
+    )
+    assert res.ok, res
+    assert res.nodes == frozenset({3})
+    assert res.left_behind < 16 * MIB  # shared library pages may stay behind
+    ua = b.usage("a")
+    assert ua.per_node[3].anon >= 0.95 * size, ua
+    assert ua.per_node[2].anon < 1 * MIB, ua
+    maps_a = numa_maps_anon_pages(a.pid)
+    assert set(maps_a) == {3}, maps_a
+    assert b.state("a").nodes == frozenset({3})
+    assert set(numa_maps_anon_pages(bb.pid)) == {4}  # the neighbour did not move
+
+
+def test_tripwire_and_psi_trigger(
+    backends: list[Cgroup2Backend], allocators: list[Allocator], finding: Finding
+) -> None:
+    b = new_backend(backends)
+    b.ensure(decl("t"), frozenset({5}))
+    psi_fds = fds_on(f"{PARENT}/t/memory.pressure")
+    assert len(psi_fds) == 1  # the trigger's fd is open (and armed: a second write is EBUSY)
+    fd = psi_fds[0]
+    with pytest.raises(OSError) as info:
+        os.write(fd, b"some 100000 1000000\0")
+    assert info.value.errno == errno.EBUSY
+    finding("v2 second PSI trigger on one fd", errno.errorcode[errno.EBUSY])
+
+    wire = 60 * MIB
+    b.arm_tripwire("t", wire)
+    alloc = Allocator(b.fs, f"{PARENT}/t", 100 * MIB)
+    allocators.append(alloc)
+    ev, seen = wait_for(b, lambda e: e.kind is EventKind.TRIPWIRE, START_S)
+    assert ev is not None, seen
+    latency = time.monotonic() - alloc.started
+    events_text = b.fs.read(f"{PARENT}/t", "memory.events")
+    finding(
+        "v2 memory.high tripwire: usage at the TRIPWIRE event, s after the child began",
+        {"usage": ev.value, "tripwire": wire, "s": round(latency, 2), "events": events_text},
+    )
+    assert ev.container == "t"
+    assert ev.value is not None and ev.value >= wire
+    # Throttled above memory.high, the allocation stalls: the PSI trigger should fire.
+    pev, seen2 = wait_for(b, lambda e: e.kind is EventKind.PRESSURE, 30.0)
+    finding(
+        "v2 PSI some 100ms/1s under memory.high throttling: fired, s after the child began",
+        {"fired": pev is not None, "s": round(time.monotonic() - alloc.started, 2)},
+    )
+    assert [e.kind for e in seen + seen2].count(EventKind.TRIPWIRE) == 1  # once per arming
+    b.disarm_tripwire("t")
+    assert alloc.wait_ready(START_S)
+    assert pev is not None, seen2
+
+
+def test_cpuset_oom_kill_is_reported(
+    backends: list[Cgroup2Backend], allocators: list[Allocator], finding: Finding
+) -> None:
+    b = new_backend(backends)
+    b.ensure(decl("o"), frozenset({6}))
+    node6 = b.node_memory()[6].total
+    alloc = Allocator(b.fs, f"{PARENT}/o", node6 + 64 * MIB)  # more than the zone holds
+    allocators.append(alloc)
+    ev, seen = wait_for(b, lambda e: e.kind is EventKind.OOM_KILL, START_S)
+    assert ev is not None, seen
+    counters = b.fs.read_keyed(f"{PARENT}/o", "memory.events")
+    finding("v2 cpuset OOM: memory.events", counters)
+    assert counters["oom_kill"] >= 1
+    assert not alloc.wait_ready(START_S)  # killed: EOF, not ready
+    assert EventKind.OOM not in [e.kind for e in seen]  # a cpuset OOM is not a memcg OOM
+
+
+def test_errnos_through_the_backend(
+    backends: list[Cgroup2Backend], allocators: list[Allocator], finding: Finding
+) -> None:
+    b = new_backend(backends)
+    b.ensure(decl("e"), frozenset({1}))
+    op = b.start_set_nodes("e", frozenset({99}), MIGRATE_S)
+    ev, seen = wait_for(b, lambda e: e.op == op, MIGRATE_S)
+    assert ev is not None, seen
+    finding("v2 cpuset.mems=99 (no such node) via the backend", ev.errno)
+    assert (ev.ok, ev.errno) == (False, errno.EINVAL)
+    alloc = Allocator(b.fs, f"{PARENT}/e", 4 * MIB)
+    allocators.append(alloc)
+    assert alloc.wait_ready(START_S)
+    with pytest.raises(WriteRefused) as info:
+        b.fs.write(f"{PARENT}/e", "cpuset.mems", "\n")
+    finding("v2 emptying cpuset.mems of a populated cgroup via CgroupFs", info.value.errno_name)
+    assert info.value.errno == errno.ENOSPC
+    assert b.state("e").nodes == frozenset({1})
+
+
+def test_restart_writes_nothing_and_gone_is_reported(
+    backends: list[Cgroup2Backend], allocators: list[Allocator]
+) -> None:
+    b1 = new_backend(backends)
+    b1.ensure(decl("r"), frozenset({2, 3}))
+    b1.ensure(decl("g"), frozenset({1}))
+    b1.arm_tripwire("r", 100 * MIB)
+    alloc = Allocator(b1.fs, f"{PARENT}/r", 8 * MIB)
+    allocators.append(alloc)
+    assert alloc.wait_ready(START_S)
+    b1.close()
+    backends.remove(b1)
+
+    fs = CountingFs(ROOT)
+    b2 = new_backend(backends, fs)
+    found = b2.existing()
+    assert sorted(found) == ["g", "r"]
+    assert found["r"].pids == (alloc.pid,)
+    assert found["r"].tripwire == 100 * MIB
+    b2.ensure(decl("r"), frozenset({2, 3}))
+    b2.ensure(decl("g"), frozenset({1}))
+    b2.arm_tripwire("r", 100 * MIB)
+    assert fs.writes == []  # no page migrated, no process moved, nothing rewritten
+
+    (ROOT / PARENT / "g").rmdir()
+    ev, seen = wait_for(b2, lambda e: e.kind is EventKind.GONE, 30.0)
+    assert ev is not None, seen
+    assert ev.container == "g"
