@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import BOOT_REPORTS, need
-from harness import BOOTS, GuestResult, HarnessError, prepare_kernel, run_in_guest
+from harness import BOOTS, GuestResult, HarnessError, run_in_guest
 
 # Boot plus the guest's pytest start over 9p is 10-20 s under TCG; the tests themselves are
 # small. A guest that needs longer than this is stuck.
@@ -66,10 +66,10 @@ def findings(result: GuestResult) -> list[dict[str, object]]:
 def test_guest_suite(boot_name: str, vm_prerequisites: None) -> None:
     boot = BOOTS[boot_name]
     try:
-        prepare_kernel(boot.kernel)
+        result = run_in_guest(boot, GUEST_PYTEST, timeout_s=TIMEOUT_S, name=boot_name)
     except HarnessError as exc:
-        need(False, f"kernel {boot.kernel} cannot be fetched: {exc}")
-    result = run_in_guest(boot, GUEST_PYTEST, timeout_s=TIMEOUT_S, name=boot_name)
+        need(False, f"boot {boot_name} cannot be prepared: {exc}")
+        raise  # need() skipped or failed; this is not reached
     cases, failures = junit_summary(result.run_dir / "junit.xml")
     BOOT_REPORTS.append(
         {
