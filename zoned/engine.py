@@ -441,8 +441,9 @@ class Engine:
             return
         if not r.ok:
             err = r.error or "failed"
-            if r.errno:
-                err += f" ({_errno.errorcode.get(r.errno, r.errno)})"
+            name = _errno.errorcode.get(r.errno, str(r.errno)) if r.errno else ""
+            if name and name not in err:
+                err += f" ({name})"
             self._failed(t, now, err)
             return
         if t.expect is not None and r.nodes != t.expect:
@@ -612,7 +613,7 @@ class Engine:
             "gone",
             f"{name} vanished",
             f"{name}: cgroup vanished; {_nodes_word(nodes)} back to the pool",
-            "ignoring",
+            "nodes freed",
         )
 
     # -- log -----------------------------------------------------------------------------
