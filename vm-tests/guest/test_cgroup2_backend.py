@@ -293,7 +293,7 @@ def test_errnos_through_the_backend(
 
 
 def test_restart_writes_nothing_and_gone_is_reported(
-    backends: list[Cgroup2Backend], allocators: list[Allocator]
+    backends: list[Cgroup2Backend], allocators: list[Allocator], finding: Finding
 ) -> None:
     b1 = new_backend(backends)
     b1.ensure(decl("r"), frozenset({2, 3}))
@@ -316,7 +316,12 @@ def test_restart_writes_nothing_and_gone_is_reported(
     b2.arm_tripwire("r", 100 * MIB)
     assert fs.writes == []  # no page migrated, no process moved, nothing rewritten
 
+    t0 = time.monotonic()
     (ROOT / PARENT / "g").rmdir()
     ev, seen = wait_for(b2, lambda e: e.kind is EventKind.GONE, 30.0)
     assert ev is not None, seen
+    finding(
+        "v2 rmdir of a watched cgroup: which fd reported it, s after rmdir",
+        {"detail": ev.detail, "s": round(time.monotonic() - t0, 3)},
+    )
     assert ev.container == "g"
