@@ -62,8 +62,9 @@ class LogRecord:
 
     ``kind``: an action kind (``lend``, ``reclaim``, ``return``, ``directed-reclaim``,
     ``tripwire``, ``oom``), or ``note`` (a signal that led to no action), ``admit``,
-    ``gone``. ``outcome``: ``started``, ``done …``, ``failed …; retrying``, ``gave up …``,
-    ``would have`` (dry run), ``recorded``, ``armed``.
+    ``gone``, ``release`` (no longer declared, on reload). ``outcome``: ``started``,
+    ``done …``, ``failed …; retrying``, ``gave up …``, ``would have`` (dry run),
+    ``recorded``, ``armed``, ``released``, ``created``, ``adopted``.
     """
 
     at: float
@@ -284,6 +285,60 @@ class Engine:
             self.step(events)
             if observer is not None:
                 observer(self, events)
+
+    # -- for the daemon: operator overrides and reload -----------------------------------
+
+    def override(self, action: Lend | Reclaim | Return) -> None:
+        """Start ``action`` now, as if the policy had decided it (``zoned lend`` / ``zoned
+        reclaim``). The caller checks it first (owner, min, max, nothing in flight); the
+        hand-over then runs and is logged like any other."""
+        self._apply(action, self.backend.now())
+
+    def reconfigure(self, decls: Declarations, zonemap: ZoneMap) -> None:
+        """Switch to ``decls`` and ``zonemap`` (a reload); only while nothing is in flight.
+
+        Managed containers no longer declared are released (``backend.release``; the caller
+        has freed their nodes in ``zonemap``); declared ones not managed yet are created
+        with their nodes from ``zonemap``. Changed limits and policy apply from the next
+        step (tripwires are re-armed when their value changes). Raises RuntimeError while a
+        hand-over is in flight.
+        """
+        if self._transfers:
+            raise RuntimeError("hand-overs in flight: " + "; ".join(self.pending()))
+        names = {c.name for c in decls.containers}
+        for name in [n for n in self.managed if n not in names]:
+            self.managed.remove(name)
+            self._tripwires.pop(name, None)
+            if self.dry_run:
+                self._record("release", f"release {name}", "no longer declared", "would have")
+                continue
+            try:
+                self.backend.release(name)
+            except BackendError as exc:
+                self._record("release", f"release {name}", "no longer declared", f"failed: {exc}")
+                continue
+            self._record("release", f"release {name}", "no longer declared", "released")
+        self.decls = decls
+        self._map = zonemap
+        existing = self.backend.existing()
+        for decl in decls.containers:
+            if decl.name in self.managed:
+                continue
+            self.stats.setdefault(decl.name, ContainerStats())
+            words = f"{decl.name} on {_nodes_word(zonemap.nodes_of(decl.name))}"
+            if self.dry_run:
+                self._record("admit", f"create {words}", "newly declared", "would have")
+                if decl.name in existing:
+                    self.managed.append(decl.name)
+                continue
+            try:
+                self.backend.ensure(decl, self._mems(decl.name, zonemap.nodes_of(decl.name)))
+            except BackendError as exc:
+                self._record("admit", f"create {words}", "newly declared", f"failed: {exc}")
+                continue
+            self.managed.append(decl.name)
+            outcome = "adopted" if decl.name in existing else "created"
+            self._record("admit", f"create {words}", "newly declared", outcome)
 
     # -- snapshot ------------------------------------------------------------------------
 
