@@ -573,3 +573,22 @@ def test_memory_events_unreadable_is_gone(env: Env, monkeypatch: pytest.MonkeyPa
     events = loop.fire("zoned/web/memory.events", ERR | PRI)
     assert [e.kind for e in events] == [EventKind.GONE]
     assert loop.sources == {}
+
+
+def test_from_declarations(env: Env) -> None:
+    from zoned.decl import Declarations, HostDecl, PolicyDecl
+
+    decls = Declarations(
+        host=HostDecl(cgroup_root=str(env.fs.root), parent="zoned"),
+        policy=PolicyDecl(psi_some_ms=150, psi_window_ms=2000),
+        containers=(decl("web"), decl("app", "/system.slice/app.service")),
+    )
+    b = Cgroup2Backend.from_declarations(
+        decls, sys_root=env.sysfs.sys_root, proc_root=env.sysfs.proc_root
+    )
+    env.backends.append(b)
+    assert (b.psi, b.adopted) == ("some 150000 2000000", {"app": "system.slice/app.service"})
+    with pytest.raises(ValueError):
+        Cgroup2Backend(env.fs.root, psi="some 1 100")
+    with pytest.raises(ValueError):
+        Cgroup2Backend(env.fs.root, "/")

@@ -10,7 +10,7 @@ import pytest
 
 from zoned.backends.base import NodeUsage
 from zoned.errors import BackendError
-from zoned.psi import describe, trigger_spec
+from zoned.psi import check_spec, describe, trigger_spec
 from zoned.v2stat import (
     bytes_outside,
     parse_controllers,
@@ -182,3 +182,7 @@ def test_psi_trigger_spec_follows_61_limits() -> None:
     for args in [(0, 1_000_000), (2_000_000, 1_000_000), (1000, 400_000), (1000, 11_000_000)]:
         with pytest.raises(ValueError):
             trigger_spec("some", *args)
+    for bad in ["some 100000", "partial 1 1000000", "some x 1000000", "full 0 1000000"]:
+        with pytest.raises(ValueError):
+            check_spec(bad)
+    assert check_spec("full 50000 2000000") == "full 50000 2000000"

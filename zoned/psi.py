@@ -36,6 +36,17 @@ def trigger_spec(kind: Kind, stall_us: int, window_us: int) -> str:
     return f"{kind} {stall_us} {window_us}"
 
 
+def check_spec(spec: str) -> str:
+    """``spec`` itself when it is a trigger the kernel accepts; ValueError otherwise."""
+    parts = spec.split()
+    if len(parts) != 3 or not (parts[1].isdigit() and parts[2].isdigit()):
+        raise ValueError(f"PSI trigger must read 'some|full <stall_us> <window_us>': {spec!r}")
+    if parts[0] not in ("some", "full"):
+        raise ValueError(f"PSI trigger kind must be some or full, not {parts[0]!r}")
+    kind: Kind = "some" if parts[0] == "some" else "full"
+    return trigger_spec(kind, int(parts[1]), int(parts[2]))
+
+
 def describe(spec: str) -> str:
     """``some 100000 1000000`` → ``some 100ms/1000ms`` for event details."""
     kind, stall, window = spec.split()

@@ -71,7 +71,7 @@ from zoned.errors import (
 )
 from zoned.model import Topology
 from zoned.nodelist import format_nodelist, parse_nodelist
-from zoned.psi import PsiTrigger, describe, open_trigger, trigger_spec
+from zoned.psi import PsiTrigger, check_spec, describe, open_trigger, trigger_spec
 from zoned.sizes import format_size
 from zoned.topology import read_topology
 from zoned.v2stat import (
@@ -151,10 +151,7 @@ class Cgroup2Backend(Backend):
         self.proc_root = proc_root
         self.daemon_leaf = daemon_leaf
         self.adopted = {n: p.strip("/") for n, p in (adopted or {}).items()}
-        if psi is not None:
-            kind, stall, window = psi.split()
-            trigger_spec("full" if kind == "full" else "some", int(stall), int(window))
-        self.psi = psi
+        self.psi = None if psi is None else check_spec(psi)
         self.pid = pid
         self._loop = loop or FdLoop(workers=workers, clock=clock, name="zoned-cg2")
         self._containers: dict[str, _Container] = {}
@@ -167,7 +164,8 @@ class Cgroup2Backend(Backend):
         *,
         sys_root: Path = Path("/sys"),
         proc_root: Path = Path("/proc"),
-        **kwargs: object,
+        daemon_leaf: str | None = DEFAULT_DAEMON_LEAF,
+        workers: int = 2,
     ) -> Cgroup2Backend:
         """A backend for a configuration: its root, parent, adopted paths, PSI knobs."""
         pol = decls.policy
@@ -178,7 +176,8 @@ class Cgroup2Backend(Backend):
             proc_root=proc_root,
             adopted={c.name: c.cgroup for c in decls.containers if c.cgroup},
             psi=trigger_spec("some", pol.psi_some_ms * 1000, pol.psi_window_ms * 1000),
-            **kwargs,  # type: ignore[arg-type]
+            daemon_leaf=daemon_leaf,
+            workers=workers,
         )
 
     # -- setup ---------------------------------------------------------------------------
