@@ -621,6 +621,18 @@ def _pump(stream: IO[bytes], log: IO[bytes], t0: float, timings: dict[str, float
                 timings[key] = round(time.monotonic() - t0, 2)
 
 
+KEEP_RUNS = 60
+
+
+def _prune_logs() -> None:
+    """Keep the newest KEEP_RUNS run directories under LOGS (and timings.jsonl)."""
+    if not LOGS.is_dir():
+        return
+    runs = sorted(p for p in LOGS.iterdir() if p.is_dir())
+    for old in runs[:-KEEP_RUNS]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def _write_run_script(
     boot: Boot, argv: Sequence[str], run_dir: Path, env: Mapping[str, str]
 ) -> None:
@@ -702,6 +714,7 @@ def run_in_guest(
         initramfs = prepare_initramfs(kernel, timings)
     timings["prepare_s"] = round(time.monotonic() - t_prep, 2)
 
+    _prune_logs()
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = LOGS / f"{stamp}-{name or boot.id}-{os.getpid()}"
     run_dir.mkdir(parents=True, exist_ok=False)
