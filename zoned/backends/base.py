@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from zoned.decl import ContainerDecl
+from zoned.errors import Unsupported
 from zoned.model import Topology
 
 # ---------------------------------------------------------------------------------------
@@ -208,6 +209,14 @@ class Backend(abc.ABC):
         Does nothing while nothing happens (no busy polling). The simulated host advances
         its virtual clock instead of sleeping.
         """
+
+    def attach(self, name: str, pid: int) -> None:
+        """Move a process, all its threads, into the container.
+
+        Optional: backends that cannot move processes raise ``Unsupported`` (the default).
+        Raises CgroupGone when the container's cgroup or the process is gone (ESRCH).
+        """
+        raise Unsupported(f"the {self.name} backend cannot move processes")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release file descriptors and workers. Safe to call twice."""
