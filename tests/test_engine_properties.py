@@ -1,0 +1,138 @@
+"""Properties of the engine over random workloads and faults on the simulated host.
+
+After every step: each node has one owner (no two containers hold the same node on the
+host either), no container is below its min or above its max, and when no hand-over is
+in flight the zone map equals what the host holds.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Sequence
+
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from zoned.backends.base import Event
+from zoned.decl import Amount, ContainerDecl, Declarations, PolicyDecl
+from zoned.engine import Engine
+from zoned.errors import PlacementError
+from zoned.model import SHARED
+from zoned.placement import place
+from zoned.sim import SetNodesError, SimBackend, SimNode, SlowMigration, parse_workload
+from zoned.sizes import MIB
+
+SIZE = 256 * MIB
+
+phase = st.one_of(
+    st.builds(
+        lambda a, s: {"ramp": {"anon": f"{a}M", "over_s": s}},
+        st.integers(0, 700),
+        st.integers(1, 20),
+    ),
+    st.builds(lambda f: {"file": f"{f}M"}, st.integers(0, 600)),
+    st.builds(lambda s: {"hold_s": s}, st.integers(1, 20)),
+    st.builds(lambda s: {"idle_s": s}, st.integers(1, 40)),
+    st.builds(lambda a: {"free": {"anon": f"{a}M"}}, st.integers(0, 700)),
+)
+
+
+@st.composite
+def worlds(draw: st.DrawFn) -> tuple[SimBackend, Declarations]:
+    n_nodes = draw(st.integers(4, 8))
+    n_ctr = draw(st.integers(1, 4))
+    decls = []
+    workloads = {}
+    faults: list[object] = []
+    for i in range(n_ctr):
+        name = f"c{i}"
+        lo = draw(st.integers(1, 2))
+        hi = draw(st.integers(lo, 4))
+        decls.append(
+            ContainerDecl(
+                name, Amount.nodes(lo), Amount.nodes(hi), priority=draw(st.integers(0, 3))
+            )
+        )
+        spec = {
+            "start_s": draw(st.integers(0, 20)),
+            "restart": draw(st.booleans()),
+            # grow first, so that most examples have nodes to move
+            "phases": [
+                {"ramp": {"anon": f"{draw(st.integers(150, 900))}M", "over_s": 10}},
+                *draw(st.lists(phase, min_size=1, max_size=6)),
+            ],
+        }
+        workloads[name] = parse_workload(spec)
+        if draw(st.booleans()):
+            faults.append(
+                SetNodesError(
+                    draw(st.sampled_from([errno.EBUSY, errno.ENOSPC, errno.EINVAL])),
+                    name,
+                    after_s=draw(st.integers(0, 30)),
+                    times=draw(st.integers(1, 4)),
+                )
+            )
+        if draw(st.booleans()):
+            faults.append(SlowMigration(name, factor=draw(st.sampled_from([5.0, 50.0]))))
+    policy = PolicyDecl(
+        cooldown_s=draw(st.sampled_from([0.0, 2.0, 10.0])),
+        idle_return_s=draw(st.sampled_from([5.0, 30.0, 300.0])),
+        migrate_timeout_s=draw(st.sampled_from([1.0, 120.0])),
+    )
+    b = SimBackend(
+        [SimNode(i, SIZE) for i in range(n_nodes)],
+        workloads=workloads,
+        faults=faults,  # type: ignore[arg-type]
+    )
+    return b, Declarations(policy=policy, containers=tuple(decls))
+
+
+def check_invariants(e: Engine, b: SimBackend) -> None:
+    shared = e.zonemap.nodes_with(SHARED)
+    seen: dict[int, str] = {}
+    for name in e.managed:
+        decl = e.decls.container(name)
+        mine = e.zonemap.nodes_of(name)
+        assert decl.min.value <= len(mine) <= decl.max.value, (name, sorted(mine))
+        for n in b.state(name).nodes - shared:
+            assert n not in seen, f"node {n} held by {seen.get(n)} and {name}"
+            seen[n] = name
+        if not e.pending():
+            assert mine == b.state(name).nodes - shared, name
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(worlds())
+def test_invariants_hold_after_every_step(world: tuple[SimBackend, Declarations]) -> None:
+    b, decls = world
+    try:
+        zonemap = place(b.topology(), decls).zonemap
+    except PlacementError:
+        return  # mins that do not fit are placement's business
+    e = Engine(b, decls, zonemap)
+    e.admit()
+    steps = 0
+
+    def observer(eng: Engine, events: Sequence[Event]) -> None:
+        nonlocal steps
+        steps += 1
+        check_invariants(eng, b)
+
+    check_invariants(e, b)
+    e.run(90, observer=observer)
+    assert steps >= 90  # at least one step per tick of virtual time
+    # every hand-over that started has ended one way or another, or is still in flight
+    started = sum(r.outcome == "started" for r in e.log)
+    ended = sum(
+        r.outcome.startswith(("done", "gave up", "abandoned"))
+        for r in e.log
+        if r.kind != "directed-reclaim"
+    )
+    assert ended <= started
+    for word in ("done", "retrying", "gave up", "drain"):
+        if any(word in r.outcome for r in e.log):
+            event(f"some hand-over {word}")
