@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import has_command, node_mem_total, online_nodes, parse_list, zoned
+from .conftest import Finding, has_command, node_mem_total, online_nodes, parse_list, zoned
 
 MIB = 1024 * 1024
 NUMA = os.environ.get("ZONED_VM_NUMA", "")
@@ -61,3 +61,14 @@ def test_zoned_topology_json_matches_sysfs() -> None:
     assert report["total_bytes"] == sum(node_mem_total(n) for n in ids)
     # fake NUMA is on: nothing to recommend without --config.
     assert report["recommendation"] is None
+
+
+def test_every_cpu_belongs_to_the_first_fake_node(finding: Finding) -> None:
+    # numa_emulation.c maps each CPU to the first fake node of its physical node, so
+    # "local" allocations prefer node 0 (KERNEL-NOTES).
+    homes = {}
+    for cpu in parse_list(Path("/sys/devices/system/cpu/online").read_text()):
+        links = sorted(p.name for p in Path(f"/sys/devices/system/cpu/cpu{cpu}").glob("node*"))
+        homes[cpu] = links
+    finding("cpu -> node links", {str(k): v for k, v in homes.items()})
+    assert all(links == ["node0"] for links in homes.values()), homes
