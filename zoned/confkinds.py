@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from zoned.decl import Amount
+from zoned.rules import MatchRule, Pattern
 from zoned.sizes import parse_size
 from zoned.yamlpos import (
     TAG_BOOL,
@@ -288,6 +289,98 @@ class AmountKind(Kind):
                 section_schema(AMOUNT_FIELDS),
             ]
         }
+
+
+@dataclass
+class PatternKind(Kind):
+    """A string test (``zoned.rules.Pattern``): plain text, ``glob:…`` or ``re:…``."""
+
+    expected: str = (
+        "a non-empty string: exact text, glob:PATTERN or re:REGEX (a Python regular expression)"
+    )
+
+    def parse(self, node: Node, path: str, sink: Sink) -> Pattern | None:
+        if not (isinstance(node, ScalarNode) and node.tag == TAG_STR and node.value):
+            self.bad(node, path, sink)
+            return None
+        try:
+            return Pattern.parse(str(node.value))
+        except ValueError as exc:
+            sink.found(node, path, str(exc), "a valid Python regular expression after re:")
+            return None
+
+    def schema(self) -> JSON:
+        return {"type": "string", "minLength": 1}
+
+
+USER_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]*\$?$"
+
+
+@dataclass
+class UserKind(Kind):
+    """A user: a name, or a numeric uid."""
+
+    expected: str = "a user name like batch, or a uid (an integer >= 0)"
+
+    def parse(self, node: Node, path: str, sink: Sink) -> str | int | None:
+        if isinstance(node, ScalarNode) and node.tag == TAG_STR:
+            if re.search(USER_NAME_PATTERN, node.value):
+                return str(node.value)
+        else:
+            uid = _number(node, integral=True)
+            if uid is not None and uid >= 0:
+                return int(uid)
+        self.bad(node, path, sink)
+        return None
+
+    def schema(self) -> JSON:
+        return {
+            "oneOf": [
+                {"type": "string", "pattern": USER_NAME_PATTERN},
+                {"type": "integer", "minimum": 0},
+            ]
+        }
+
+
+@dataclass
+class MatchListKind(Kind):
+    """A container's ``match:``: a list of rules, each a mapping read against ``table``
+    with at least one key (all keys of one rule must hold; any rule may match)."""
+
+    table: tuple[Field, ...]
+
+    def __post_init__(self) -> None:
+        keys = ", ".join(f.name for f in self.table)
+        self.expected = f"a list of rules, each a mapping with one or more of {keys}"
+
+    def parse(self, node: Node, path: str, sink: Sink) -> tuple[MatchRule, ...] | None:
+        if isinstance(node, ScalarNode) and node.tag == TAG_NULL:
+            return ()
+        if not isinstance(node, SequenceNode):
+            self.bad(node, path, sink)
+            return None
+        out: list[MatchRule] = []
+        ok = True
+        for i, item in enumerate(node.value):
+            item_path = f"{path}[{i}]"
+            sink.locate(item_path, item)
+            before = len(sink.problems)
+            values = parse_mapping(item, item_path, self.table, sink)
+            if values is None or len(sink.problems) > before:
+                ok = False
+            elif not values:
+                keys = ", ".join(f.name for f in self.table)
+                sink.found(item, item_path, "an empty rule", f"one or more of {keys}")
+                ok = False
+            else:
+                out.append(MatchRule(**values))
+        return tuple(out) if ok else None
+
+    def schema(self) -> JSON:
+        rule = section_schema(self.table)
+        rule["type"] = "object"
+        rule["minProperties"] = 1
+        return {"type": ["array", "null"], "items": rule}
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,13 @@ from zoned.confkinds import (
     Field,
     IntKind,
     Kind,
+    MatchListKind,
     NodeListKind,
     NumberKind,
+    PatternKind,
     SharedKind,
     StrKind,
+    UserKind,
     key_text,
     parse_mapping,
     section_schema,
@@ -146,6 +149,28 @@ POLICY_FIELDS: tuple[Field, ...] = (
     ),
 )
 
+# One rule of a container's ``match:`` (zoned.rules.MatchRule): every key given must hold.
+MATCH_FIELDS: tuple[Field, ...] = (
+    Field(
+        "exe",
+        PatternKind(),
+        "The executable as /proc/PID/exe names it (symlinks resolved): exact path,"
+        " glob:PATTERN or re:REGEX.",
+    ),
+    Field(
+        "cmdline",
+        PatternKind(),
+        "The arguments joined by single spaces: exact text, glob:PATTERN or re:REGEX"
+        " (searched; anchor with ^ and $).",
+    ),
+    Field("user", UserKind(), "The process's real user: a name, or a uid."),
+    Field(
+        "parent_cgroup",
+        StrKind(CGROUP_PATTERN, "a cgroup path under cgroup_root, like system.slice/foo.service"),
+        "The process starts inside this cgroup or below it (it inherited its parent's).",
+    ),
+)
+
 CONTAINER_FIELDS: tuple[Field, ...] = (
     Field("min", AmountKind(), "Guaranteed memory, always held.", required=True),
     Field("max", AmountKind(), "Memory it may grow to; defaults to min."),
@@ -165,6 +190,13 @@ CONTAINER_FIELDS: tuple[Field, ...] = (
         "cgroup",
         StrKind(CGROUP_PATTERN, "a cgroup path under cgroup_root, like system.slice/web.service"),
         "An existing cgroup to adopt; when omitted zoned creates parent/NAME.",
+    ),
+    Field(
+        "match",
+        MatchListKind(MATCH_FIELDS),
+        "Processes moved into this container when they exec: a list of rules; a process"
+        " matches when all keys of any one rule hold. Processes already in a declared"
+        " container are left alone.",
     ),
 )
 

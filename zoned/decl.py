@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Literal
 
 from zoned.errors import Location
+from zoned.rules import MatchRule
 from zoned.sizes import format_size
 
 Hierarchy = Literal["auto", "v1", "v2"]
@@ -83,7 +84,9 @@ class ContainerDecl:
     priority: int = 0  # higher is more important; the lowest gives nodes back first
     shared: bool = False  # may use the shared zone
     cgroup: str | None = None  # existing cgroup path to adopt; None: zoned creates parent/name
-    # Declared later issues' fields (match rules, shared paths) are added here.
+    # Processes that exec into this container: any rule may match (see zoned.rules).
+    match: tuple[MatchRule, ...] = ()
+    # Declared later issues' fields (shared paths) are added here.
 
 
 @dataclass(frozen=True)
