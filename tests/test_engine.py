@@ -11,6 +11,7 @@ from zoned.actions import DirectedReclaim, Lend, Reclaim, Return
 from zoned.backends.base import Event
 from zoned.decl import Amount, ContainerDecl, Declarations, PolicyDecl
 from zoned.engine import Engine
+from zoned.errors import WriteRefused
 from zoned.model import FREE, SHARED, Assignment, Owner
 from zoned.placement import place
 from zoned.sim.faults import Gone, SetNodesError, SlowMigration
@@ -271,4 +272,33 @@ def test_retry_budget_is_bounded(bad: int) -> None:
     e.admit()
     e.run(7)
     assert sum(r.outcome.startswith("gave up") for r in e.log) == 1
+    assert_map_is_host(e, b)
+
+
+class RefusingSim(SimBackend):
+    """A host whose cpuset writes are refused at the call (as a write(2) would), ``refusals``
+    times, instead of through an OP_FINISHED event."""
+
+    refusals = 0
+
+    def start_set_nodes(self, name: str, nodes: frozenset[int], deadline_s: float) -> int:
+        if self.refusals > 0:
+            self.refusals -= 1
+            raise WriteRefused(f"{name}: cpuset.mems: refused", errno.EBUSY)
+        return super().start_set_nodes(name, nodes, deadline_s)
+
+
+@pytest.mark.parametrize(("refusals", "gives_up"), [(1, False), (2, False), (3, True)])
+def test_write_refused_at_the_call_is_retried_or_given_up(refusals: int, gives_up: bool) -> None:
+    b = RefusingSim(
+        [SimNode(i, NODE) for i in range(4)],
+        workloads={k: parse_workload(v) for k, v in GROW.items()},
+    )
+    e = engine(b, ctr("web"))
+    b.refusals = refusals
+    e.run(20)
+    outs = outcomes(e)
+    assert sum("retrying" in o for o in outs) == min(refusals, 2)
+    assert any(o.startswith("gave up after 3 attempts") for o in outs) == gives_up
+    assert held(b, "web", e) == ({1} if gives_up else {1, 2})
     assert_map_is_host(e, b)

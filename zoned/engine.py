@@ -204,7 +204,7 @@ class Engine:
                 self._reconcile({decl.name})
             self._record("admit", f"create {words}", "placement", outcome)
         if not self.dry_run:
-            snap = self._snapshot(self.backend.now(), set(), set(), {})
+            snap = self._snapshot(self.backend.now(), set(), {}, {})
             state = self.policy_state()
             d = decide(snap, self.decls, self._map, state, snap.at)
             for a in d.actions:
@@ -215,7 +215,7 @@ class Engine:
         """Handle ``events``, decide, start the actions; returns the decision."""
         now = self.backend.now()
         tripped: set[str] = set()
-        stalled: set[str] = set()
+        stalled: dict[str, int] = {}  # container → stall ms its pressure event reported
         ooms: dict[str, int] = {}
         for ev in events:
             c = ev.container
@@ -227,7 +227,7 @@ class Engine:
             elif ev.kind is EventKind.TRIPWIRE:
                 tripped.add(c)
             elif ev.kind is EventKind.PRESSURE:
-                stalled.add(c)
+                stalled[c] = max(stalled.get(c, 0), ev.value or 0)
             elif ev.kind is EventKind.OOM_KILL:
                 ooms[c] = ooms.get(c, 0) + 1
             elif ev.kind is EventKind.GONE:
@@ -343,7 +343,11 @@ class Engine:
     # -- snapshot ------------------------------------------------------------------------
 
     def _snapshot(
-        self, now: float, tripped: set[str], stalled: set[str], ooms: Mapping[str, int]
+        self,
+        now: float,
+        tripped: set[str],
+        stalled: Mapping[str, int],
+        ooms: Mapping[str, int],
     ) -> Snapshot:
         nodes = {
             n: NodeView(n, m.total, m.free, m.file)
@@ -370,6 +374,7 @@ class Engine:
                 tripwire=self._tripwires.get(name),
                 last_change=self._last_change.get(name),
                 stalled=name in stalled,
+                stall_ms=stalled.get(name, 0),
                 tripped=name in tripped,
                 oom_kills=ooms.get(name, 0),
                 pending=tuple(self._describe(t) for t in self._transfers if t.involves(name)),

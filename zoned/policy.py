@@ -203,8 +203,9 @@ class _Ctx:
                     f"ago (cooldown {self.p.cooldown_s:g}s); waiting"
                 )
                 return None
+            stall = f" {c.stall_ms}ms per {self.p.psi_window_ms}ms" if c.stall_ms else ""
             return (
-                f"{c.name}: stalled with its zones full ({format_size(c.current)} of "
+                f"{c.name}: stalled{stall} with its zones full ({format_size(c.current)} of "
                 f"{format_size(cap)}) and anon {format_size(c.unreclaimable)} at "
                 f"{_pct(c.unreclaimable, cap)} of them (>= {self.p.shrink_below_pct:g}%)"
             )

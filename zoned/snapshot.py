@@ -24,6 +24,7 @@ class ContainerView:
     tripwire: int | None = None  # what the engine last armed
     last_change: float | None = None  # when it last gained or lost a node
     stalled: bool = False  # a pressure event (PSI trigger: real stall) arrived this step
+    stall_ms: int = 0  # the stall it reported ("some" ms per PSI window), 0 if unknown
     tripped: bool = False  # a tripwire event arrived this step (a wake-up, not a decision)
     oom_kills: int = 0  # kernel OOM kills reported this step
     pending: tuple[str, ...] = ()  # operations in flight that involve it, in words
