@@ -9,7 +9,7 @@ dropped, with OOM kills marked.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from zoned.actions import Lend, Reclaim, Return
 from zoned.engine import LogRecord
 from zoned.report import Sample
 from zoned.sizes import MIB
@@ -64,6 +65,7 @@ def plot_run(
     containers: Sequence[str],
     tripwire_pct: float | None = 85.0,
     subtitle: str = "",
+    captions: Mapping[str, str] | None = None,
 ) -> Path:
     """Write the plot to ``path`` (parent directories are created); returns the path."""
     out = Path(path)
@@ -89,6 +91,7 @@ def plot_run(
             col=colours[name],
             tripwire_pct=tripwire_pct,
             legend=i == 1,
+            caption=(captions or {}).get(name, name),
         )
     axes[-1][0].set_xlabel("time (s, virtual)")
     axes[-1][0].set_xlim(0, samples[-1].at if samples else 1.0)
@@ -149,6 +152,14 @@ def _bands(
                 zorder=5,
             )
             seen.add(r.kind)
+            ax.annotate(
+                _arrow(r.action),
+                (r.at, row_of[moved]),
+                xytext=(6, -9),
+                textcoords="offset points",
+                fontsize=7,
+                zorder=6,
+            )
     owners_seen = {o for s in samples for o in s.owners.values()}
     order = [c for c in containers if c in owners_seen] + [o for o in _FIXED if o in owners_seen]
     handles: list[Patch | Line2D] = [
@@ -181,6 +192,7 @@ def _container(
     col: str,
     tripwire_pct: float | None,
     legend: bool,
+    caption: str,
 ) -> None:
     """Capacity (shaded), tripwire, usage and anon of one container; OOM kills marked."""
     times = [s.at for s in samples]
@@ -208,6 +220,7 @@ def _container(
         if r.kind == "oom" and getattr(r.action, "container", None) == name:
             ax.plot(r.at, _value_at(times, cur, r.at), marker="X", color="red", markersize=10)
     ax.set_ylabel(f"{name}\nMiB", fontsize=9)
+    ax.set_title(caption, loc="left", fontsize=9)
     ax.set_ylim(bottom=0)
     ax.grid(axis="y", alpha=0.3)
     if legend:
@@ -216,6 +229,17 @@ def _container(
         ax.legend(
             handles=h, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False
         )
+
+
+def _arrow(action: object) -> str:
+    """Where a move went, in a few characters: ``batch→web``, ``→web``, ``web→pool``."""
+    if isinstance(action, Lend):
+        return f"→{action.to}"
+    if isinstance(action, Reclaim):
+        return f"{action.from_}→{action.to}"
+    if isinstance(action, Return):
+        return f"{action.from_}→pool"
+    return ""
 
 
 def _value_at(times: Sequence[float], values: Sequence[float], at: float) -> float:

@@ -262,6 +262,10 @@ def draw(run: SimRun, path: str | Path) -> Path:
         path,
         title=title,
         subtitle=_SUBTITLE[run.mode],
+        captions={
+            c.name: f"{c.name}: priority {c.priority}, min {c.min}, max {c.max}"
+            for c in sc.decls.containers
+        },
         containers=[c.name for c in sc.decls.containers],
         tripwire_pct=sc.decls.policy.tripwire_pct if run.mode == "zoned" else None,
     )
