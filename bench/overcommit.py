@@ -25,6 +25,7 @@ from zoned.sim import load_scenario  # noqa: E402
 from zoned.sizes import format_size  # noqa: E402
 
 DEFAULT = [
+    ROOT / "config" / "scenarios" / "runaway.yaml",
     ROOT / "config" / "scenarios" / "overcommit.yaml",
     ROOT / "config" / "scenarios" / "demo.yaml",
 ]
@@ -34,6 +35,7 @@ DEFAULT = [
 class Row:
     mode: str
     oom_kills: int
+    kills_by: str  # "web 0, leak 12": who paid
     stall_s: float
     nodes_moved: int
     migrated: int
@@ -54,6 +56,7 @@ def measure(run: SimRun) -> Row:
     return Row(
         mode=run.mode,
         oom_kills=run.oom_kills,
+        kills_by=", ".join(f"{r.name} {r.oom_kills}" for r in run.summary),
         stall_s=sum(r.stall_s or 0.0 for r in run.summary),
         nodes_moved=sum(r.nodes_gained for r in run.summary),
         migrated=sum(r.bytes_migrated for r in run.summary),
@@ -67,11 +70,11 @@ def table(name: str, rows: list[Row]) -> str:
     head = (
         f"## {name}: containers may grow to {format_size(r0.declared_max)} on a pool of "
         f"{format_size(r0.pool)} ({r0.declared_max / r0.pool:.1f}x overcommitted)\n\n"
-        "| mode | OOM kills | stall (s) | nodes moved | migrated |\n"
-        "|---|---:|---:|---:|---:|\n"
+        "| mode | OOM kills | by container | stall (s) | nodes moved | migrated |\n"
+        "|---|---:|---|---:|---:|---:|\n"
     )
     body = "".join(
-        f"| {r.mode} | {r.oom_kills} | {r.stall_s:.1f} | {r.nodes_moved} | "
+        f"| {r.mode} | {r.oom_kills} | {r.kills_by} | {r.stall_s:.1f} | {r.nodes_moved} | "
         f"{format_size(r.migrated)} |\n"
         for r in rows
     )
