@@ -201,3 +201,12 @@ def test_snippets_exercise_both_outcomes() -> None:
     for text in SNIPPETS:
         outcomes.add(not errors(yaml.safe_load(text)))
     assert outcomes == {True, False}
+
+
+@pytest.mark.parametrize(
+    "path", sorted((REPO / "config" / "scenarios").glob("*.yaml")), ids=lambda p: p.name
+)
+def test_every_scenario_config_validates(path: Path) -> None:
+    doc = yaml.safe_load(path.read_text())
+    assert "config" in doc
+    assert errors(doc["config"]) == []
