@@ -214,6 +214,13 @@ def test_no_free_node_reclaims_from_lowest_priority_donor_first() -> None:
     ]
 
 
+def test_ladder_lends_a_free_node_before_reclaiming_from_anyone() -> None:
+    d = decls(c("web", prio=10), c("batch"))
+    m = zmap({1: "web", 2: "batch", 3: "batch", 4: None})
+    s = snap(view("web", {1}, anon=TRIP), view("batch", {2, 3}))
+    assert [(type(a), a.node) for a in moves(run(s, d, m))] == [(Lend, 4)]  # type: ignore[attr-defined]
+
+
 def test_same_priority_most_idle_donor_gives() -> None:
     d = decls(c("web", prio=10), c("batch"), c("idle"))
     s = snap(
