@@ -113,6 +113,7 @@ class _Transfer:
     cancelled: bool = False
     first: DirectedReclaim | None = None  # the directed reclaim this hand-over starts with
     left_behind: int = 0
+    migrated: int = 0  # bytes the evacuation moved
     drain_until: float = 0.0
 
     def involves(self, name: str) -> bool:
@@ -185,24 +186,27 @@ class Engine:
         for decl in self.decls.containers:
             nodes = self._map.nodes_of(decl.name)
             words = f"{decl.name} on {_nodes_word(nodes)}"
+            why = next(
+                (self._map.assignments[n].reason for n in sorted(nodes)), "no nodes of its own"
+            )
             if self.dry_run:
                 have = existing.get(decl.name)
                 if have is None or self._own(have.nodes) != nodes:
-                    self._record("admit", f"create {words}", "placement", "would have")
+                    self._record("admit", f"create {words}", why, "would have")
                 if have is not None:
                     self.managed.append(decl.name)
                 continue
             try:
                 st = self.backend.ensure(decl, self._mems(decl.name, nodes))
             except BackendError as exc:
-                self._record("admit", f"create {words}", "placement", f"failed: {exc}")
+                self._record("admit", f"create {words}", why, f"failed: {exc}")
                 continue
             self.managed.append(decl.name)
             outcome = "adopted" if decl.name in existing else "created"
             if self._own(st.nodes) != nodes:
                 outcome += f"; host granted {_nodes_word(st.nodes)}, map follows the host"
                 self._reconcile({decl.name})
-            self._record("admit", f"create {words}", "placement", outcome)
+            self._record("admit", f"create {words}", why, outcome)
         if not self.dry_run:
             snap = self._snapshot(self.backend.now(), set(), {}, {})
             state = self.policy_state()
@@ -548,6 +552,7 @@ class Engine:
         st.nodes_lost += 1
         st.bytes_migrated += max(moved, 0)
         t.left_behind = left
+        t.migrated = max(moved, 0)
         if t.receiver is not None:
             t.phase = _Phase.GIVE
         else:
@@ -558,15 +563,13 @@ class Engine:
     def _done(self, t: _Transfer, now: float) -> None:
         if t in self._transfers:
             self._transfers.remove(t)
+        words = f"done in {now - t.started:.1f}s"
+        if isinstance(t.action, Reclaim | Return):
+            words += f"; {format_size(t.migrated)} migrated"
         # The kernel leaves a few pages behind (shared libraries); say so, it is normal.
-        left = f"; {format_size(t.left_behind)} left behind" if t.left_behind else ""
-        self._record(
-            kind_of(t.action),
-            t.action.describe(),
-            t.action.reason,
-            f"done in {now - t.started:.1f}s{left}",
-            t.action,
-        )
+        if t.left_behind:
+            words += f", {format_size(t.left_behind)} left behind"
+        self._record(kind_of(t.action), t.action.describe(), t.action.reason, words, t.action)
 
     def _failed(self, t: _Transfer, now: float, error: str) -> None:
         t.attempts += 1
