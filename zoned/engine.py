@@ -7,6 +7,9 @@ Each step: handle events (finished operations advance their hand-overs), build a
 ``Snapshot``, ``policy.decide``, start the actions. Nothing here blocks: a hand-over is a
 small state machine (directed reclaim → evacuate the node from the donor → give it to the
 receiver) whose next phase starts when the backend reports ``OP_FINISHED`` for the last.
+An evacuation whose write timed out while the kernel keeps migrating is "draining": each
+step checks the donor's pages on the node, and the node is handed on once they are gone
+(at most ``DRAINED_BYTES`` left) or ``migrate_timeout_s`` has passed again.
 
 Contracts:
 
