@@ -16,7 +16,19 @@ from zoned import __version__
 from zoned.errors import ZonedError
 
 # In the order ``zoned --help`` lists them.
-COMMANDS = ("check", "topology", "plan", "simulate", "demo")
+COMMANDS = (
+    "check",
+    "topology",
+    "plan",
+    "simulate",
+    "demo",
+    "run",
+    "status",
+    "lend",
+    "reclaim",
+    "events",
+    "reload",
+)
 
 DESCRIPTION = """\
 zoned gives containers memory zones: whole fake-NUMA nodes (numa=fake=N) handed out

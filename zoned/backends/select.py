@@ -1,0 +1,262 @@
+"""Choose the backend for this host, and check up front what it needs.
+
+``check_host`` reads (never writes) the mount table, the v2 root's ``cgroup.controllers``,
+``/proc/pressure/memory``, the kernel command line and the node topology, and answers
+which hierarchy holds ``cpuset`` and ``memory``; ``open_backend`` builds the backend.
+
+Rules:
+
+* ``host.hierarchy: v1`` or ``v2`` insists; ``auto`` takes v2 when the unified hierarchy
+  offers both controllers, else v1 when both are mounted as v1 hierarchies. A host where
+  the two controllers sit on different versions is refused: a container's cpuset and its
+  memcg must be the same cgroup.
+* v2 needs PSI (the pressure triggers are per-cgroup ``memory.pressure`` files):
+  ``psi=0`` on the command line or no ``/proc/pressure/memory`` is refused. v1 does not
+  need it (it has its own pressure-level eventfds).
+* zoned's parent cgroup must exist and be writable, or be creatable under the root:
+  checked with ``access(2)`` for this process's uid, and, when not root, ownership (a
+  delegated subtree: systemd's ``Delegate=yes`` chowns it).
+* A machine with one memory node runs, but cannot juggle: ``HostCheck.single_node`` and a
+  warning say so; the daemon then only reports usage.
+
+Every refusal is ``Unsupported`` with the reason and what to do about it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from zoned.backends.base import Backend
+from zoned.backends.cgroup1 import Cgroup1Backend
+from zoned.backends.cgroup2 import Cgroup2Backend
+from zoned.backends.fdloop import FdLoop
+from zoned.decl import Declarations
+from zoned.errors import TopologyError, Unsupported
+from zoned.hierarchy import CgroupMount, parse_mountinfo
+from zoned.model import Topology
+from zoned.psi import trigger_spec
+from zoned.topology import read_topology
+from zoned.v2stat import parse_controllers
+
+log = logging.getLogger(__name__)
+
+Version = Literal["v1", "v2"]
+NEEDED = ("cpuset", "memory")
+
+
+@dataclass(frozen=True)
+class HostCheck:
+    """What ``check_host`` found: the hierarchy to use and its roots, plus warnings."""
+
+    hierarchy: Version
+    cgroup_root: Path  # v2: the unified root; v1: the directory holding the mounts
+    cpuset_root: Path  # v1 only (== cgroup_root on v2)
+    memory_root: Path
+    topology: Topology
+    psi: bool
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def single_node(self) -> bool:
+        return len(self.topology.memory_node_ids) < 2
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def psi_state(proc_root: Path) -> tuple[bool, str]:
+    """(available, why not): PSI off on the command line, or not in this kernel."""
+    cmdline = (_read(proc_root / "cmdline") or "").split()
+    if "psi=0" in cmdline:
+        return False, "PSI is disabled on the kernel command line (psi=0); boot with psi=1"
+    if _read(proc_root / "pressure" / "memory") is None:
+        return False, (
+            f"{proc_root}/pressure/memory is missing: this kernel has no PSI "
+            "(CONFIG_PSI) or it is disabled (CONFIG_PSI_DEFAULT_DISABLED without psi=1)"
+        )
+    return True, ""
+
+
+def _v1_root(cgroup_root: Path, mount: CgroupMount) -> Path:
+    """The v1 mount of a controller, re-rooted under ``cgroup_root`` (tests hand in a tree
+    that mirrors ``/sys/fs/cgroup``); the mount point itself when it lives elsewhere."""
+    under = cgroup_root / mount.mount_point.name
+    return under if under.is_dir() or not mount.mount_point.is_dir() else mount.mount_point
+
+
+def _writable(
+    root: Path, parent: str, euid: int, access: Callable[[Path, int], bool]
+) -> str | None:
+    """Why zoned could not create or write its parent cgroup under ``root`` (None: fine)."""
+    if not root.is_dir():
+        return f"{root} does not exist or is not a directory"
+    target = root
+    for part in parent.strip("/").split("/"):
+        if not (target / part).is_dir():
+            break
+        target = target / part
+    if not access(target, os.W_OK):
+        return f"{target} is not writable by uid {euid}"
+    if euid != 0 and target.stat().st_uid != euid:
+        return f"{target} belongs to uid {target.stat().st_uid}, not to zoned (uid {euid})"
+    return None
+
+
+def check_host(
+    decls: Declarations,
+    *,
+    cgroup_root: Path,
+    sys_root: Path = Path("/sys"),
+    proc_root: Path = Path("/proc"),
+    euid: int | None = None,
+    access: Callable[[Path, int], bool] = os.access,
+) -> HostCheck:
+    """Which hierarchy to use on this host and whether it can work; raises Unsupported.
+
+    Reads only. ``euid`` and ``access`` are injectable for tests (they run as root).
+    """
+    uid = os.geteuid() if euid is None else euid
+    mi = proc_root / "self" / "mountinfo"
+    text = _read(mi)
+    if text is None:
+        raise Unsupported(f"cannot read {mi}")
+    mounts = parse_mountinfo(text)
+    v1 = {
+        c: next(
+            (m for m in mounts if m.version == 1 and c in m.controllers and m.root == "/"),
+            next((m for m in mounts if m.version == 1 and c in m.controllers), None),
+        )
+        for c in NEEDED
+    }
+    v2_mounted = any(m.version == 2 for m in mounts)
+    v2_text = _read(cgroup_root / "cgroup.controllers") if v2_mounted else None
+    v2 = parse_controllers(v2_text) if v2_text is not None else frozenset()
+
+    want = decls.host.hierarchy
+    on_v2 = [c for c in NEEDED if c in v2]
+    on_v1 = [c for c in NEEDED if v1[c] is not None]
+    chosen: Version
+    if want == "v2" or (want == "auto" and len(on_v2) == len(NEEDED)):
+        chosen = "v2"
+        if not v2_mounted:
+            raise Unsupported("hierarchy: v2 was asked for, but no cgroup2 file system is mounted")
+        missing = [c for c in NEEDED if c not in v2]
+        if missing:
+            where = [f"{c} is bound to a v1 hierarchy" for c in missing if v1[c] is not None]
+            raise Unsupported(
+                f"{cgroup_root}: the {' and '.join(missing)} controller"
+                f"{'s are' if len(missing) > 1 else ' is'} not available on cgroup v2"
+                + (f" ({'; '.join(where)})" if where else "")
+            )
+    elif want == "v1" or len(on_v1) == len(NEEDED):
+        chosen = "v1"
+        missing = [c for c in NEEDED if v1[c] is None]
+        if missing:
+            also = [f"{c} is on cgroup v2" for c in missing if c in v2]
+            raise Unsupported(
+                f"no cgroup v1 hierarchy carries {' or '.join(missing)}"
+                + (f" ({'; '.join(also)})" if also else "")
+                + ("" if want == "v1" else "; zoned needs cpuset and memory on one version")
+            )
+    else:
+        have = {c: ("v2" if c in v2 else "v1" if v1[c] is not None else None) for c in NEEDED}
+        absent = [c for c, v in have.items() if v is None]
+        if absent:
+            raise Unsupported(
+                f"the {' and '.join(absent)} cgroup controller"
+                f"{'s are' if len(absent) > 1 else ' is'} not mounted (neither v1 nor v2)"
+            )
+        raise Unsupported(
+            "cpuset is on cgroup "
+            + str(have["cpuset"])
+            + " and memory on cgroup "
+            + str(have["memory"])
+            + ": zoned needs both controllers on the same version"
+        )
+
+    psi_ok, why = psi_state(proc_root)
+    warnings: list[str] = []
+    if chosen == "v2" and not psi_ok:
+        raise Unsupported(f"cgroup v2 needs PSI for its pressure triggers: {why}")
+    if not psi_ok:
+        log.info("no PSI (%s); cgroup v1 uses its own pressure levels", why)
+
+    parent = decls.host.parent
+    if chosen == "v2":
+        roots = (cgroup_root, cgroup_root)
+    else:
+        m_cpu, m_mem = v1["cpuset"], v1["memory"]
+        assert m_cpu is not None and m_mem is not None
+        roots = (_v1_root(cgroup_root, m_cpu), _v1_root(cgroup_root, m_mem))
+    for root in dict.fromkeys(roots):
+        problem = _writable(root, parent, uid, access)
+        if problem:
+            raise Unsupported(
+                f"cannot create or manage zoned's parent cgroup {parent!r}: {problem} "
+                "(run zoned as root, or give it a delegated subtree: Delegate=yes)"
+            )
+
+    try:
+        topo = read_topology(sys_root, proc_root)
+    except TopologyError as exc:
+        raise Unsupported(f"cannot read the NUMA topology: {exc}") from exc
+    if len(topo.memory_node_ids) < 2:
+        warnings.append(
+            f"this machine has {len(topo.memory_node_ids)} memory node: zoned cannot juggle "
+            "zones here; it reports usage only (boot with numa=fake=N to get nodes)"
+        )
+    for w in warnings:
+        log.warning("%s", w)
+    return HostCheck(chosen, cgroup_root, roots[0], roots[1], topo, psi_ok, tuple(warnings))
+
+
+def open_backend(
+    decls: Declarations,
+    *,
+    cgroup_root: Path | None = None,
+    sys_root: Path = Path("/sys"),
+    proc_root: Path = Path("/proc"),
+    check: HostCheck | None = None,
+) -> Backend:
+    """The backend this host supports for ``decls`` (``check_host`` first; Unsupported).
+
+    Constructing it writes nothing; the first ``ensure`` creates the parent.
+    """
+    root = Path(decls.host.cgroup_root) if cgroup_root is None else cgroup_root
+    hc = check or check_host(decls, cgroup_root=root, sys_root=sys_root, proc_root=proc_root)
+    adopted = {c.name: c.cgroup for c in decls.containers if c.cgroup}
+    if hc.hierarchy == "v2":
+        pol = decls.policy
+        return Cgroup2Backend(
+            hc.cgroup_root,
+            decls.host.parent,
+            sys_root=sys_root,
+            proc_root=proc_root,
+            adopted=adopted,
+            psi=trigger_spec("some", pol.psi_some_ms * 1000, pol.psi_window_ms * 1000),
+        )
+    return Cgroup1Backend(
+        parent=decls.host.parent,
+        cpuset_root=hc.cpuset_root,
+        memory_root=hc.memory_root,
+        proc_root=proc_root,
+        sys_root=sys_root,
+        adopt=adopted,
+    )
+
+
+def fd_loop_of(backend: Backend) -> FdLoop | None:
+    """The FdLoop behind a real backend's ``wait``, so the daemon can watch its own fds
+    (control socket, signals) in the same epoll. Both real backends keep it as ``_loop``
+    (cgroup2 also takes one as ``loop=``); a public accessor would be better."""
+    loop = getattr(backend, "loop", None) or getattr(backend, "_loop", None)
+    return loop if isinstance(loop, FdLoop) else None

@@ -1,0 +1,760 @@
+"""The daemon: start (adopting what the host holds), then the loop wait → step → report.
+
+Start-up, in order; any failure before READY=1 exits with the problem and writes nothing:
+
+1. load the configuration (``ConfigError`` lists every problem);
+2. open the backend (``zoned.backends.select``: which hierarchy, PSI, the parent cgroup),
+   or the paced simulator (``--backend sim:SCENARIO.yaml``);
+3. build the zone map. **The kernel's cgroup tree is the source of truth**: a declared
+   container that exists and is consistent (its nodes are pool nodes nobody else holds,
+   within its ``min``..``max``, the shared zone exactly as declared) keeps what it holds;
+   only the others are placed, on the nodes left. The hints under ``--state-dir`` only
+   supply the reason and time of each assignment; a missing or corrupt file is ignored.
+   A restart therefore changes nothing that is already right;
+4. ``Engine.admit()``, the control socket, READY=1.
+
+The loop wakes for: backend events (tripwires, PSI, OOM, finished writes), control
+clients, signals, the systemd watchdog (half of ``WatchdogSec``) and the **fallback
+poll** (``fallback_poll_s``, 5 s by default). The fallback poll exists because some
+levels change without any event: a tripwire fires once per arming and a PSI trigger at
+most once per window, so a container that frees memory (and may give a node back after
+``idle_return_s``) or creeps up after its tripwire already fired is only seen by
+re-reading. 5 s is far below the engine's time constants (``cooldown_s`` 10 s,
+``idle_return_s`` minutes), so no decision waits noticeably on it; the engine's own
+``run`` uses 1 s, five times the wake-ups for nothing on an idle host.
+
+Signals: SIGTERM/SIGINT stop the loop; containers keep running in their zones unless
+``release_on_stop``. SIGHUP reloads (as ``zoned reload``): an invalid configuration is
+refused with its problems logged and the running one is kept; a valid one is applied as a
+difference, each change logged. A reload waits while hand-overs are in flight.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, Protocol
+
+from zoned import config as zconfig
+from zoned import statefile
+from zoned import status as zstatus
+from zoned.actions import Lend, Reclaim, Return
+from zoned.backends.base import Backend, CgroupState, Event, EventKind
+from zoned.backends.fdloop import IN, FdCallback
+from zoned.backends.paced import PacedSim
+from zoned.backends.select import check_host, fd_loop_of, open_backend
+from zoned.control import DEFAULT_SOCKET, Client, ControlServer
+from zoned.decl import ContainerDecl, Declarations
+from zoned.engine import Engine, LogRecord
+from zoned.errors import ConfigError, ControlError, PlacementError, Unsupported, ZonedError
+from zoned.metrics import Metrics, serve
+from zoned.model import (
+    FREE,
+    RESERVED,
+    SHARED,
+    Assignment,
+    NodeInfo,
+    Owner,
+    OwnerKind,
+    Topology,
+    ZoneMap,
+)
+from zoned.nodelist import format_nodelist
+from zoned.placement import place
+from zoned.policy import keeps_min, may_grow
+from zoned.service import Notifier
+
+log = logging.getLogger(__name__)
+
+FALLBACK_POLL_S = 5.0
+
+
+class LoopHost(Protocol):
+    """The daemon's wait: backend events and its own fds in one epoll."""
+
+    def add_fd(self, fd: int, mask: int, callback: FdCallback) -> None: ...
+
+    def remove_fd(self, fd: int) -> None: ...
+
+    def poll_once(self, timeout_s: float | None) -> list[Event]: ...
+
+
+@dataclass
+class Options:
+    """``zoned run``'s options (see ``zoned run --help``)."""
+
+    config: Path | None
+    dry_run: bool = False
+    sys_root: Path = Path("/sys")
+    proc_root: Path = Path("/proc")
+    cgroup_root: Path | None = None
+    state_dir: Path = Path("/run/zoned")
+    socket: Path = DEFAULT_SOCKET
+    release_on_stop: bool = False
+    backend: str | None = None  # None: detect; "sim:SCENARIO.yaml": the paced simulator
+    sim_speed: float = 1.0
+    metrics: str | None = None
+    group: int | None = None
+    fallback_poll_s: float = FALLBACK_POLL_S
+
+
+# -- the zone map at start ---------------------------------------------------------------
+
+
+def _consistent(
+    decl: ContainerDecl,
+    st: CgroupState,
+    zmap: ZoneMap,
+    taken: set[int],
+    sizes: Mapping[int, int],
+    headroom: float,
+) -> str | None:
+    """Why the host's cgroup for ``decl`` cannot be adopted as it is (None: it can)."""
+    shared = zmap.nodes_with(SHARED)
+    own = st.nodes - shared
+    if not own:
+        return "it holds no pool node"
+    if decl.shared and st.nodes & shared != shared:
+        return "it lacks the shared zone it is declared to use"
+    if not decl.shared and st.nodes & shared:
+        return "it holds the shared zone but is not declared shared"
+    bad = sorted(
+        n
+        for n in own
+        if n not in zmap.assignments
+        or zmap.owner(n).kind in (OwnerKind.RESERVED, OwnerKind.MEMORYLESS)
+    )
+    if bad:
+        return f"it holds node {format_nodelist(bad)}, which is not a pool node"
+    if own & taken:
+        return f"node {format_nodelist(own & taken)} is held by another container too"
+    caps = [sizes.get(n, 0) for n in own]
+    if not keeps_min(decl, caps, headroom):
+        return f"its nodes no longer meet its min ({decl.min})"
+    if not may_grow(decl, caps[1:], headroom):
+        return f"it holds more than its max ({decl.max})"
+    return None
+
+
+def initial_map(
+    topology: Topology,
+    decls: Declarations,
+    existing: Mapping[str, CgroupState],
+    hints: Mapping[int, statefile.Hint],
+    *,
+    now: float,
+    wall_now: float,
+) -> tuple[ZoneMap, list[str]]:
+    """The zone map to start with, adopting what the host holds; returns notes to log.
+
+    Raises PlacementError when even a fresh placement does not fit.
+    """
+    fresh = place(topology, decls).zonemap
+    sizes = {n.id: n.mem_total for n in topology.nodes}
+    notes: list[str] = []
+    adopted: dict[str, frozenset[int]] = {}
+    taken: set[int] = set()
+    for decl in decls.containers:
+        st = existing.get(decl.name)
+        if st is None:
+            continue
+        why = _consistent(decl, st, fresh, taken, sizes, decls.host.headroom_pct)
+        if why is not None:
+            notes.append(f"{decl.name}: not adopted as it is: {why}; placing it afresh")
+            continue
+        own = st.nodes - fresh.nodes_with(SHARED)
+        adopted[decl.name] = own
+        taken |= own
+    rest = [c for c in decls.containers if c.name not in adopted]
+    amap: dict[int, Assignment] = {}
+    if adopted:
+        host = dataclasses.replace(
+            decls.host,
+            shared_nodes=tuple(sorted(fresh.nodes_with(SHARED))),
+            shared_count=0,
+        )
+        sub = Topology(tuple(n for n in topology.nodes if n.id not in taken))
+        try:
+            placed = place(sub, dataclasses.replace(decls, host=host, containers=tuple(rest)))
+        except PlacementError as exc:
+            notes.append(
+                f"the containers found on the host leave too little for the others "
+                f"({exc}); placing everyone afresh, which moves pages"
+            )
+            adopted = {}
+            placed_map = fresh
+        else:
+            placed_map = placed.zonemap
+        amap.update(placed_map.assignments)
+        for name, own in adopted.items():
+            for n in own:
+                amap[n] = Assignment(n, Owner.of(name), f"{name}: held on the host at start")
+            notes.append(f"{name}: adopted on node {format_nodelist(own)} as the host holds it")
+    else:
+        amap.update(fresh.assignments)
+    # The hints only explain: they never change an owner.
+    for n, a in list(amap.items()):
+        h = hints.get(n)
+        if h is not None and h.owner == str(a.owner):
+            since = statefile.engine_time(h, engine_now=now, wall_now=wall_now)
+            amap[n] = Assignment(n, a.owner, h.reason, min(since, now))
+        else:
+            amap[n] = Assignment(n, a.owner, a.reason, now)
+    return ZoneMap(dict(sorted(amap.items()))), notes
+
+
+def single_node_map(topology: Topology, decls: Declarations, now: float) -> ZoneMap:
+    """The map on a one-node machine: nothing can be lent; every node is reserved."""
+    return ZoneMap(
+        {
+            n.id: Assignment(n.id, RESERVED, "single-node machine: nothing to lend", now)
+            for n in topology.nodes
+        }
+    )
+
+
+# -- reload ------------------------------------------------------------------------------
+
+_RESTART_HOST = (
+    "cgroup_root",
+    "hierarchy",
+    "parent",
+    "reserved_nodes",
+    "shared_nodes",
+    "shared_count",
+)
+
+
+def config_diff(old: Declarations, new: Declarations) -> tuple[list[str], list[str]]:
+    """(refusals, changes) between two configurations, in words."""
+    refusals: list[str] = []
+    changes: list[str] = []
+    for key in _RESTART_HOST:
+        a, b = getattr(old.host, key), getattr(new.host, key)
+        if a != b:
+            refusals.append(f"host.{key} changed ({a!r} → {b!r}): that needs a restart")
+    if old.host.headroom_pct != new.host.headroom_pct:
+        changes.append(f"host.headroom_pct {old.host.headroom_pct:g} → {new.host.headroom_pct:g}")
+    for f in dataclasses.fields(old.policy):
+        a, b = getattr(old.policy, f.name), getattr(new.policy, f.name)
+        if a != b:
+            changes.append(f"policy.{f.name} {a} → {b}")
+    before = {c.name: c for c in old.containers}
+    after = {c.name: c for c in new.containers}
+    for name in after.keys() - before.keys():
+        c = after[name]
+        changes.append(f"added {name} (min {c.min}, max {c.max}, priority {c.priority})")
+    for name in before.keys() - after.keys():
+        changes.append(f"removed {name}")
+    for name in sorted(before.keys() & after.keys()):
+        a, b = before[name], after[name]
+        for key in ("cgroup", "shared"):
+            if getattr(a, key) != getattr(b, key):
+                refusals.append(
+                    f"{name}.{key} changed ({getattr(a, key)!r} → {getattr(b, key)!r}): remove the "
+                    "container, reload, then declare it again (or restart)"
+                )
+        diffs = [
+            f"{f} {getattr(a, f)} → {getattr(b, f)}"
+            for f in ("min", "max", "priority")
+            if getattr(a, f) != getattr(b, f)
+        ]
+        if diffs:
+            changes.append(f"{name}: " + ", ".join(diffs))
+    return refusals, sorted(changes)
+
+
+# -- the daemon --------------------------------------------------------------------------
+
+
+@dataclass
+class _Signals:
+    stop: bool = False
+    reload: bool = False
+    names: list[str] = field(default_factory=list)
+
+
+class Daemon:
+    """One zoned daemon. ``start()`` then ``run()`` on one thread; ``stop()`` from any."""
+
+    def __init__(
+        self,
+        opts: Options,
+        *,
+        notifier: Notifier | None = None,
+        install_signals: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.opts = opts
+        self.notifier = notifier or Notifier()
+        self.install_signals = install_signals
+        self._clock = clock
+        self._sig = _Signals()
+        self.engine: Engine | None = None
+        self.backend: Backend | None = None
+        self.server: ControlServer | None = None
+        self.metrics: Metrics | None = None
+        self.topology: Topology | None = None
+        self.warnings: list[str] = []
+        self.wakeups = 0
+        self.steps = 0
+        self.started_wall = time.time()
+        self.backend_name = ""
+        self._host: LoopHost | None = None
+        self._seen = 0
+        self._saved: ZoneMap | None = None
+        self._reload_pending = False
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._speed = 1.0
+
+    # -- start ---------------------------------------------------------------------------
+
+    def _load(self) -> Declarations:
+        if self.opts.config is None:
+            raise ConfigError([])
+        return zconfig.load(self.opts.config)
+
+    def start(self) -> None:
+        """Everything up to READY=1; raises ZonedError (nothing applied) on a problem."""
+        o = self.opts
+        decls: Declarations
+        if o.backend is not None and o.backend.startswith("sim:"):
+            from zoned.sim import load_scenario
+
+            sc = load_scenario(o.backend[4:])
+            decls = zconfig.load(o.config) if o.config is not None else sc.decls
+            sim = dataclasses.replace(sc, decls=decls).backend()
+            paced = PacedSim(sim, speed=o.sim_speed)
+            self.backend, self._host, self._speed = paced, paced, o.sim_speed
+            self.backend_name = f"sim ({Path(o.backend[4:]).name}, x{o.sim_speed:g})"
+        elif o.backend is not None:
+            raise Unsupported(f"--backend {o.backend!r}: expected sim:SCENARIO.yaml")
+        else:
+            decls = self._load()
+            root = o.cgroup_root or Path(decls.host.cgroup_root)
+            hc = check_host(decls, cgroup_root=root, sys_root=o.sys_root, proc_root=o.proc_root)
+            self.warnings += hc.warnings
+            self.backend = open_backend(
+                decls, cgroup_root=root, sys_root=o.sys_root, proc_root=o.proc_root, check=hc
+            )
+            loop = fd_loop_of(self.backend)
+            if loop is None:
+                raise Unsupported(f"backend {self.backend.name} has no event loop to share")
+            self._host = loop
+            self.backend_name = f"cgroup {hc.hierarchy} ({hc.cgroup_root})"
+        backend = self.backend
+        topo = backend.topology()
+        self.topology = topo
+        problems = zconfig.check_against_topology(decls, topo)
+        single = len(topo.memory_node_ids) < 2
+        if problems and not single:
+            raise ConfigError(problems)
+        now = backend.now()
+        if single:
+            msg = (
+                "one memory node: zoned cannot juggle zones here and only reports the usage "
+                "of declared containers that exist (boot with numa=fake=N)"
+            )
+            if msg not in self.warnings:
+                self.warnings.append(msg)
+            log.warning("%s", msg)
+            zmap = single_node_map(topo, decls, now)
+        else:
+            hints = statefile.load(o.state_dir)
+            existing = backend.existing()
+            zmap, notes = initial_map(topo, decls, existing, hints, now=now, wall_now=time.time())
+            for n in notes:
+                log.info("start: %s", n)
+        self.engine = Engine(backend, decls, zmap, dry_run=o.dry_run or single, juggle=not single)
+        self.engine.admit()
+        failed = [c.name for c in decls.containers if c.name not in self.engine.managed]
+        if failed and not (o.dry_run or single):
+            log.warning("not managed after admission: %s (see above)", ", ".join(failed))
+        if o.metrics:
+            self.metrics = Metrics()
+            serve(self.metrics, o.metrics)
+        self.server = ControlServer(
+            o.socket, self._host, self._handle, group=o.group, proc_root=o.proc_root
+        )
+        self._host.add_fd(self._wake_r.fileno(), IN, self._on_wake)
+        if self.install_signals:
+            signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
+            for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(s, self._on_signal)
+        self.started_wall = time.time()
+        self._after_change()
+        self.notifier.ready(self.status_line())
+        log.info("ready: %s", self.status_line())
+
+    # -- signals and wake-ups ------------------------------------------------------------
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        # Runs between bytecodes on the main thread; the wakeup fd ends the epoll wait.
+        if signum == signal.SIGHUP:
+            self._sig.reload = True
+        else:
+            self._sig.stop = True
+        self._sig.names.append(signal.Signals(signum).name)
+
+    def _on_wake(self, revents: int) -> list[Event]:
+        with contextlib.suppress(BlockingIOError):
+            while self._wake_r.recv(4096):
+                pass
+        return []
+
+    def stop(self) -> None:
+        """Ask the loop to end (any thread)."""
+        self._sig.stop = True
+        try:
+            self._wake_w.send(b"x")
+        except BlockingIOError:
+            pass  # already full: the loop will wake anyway
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Loop until stopped; returns the exit status."""
+        assert self.engine is not None and self._host is not None and self.backend is not None
+        engine, host, backend = self.engine, self._host, self.backend
+        fallback = self.opts.fallback_poll_s
+        dog = self.notifier.watchdog_s
+        next_tick = backend.now() + fallback
+        next_dog = self._clock() + dog if dog else None
+        while not self._sig.stop:
+            waits = [(next_tick - backend.now()) / self._speed]
+            if next_dog is not None:
+                waits.append(next_dog - self._clock())
+            events = host.poll_once(max(0.0, min(waits)))
+            self.wakeups += 1
+            if self._sig.names:
+                names, self._sig.names = self._sig.names, []
+                log.info("signal %s", ", ".join(names))
+            if self._sig.stop:
+                break
+            if self._sig.reload:
+                self._sig.reload = False
+                self.reload()
+            now = backend.now()
+            if events or now >= next_tick:
+                if self.metrics is not None:
+                    for ev in events:
+                        if ev.kind is EventKind.TRIPWIRE and ev.container:
+                            self.metrics.tripwire(ev.container, ev.at)
+                engine.step(events)
+                self.steps += 1
+                next_tick = backend.now() + fallback
+                if self._reload_pending and not engine.pending():
+                    self.reload()
+                self._after_change()
+            if next_dog is not None and self._clock() >= next_dog:
+                self.notifier.watchdog()
+                next_dog = self._clock() + (dog or 0.0)
+        self._shutdown()
+        return 0
+
+    def _shutdown(self) -> None:
+        self.notifier.stopping()
+        engine = self.engine
+        if self.server is not None:
+            self.server.shutdown()
+        if engine is not None and self.opts.release_on_stop and not engine.dry_run:
+            for name in list(engine.managed):
+                try:
+                    assert self.backend is not None
+                    self.backend.release(name)
+                    log.info("released %s", name)
+                except ZonedError as exc:
+                    log.warning("release %s: %s", name, exc)
+        elif engine is not None:
+            log.info("stopping; %d containers keep their zones", len(engine.managed))
+        if engine is not None:
+            self._save()
+        if self.install_signals:
+            signal.set_wakeup_fd(-1)
+        if self.backend is not None:
+            self.backend.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    # -- reporting -----------------------------------------------------------------------
+
+    def status_line(self) -> str:
+        assert self.engine is not None
+        e = self.engine
+        return zstatus.summary_line(e.zonemap, len(e.managed), len(e.pending()))
+
+    def info(self) -> zstatus.DaemonInfo:
+        o = self.opts
+        return zstatus.DaemonInfo(
+            pid=os.getpid(),
+            started_wall=self.started_wall,
+            backend=self.backend_name,
+            config=str(o.config) if o.config else "(from the scenario)",
+            socket=str(o.socket),
+            dry_run=self.engine.dry_run if self.engine else o.dry_run,
+            juggle=self.engine.juggle if self.engine else True,
+            warnings=tuple(self.warnings),
+            wakeups=self.wakeups,
+            speed=self._speed,
+            reload_pending=self._reload_pending,
+        )
+
+    def _save(self) -> None:
+        assert self.engine is not None and self.backend is not None
+        zmap = self.engine.zonemap
+        if zmap is self._saved:
+            return
+        if statefile.save(
+            self.opts.state_dir, zmap, engine_now=self.backend.now(), wall_now=time.time()
+        ):
+            self._saved = zmap
+
+    def _after_change(self) -> None:
+        """New decisions to followers and metrics, hints saved, STATUS= refreshed."""
+        assert self.engine is not None and self.backend is not None
+        e = self.engine
+        new: list[LogRecord] = e.log[self._seen :]
+        self._seen = len(e.log)
+        if new and self.server is not None:
+            now, wall = self.backend.now(), time.time()
+            for rec in new:
+                self.server.broadcast({"event": zstatus.record_doc(rec, now, wall, self._speed)})
+        if self.metrics is not None:
+            self.metrics.update(e)
+        self._save()
+        self.notifier.status(self.status_line())
+
+    # -- control requests ----------------------------------------------------------------
+
+    def _handle(self, c: Client, req: dict[str, Any]) -> dict[str, Any] | None:
+        assert self.engine is not None
+        cmd = req["cmd"]
+        try:
+            if cmd == "status":
+                n = req.get("decisions", 15)
+                return {
+                    "ok": True,
+                    "result": zstatus.build(
+                        self.engine, self.info(), decisions=n if isinstance(n, int) else 15
+                    ),
+                }
+            if cmd == "lend":
+                return self._override(c, req, lend=True)
+            if cmd == "reclaim":
+                return self._override(c, req, lend=False)
+            if cmd == "reload":
+                result = self.reload()
+                return {
+                    "ok": result["ok"],
+                    "result": result,
+                    **({} if result["ok"] else {"error": result["error"]}),
+                }
+            if cmd == "events":
+                self._follow(c, req)
+                return None
+        except ControlError as exc:
+            return {"ok": False, "error": str(exc)}
+        return {
+            "ok": False,
+            "error": f"unknown command {cmd!r} (status, lend, reclaim, reload, events)",
+        }
+
+    def _follow(self, c: Client, req: dict[str, Any]) -> None:
+        assert self.engine is not None and self.backend is not None and self.server
+        c.following = True
+        self.server.send(c, {"ok": True, "result": {"following": True}})
+        n = req.get("history", 0)
+        if isinstance(n, int) and n > 0:
+            now, wall = self.backend.now(), time.time()
+            for rec in self.engine.log[-n:]:
+                self.server.send(c, {"event": zstatus.record_doc(rec, now, wall, self._speed)})
+
+    def _override(self, c: Client, req: dict[str, Any], *, lend: bool) -> dict[str, Any]:
+        e = self.engine
+        assert e is not None
+        node = req.get("node")
+        if not isinstance(node, int):
+            raise ControlError('"node" must be a node number')
+        if e.dry_run:
+            raise ControlError("refused: zoned runs as a dry run and writes nothing")
+        if not e.juggle:
+            raise ControlError("refused: zoned does not juggle on this host (one memory node)")
+        e.step([])  # a fresh snapshot: what is moving now, and node sizes
+        self._after_change()
+        snap = e.last_snapshot
+        assert snap is not None
+        zmap, decls = e.zonemap, e.decls
+        if node not in zmap.assignments:
+            raise ControlError(
+                f"no node {node} (this machine has nodes {format_nodelist(zmap.assignments)})"
+            )
+        owner = zmap.owner(node)
+        if owner.kind in (OwnerKind.RESERVED, OwnerKind.SHARED, OwnerKind.MEMORYLESS):
+            raise ControlError(f"refused: node {node} is {owner.kind.value}; only pool nodes move")
+        if node in snap.busy_nodes:
+            raise ControlError(f"refused: node {node} is moving ({'; '.join(e.pending())})")
+        who = f"operator (uid {c.cred.uid}, pid {c.cred.pid})"
+
+        def caps(nodes: frozenset[int]) -> list[int]:
+            return [snap.nodes[n].total for n in nodes if n in snap.nodes]
+
+        def check_donor(donor: str) -> None:
+            d = decls.container(donor)
+            left = zmap.nodes_of(donor) - {node}
+            if not keeps_min(d, caps(left), decls.host.headroom_pct):
+                raise ControlError(
+                    f"refused: {donor} would fall below its min ({d.min}) without node {node}"
+                )
+            v = snap.containers.get(donor)
+            if v is not None and v.pending:
+                raise ControlError(f"refused: {donor} is busy ({'; '.join(v.pending)})")
+
+        if lend:
+            to = req.get("container")
+            if not isinstance(to, str):
+                raise ControlError('"container" must be a container name')
+            try:
+                decl = decls.container(to)
+            except KeyError:
+                names = ", ".join(x.name for x in decls.containers)
+                raise ControlError(f"no container {to!r} is declared ({names})") from None
+            if to not in e.managed:
+                raise ControlError(f"refused: {to} is not managed (its cgroup is missing)")
+            if owner == Owner.of(to):
+                raise ControlError(f"refused: {to} already holds node {node}")
+            v = snap.containers.get(to)
+            if v is not None and v.pending:
+                raise ControlError(f"refused: {to} is busy ({'; '.join(v.pending)})")
+            if not may_grow(decl, caps(zmap.nodes_of(to)), decls.host.headroom_pct):
+                raise ControlError(
+                    f"refused: {to} is at its max ({decl.max}) with "
+                    f"{len(zmap.nodes_of(to))} node(s)"
+                )
+            if owner == FREE:
+                action: Lend | Reclaim | Return = Lend(node, to, f"{who}: zoned lend {node} {to}")
+            else:
+                assert owner.container is not None
+                check_donor(owner.container)
+                action = Reclaim(node, owner.container, to, f"{who}: zoned lend {node} {to}")
+        else:
+            if owner.kind is not OwnerKind.CONTAINER or owner.container is None:
+                raise ControlError(f"refused: node {node} is free already")
+            check_donor(owner.container)
+            action = Return(node, owner.container, f"{who}: zoned reclaim {node}")
+        log.info("override by %s: %s", who, action.describe())
+        e.override(action)
+        self._after_change()
+        return {"ok": True, "result": {"started": action.describe(), "pending": list(e.pending())}}
+
+    # -- reload --------------------------------------------------------------------------
+
+    def reload(self) -> dict[str, Any]:
+        """Re-read the configuration and apply it as a difference; see the module doc.
+
+        Returns ``{"ok", "changes" | "error", "deferred"}``; never raises for a bad file.
+        """
+        e, topo = self.engine, self.topology
+        assert e is not None and topo is not None and self.backend is not None
+        if self.opts.config is None:
+            return {"ok": False, "error": "no --config to reload (running a scenario's own)"}
+        self.notifier.reloading()
+        try:
+            return self._reload(e, topo)
+        finally:
+            self.notifier.reloaded()
+            self._after_change()
+
+    def _refuse(self, problems: list[str]) -> dict[str, Any]:
+        for p in problems:
+            log.error("reload refused: %s", p)
+        log.error("reload refused; the running configuration is kept")
+        return {"ok": False, "error": "\n".join(problems), "problems": problems}
+
+    def _reload(self, e: Engine, topo: Topology) -> dict[str, Any]:
+        assert self.opts.config is not None
+        try:
+            new = zconfig.load(self.opts.config)
+        except ConfigError as exc:
+            return self._refuse([str(p) for p in exc.problems])
+        problems = zconfig.check_against_topology(new, topo)
+        if problems and e.juggle:
+            return self._refuse([str(p) for p in problems])
+        refusals, changes = config_diff(e.decls, new)
+        if refusals:
+            return self._refuse(refusals)
+        if e.pending():
+            self._reload_pending = True
+            log.info("reload waits for %d hand-over(s) in flight", len(e.pending()))
+            return {"ok": True, "deferred": True, "changes": changes}
+        self._reload_pending = False
+        if not changes:
+            log.info("reload: nothing changed")
+            return {"ok": True, "deferred": False, "changes": []}
+        now = self.backend.now() if self.backend else 0.0
+        zmap = e.zonemap
+        before = {c.name for c in e.decls.containers}
+        after = {c.name: c for c in new.containers}
+        lends: list[Lend] = []
+        if e.juggle:
+            for name in before - after.keys():
+                for n in sorted(zmap.nodes_of(name)):
+                    zmap = zmap.with_assignment(
+                        Assignment(n, FREE, f"{name} no longer declared (reload)", now)
+                    )
+            free_ids = zmap.nodes_with(FREE)
+            added = [c for c in new.containers if c.name not in before]
+            if added:
+                sub = Topology(tuple(n for n in topo.nodes if n.id in free_ids))
+                host = dataclasses.replace(
+                    new.host, reserved_nodes=(), shared_nodes=(), shared_count=0
+                )
+                try:
+                    placed = place(
+                        sub, dataclasses.replace(new, host=host, containers=tuple(added))
+                    )
+                except PlacementError as exc:
+                    return self._refuse(
+                        [f"the new containers do not fit the free nodes now: {exc}"]
+                    )
+                for a in placed.zonemap:
+                    if a.owner.kind is OwnerKind.CONTAINER:
+                        zmap = zmap.with_assignment(dataclasses.replace(a, since=now))
+            sizes = {n.id: n.mem_total for n in topo.nodes}
+            spare = sorted(zmap.nodes_with(FREE), key=lambda n: (sizes[n], n))
+            for c in new.containers:
+                if c.name not in before:
+                    continue
+                own = zmap.nodes_of(c.name)
+                extra: list[int] = []
+                while not keeps_min(c, [sizes[n] for n in (*own, *extra)], new.host.headroom_pct):
+                    if not spare:
+                        return self._refuse(
+                            [f"{c.name}: its new min ({c.min}) needs more nodes than are free now"]
+                        )
+                    extra.append(spare.pop(0))
+                lends += [
+                    Lend(n, c.name, f"{c.name}: min raised to {c.min} (reload)") for n in extra
+                ]
+        e.reconfigure(new, zmap)
+        for lend in lends:
+            e.override(lend)
+        for ch in changes:
+            log.info("reload: %s", ch)
+        e.log.append(
+            LogRecord(now, "reload", "configuration reloaded", "; ".join(changes), "applied")
+        )
+        return {"ok": True, "deferred": False, "changes": changes}
+
+
+__all__ = ["FALLBACK_POLL_S", "Daemon", "NodeInfo", "Options", "config_diff", "initial_map"]
