@@ -378,6 +378,7 @@ class Daemon:
                 log.info("start: %s", n)
         self.engine = Engine(backend, decls, zmap, dry_run=o.dry_run or single, juggle=not single)
         self.engine.admit()
+        self.engine.step([])  # the first snapshot, with the tripwires admission armed
         failed = [c.name for c in decls.containers if c.name not in self.engine.managed]
         if failed and not (o.dry_run or single):
             log.warning("not managed after admission: %s (see above)", ", ".join(failed))
@@ -393,8 +394,8 @@ class Daemon:
             for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 signal.signal(s, self._on_signal)
         self.started_wall = time.time()
-        self._after_change()
         self.notifier.ready(self.status_line())
+        self._after_change()
         log.info("ready: %s", self.status_line())
 
     # -- signals and wake-ups ------------------------------------------------------------
@@ -542,6 +543,7 @@ class Daemon:
         cmd = req["cmd"]
         try:
             if cmd == "status":
+                self._fresh()
                 n = req.get("decisions", 15)
                 return {
                     "ok": True,
@@ -569,6 +571,17 @@ class Daemon:
             "ok": False,
             "error": f"unknown command {cmd!r} (status, lend, reclaim, reload, events)",
         }
+
+    def _fresh(self, max_age_s: float = 1.0) -> None:
+        """Step now if the last snapshot is older than ``max_age_s`` (engine seconds), so
+        a status shows current usage; the step is what the fallback poll would do."""
+        e = self.engine
+        assert e is not None and self.backend is not None
+        snap = e.last_snapshot
+        if snap is None or self.backend.now() - snap.at > max_age_s:
+            e.step([])
+            self.steps += 1
+            self._after_change()
 
     def _follow(self, c: Client, req: dict[str, Any]) -> None:
         assert self.engine is not None and self.backend is not None and self.server
