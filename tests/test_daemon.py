@@ -48,7 +48,7 @@ def test_lend_then_reclaim_overrides(tmp_path: Path) -> None:
         assert resp["result"]["started"] == "lend node 3 to web"
         wait_for(lambda: r.owners()[3] == "web" and not r.status()["pending"], "node 3 lent")
         doc = r.status()
-        lent = [n for n in doc["nodes"] if n["node"] == 3][0]
+        lent = next(n for n in doc["nodes"] if n["node"] == 3)
         assert lent["reason"].startswith("operator (uid 0")
         resp = r.call(cmd="reclaim", node=3)
         assert resp["ok"], resp
@@ -70,9 +70,7 @@ def test_lend_then_reclaim_overrides(tmp_path: Path) -> None:
         ({"cmd": "frobnicate"}, "unknown command 'frobnicate'"),
     ],
 )
-def test_overrides_refused_with_reasons(
-    tmp_path: Path, req: dict[str, object], error: str
-) -> None:
+def test_overrides_refused_with_reasons(tmp_path: Path, req: dict[str, object], error: str) -> None:
     with running(tmp_path) as r:
         before = r.owners()
         resp = r.call(**req)
@@ -103,7 +101,7 @@ def test_events_stream_decisions_as_they_happen(tmp_path: Path) -> None:
                 break
         assert [e["what"] for e in seen][:1] == ["lend node 3 to batch"]
         assert seen[0]["outcome"] == "started"
-        stream.close()
+        stream.close()  # type: ignore[attr-defined]  # a generator
 
 
 def test_reload_good_then_bad_keeps_the_old(tmp_path: Path) -> None:
@@ -160,9 +158,7 @@ def test_no_daemon_one_line_and_nonzero(tmp_path: Path, capsys: pytest.CaptureFi
     for argv in (["status"], ["lend", "3", "web"], ["reclaim", "3"], ["reload"], ["events"]):
         assert main([*argv, "--socket", str(sock)]) == 1
         err = capsys.readouterr().err
-        assert err == (
-            f"zoned {argv[0]}: no daemon at {sock} (is zoned.service running?)\n"
-        )
+        assert err == (f"zoned {argv[0]}: no daemon at {sock} (is zoned.service running?)\n")
 
 
 def test_cli_status_text_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

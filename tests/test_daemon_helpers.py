@@ -126,7 +126,7 @@ def running(
             d.start()
             ready.set()
             d.run()
-        except BaseException as exc:  # handed to the test thread, which re-raises it
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread, re-raised there
             r.error.append(exc)
             ready.set()
 

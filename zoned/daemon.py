@@ -114,6 +114,7 @@ def _consistent(
     decl: ContainerDecl,
     st: CgroupState,
     zmap: ZoneMap,
+    *,
     taken: set[int],
     sizes: Mapping[int, int],
     headroom: float,
@@ -167,7 +168,9 @@ def initial_map(
         st = existing.get(decl.name)
         if st is None:
             continue
-        why = _consistent(decl, st, fresh, taken, sizes, decls.host.headroom_pct)
+        why = _consistent(
+            decl, st, fresh, taken=taken, sizes=sizes, headroom=decls.host.headroom_pct
+        )
         if why is not None:
             notes.append(f"{decl.name}: not adopted as it is: {why}; placing it afresh")
             continue
@@ -325,8 +328,8 @@ class Daemon:
             raise ConfigError([])
         return zconfig.load(self.opts.config)
 
-    def start(self) -> None:
-        """Everything up to READY=1; raises ZonedError (nothing applied) on a problem."""
+    def _open(self) -> tuple[Declarations, Backend, LoopHost]:
+        """The configuration, the backend and the loop that waits on it."""
         o = self.opts
         decls: Declarations
         if o.backend is not None and o.backend.startswith("sim:"):
@@ -336,8 +339,9 @@ class Daemon:
             decls = zconfig.load(o.config) if o.config is not None else sc.decls
             sim = dataclasses.replace(sc, decls=decls).backend()
             paced = PacedSim(sim, speed=o.sim_speed)
-            self.backend, self._host, self._speed = paced, paced, o.sim_speed
+            self._speed = o.sim_speed
             self.backend_name = f"sim ({Path(o.backend[4:]).name}, x{o.sim_speed:g})"
+            return decls, paced, paced
         elif o.backend is not None:
             raise Unsupported(f"--backend {o.backend!r}: expected sim:SCENARIO.yaml")
         else:
@@ -345,15 +349,26 @@ class Daemon:
             root = o.cgroup_root or Path(decls.host.cgroup_root)
             hc = check_host(decls, cgroup_root=root, sys_root=o.sys_root, proc_root=o.proc_root)
             self.warnings += hc.warnings
-            self.backend = open_backend(
-                decls, cgroup_root=root, sys_root=o.sys_root, proc_root=o.proc_root, check=hc
+            backend = open_backend(
+                decls,
+                cgroup_root=root,
+                sys_root=o.sys_root,
+                proc_root=o.proc_root,
+                check=hc,
+                dry_run=o.dry_run,
             )
-            loop = fd_loop_of(self.backend)
+            loop = fd_loop_of(backend)
             if loop is None:
-                raise Unsupported(f"backend {self.backend.name} has no event loop to share")
-            self._host = loop
+                backend.close()
+                raise Unsupported(f"backend {backend.name} has no event loop to share")
             self.backend_name = f"cgroup {hc.hierarchy} ({hc.cgroup_root})"
-        backend = self.backend
+            return decls, backend, loop
+
+    def start(self) -> None:
+        """Everything up to READY=1; raises ZonedError (nothing applied) on a problem."""
+        o = self.opts
+        decls, backend, host = self._open()
+        self.backend, self._host = backend, host
         topo = backend.topology()
         self.topology = topo
         problems = zconfig.check_against_topology(decls, topo)
@@ -417,10 +432,8 @@ class Daemon:
     def stop(self) -> None:
         """Ask the loop to end (any thread)."""
         self._sig.stop = True
-        try:
+        with contextlib.suppress(BlockingIOError):  # full: the loop wakes anyway
             self._wake_w.send(b"x")
-        except BlockingIOError:
-            pass  # already full: the loop will wake anyway
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -594,6 +607,8 @@ class Daemon:
                 self.server.send(c, {"event": zstatus.record_doc(rec, now, wall, self._speed)})
 
     def _override(self, c: Client, req: dict[str, Any], *, lend: bool) -> dict[str, Any]:
+        """``lend`` / ``reclaim``: check the request against the map, min and max, and what
+        is moving, then start it (ControlError with the reason when refused)."""
         e = self.engine
         assert e is not None
         node = req.get("node")
@@ -605,9 +620,7 @@ class Daemon:
             raise ControlError("refused: zoned does not juggle on this host (one memory node)")
         e.step([])  # a fresh snapshot: what is moving now, and node sizes
         self._after_change()
-        snap = e.last_snapshot
-        assert snap is not None
-        zmap, decls = e.zonemap, e.decls
+        zmap = e.zonemap
         if node not in zmap.assignments:
             raise ControlError(
                 f"no node {node} (this machine has nodes {format_nodelist(zmap.assignments)})"
@@ -615,60 +628,72 @@ class Daemon:
         owner = zmap.owner(node)
         if owner.kind in (OwnerKind.RESERVED, OwnerKind.SHARED, OwnerKind.MEMORYLESS):
             raise ControlError(f"refused: node {node} is {owner.kind.value}; only pool nodes move")
+        snap = e.last_snapshot
+        assert snap is not None
         if node in snap.busy_nodes:
             raise ControlError(f"refused: node {node} is moving ({'; '.join(e.pending())})")
         who = f"operator (uid {c.cred.uid}, pid {c.cred.pid})"
-
-        def caps(nodes: frozenset[int]) -> list[int]:
-            return [snap.nodes[n].total for n in nodes if n in snap.nodes]
-
-        def check_donor(donor: str) -> None:
-            d = decls.container(donor)
-            left = zmap.nodes_of(donor) - {node}
-            if not keeps_min(d, caps(left), decls.host.headroom_pct):
-                raise ControlError(
-                    f"refused: {donor} would fall below its min ({d.min}) without node {node}"
-                )
-            v = snap.containers.get(donor)
-            if v is not None and v.pending:
-                raise ControlError(f"refused: {donor} is busy ({'; '.join(v.pending)})")
-
+        action: Lend | Reclaim | Return
         if lend:
-            to = req.get("container")
-            if not isinstance(to, str):
-                raise ControlError('"container" must be a container name')
-            try:
-                decl = decls.container(to)
-            except KeyError:
-                names = ", ".join(x.name for x in decls.containers)
-                raise ControlError(f"no container {to!r} is declared ({names})") from None
-            if to not in e.managed:
-                raise ControlError(f"refused: {to} is not managed (its cgroup is missing)")
-            if owner == Owner.of(to):
-                raise ControlError(f"refused: {to} already holds node {node}")
-            v = snap.containers.get(to)
-            if v is not None and v.pending:
-                raise ControlError(f"refused: {to} is busy ({'; '.join(v.pending)})")
-            if not may_grow(decl, caps(zmap.nodes_of(to)), decls.host.headroom_pct):
-                raise ControlError(
-                    f"refused: {to} is at its max ({decl.max}) with "
-                    f"{len(zmap.nodes_of(to))} node(s)"
-                )
-            if owner == FREE:
-                action: Lend | Reclaim | Return = Lend(node, to, f"{who}: zoned lend {node} {to}")
-            else:
-                assert owner.container is not None
-                check_donor(owner.container)
-                action = Reclaim(node, owner.container, to, f"{who}: zoned lend {node} {to}")
+            action = self._lend_action(node, owner, req.get("container"), who)
         else:
             if owner.kind is not OwnerKind.CONTAINER or owner.container is None:
                 raise ControlError(f"refused: node {node} is free already")
-            check_donor(owner.container)
+            self._check_donor(owner.container, node)
             action = Return(node, owner.container, f"{who}: zoned reclaim {node}")
         log.info("override by %s: %s", who, action.describe())
         e.override(action)
         self._after_change()
         return {"ok": True, "result": {"started": action.describe(), "pending": list(e.pending())}}
+
+    def _caps(self, nodes: frozenset[int]) -> list[int]:
+        assert self.engine is not None and self.engine.last_snapshot is not None
+        sizes = self.engine.last_snapshot.nodes
+        return [sizes[n].total for n in nodes if n in sizes]
+
+    def _check_busy(self, name: str) -> None:
+        assert self.engine is not None and self.engine.last_snapshot is not None
+        v = self.engine.last_snapshot.containers.get(name)
+        if v is not None and v.pending:
+            raise ControlError(f"refused: {name} is busy ({'; '.join(v.pending)})")
+
+    def _check_donor(self, donor: str, node: int) -> None:
+        """``donor`` may give ``node`` away: it keeps its min and has nothing in flight."""
+        e = self.engine
+        assert e is not None
+        d = e.decls.container(donor)
+        left = e.zonemap.nodes_of(donor) - {node}
+        if not keeps_min(d, self._caps(left), e.decls.host.headroom_pct):
+            raise ControlError(
+                f"refused: {donor} would fall below its min ({d.min}) without node {node}"
+            )
+        self._check_busy(donor)
+
+    def _lend_action(self, node: int, owner: Owner, to: object, who: str) -> Lend | Reclaim:
+        e = self.engine
+        assert e is not None
+        if not isinstance(to, str):
+            raise ControlError('"container" must be a container name')
+        decls = e.decls
+        try:
+            decl = decls.container(to)
+        except KeyError:
+            names = ", ".join(x.name for x in decls.containers)
+            raise ControlError(f"no container {to!r} is declared ({names})") from None
+        if to not in e.managed:
+            raise ControlError(f"refused: {to} is not managed (its cgroup is missing)")
+        if owner == Owner.of(to):
+            raise ControlError(f"refused: {to} already holds node {node}")
+        self._check_busy(to)
+        held = e.zonemap.nodes_of(to)
+        if not may_grow(decl, self._caps(held), decls.host.headroom_pct):
+            raise ControlError(f"refused: {to} is at its max ({decl.max}) with {len(held)} node(s)")
+        why = f"{who}: zoned lend {node} {to}"
+        if owner == FREE:
+            return Lend(node, to, why)
+        assert owner.container is not None
+        self._check_donor(owner.container, node)
+        return Reclaim(node, owner.container, to, why)
 
     # -- reload --------------------------------------------------------------------------
 

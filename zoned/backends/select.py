@@ -111,6 +111,65 @@ def _writable(
     return None
 
 
+def _choose(
+    want: str,
+    *,
+    v1: dict[str, CgroupMount | None],
+    v2: frozenset[str],
+    v2_mounted: bool,
+    v2_text: str | None,
+    cgroup_root: Path,
+) -> Version:
+    """v1 or v2 by the rules of the module docstring; raises Unsupported."""
+    on_v2 = [c for c in NEEDED if c in v2]
+    on_v1 = [c for c in NEEDED if v1[c] is not None]
+    chosen: Version
+    if want == "v2" or (want == "auto" and len(on_v2) == len(NEEDED)):
+        chosen = "v2"
+        if not v2_mounted:
+            raise Unsupported("hierarchy: v2 was asked for, but no cgroup2 file system is mounted")
+        missing = [c for c in NEEDED if c not in v2]
+        if missing:
+            where = [f"{c} is bound to a v1 hierarchy" for c in missing if v1[c] is not None]
+            raise Unsupported(
+                f"{cgroup_root}: the {' and '.join(missing)} controller"
+                f"{'s are' if len(missing) > 1 else ' is'} not available on cgroup v2"
+                + (f" ({'; '.join(where)})" if where else "")
+            )
+    elif want == "v1" or len(on_v1) == len(NEEDED):
+        chosen = "v1"
+        missing = [c for c in NEEDED if v1[c] is None]
+        if missing:
+            also = [f"{c} is on cgroup v2" for c in missing if c in v2]
+            raise Unsupported(
+                f"no cgroup v1 hierarchy carries {' or '.join(missing)}"
+                + (f" ({'; '.join(also)})" if also else "")
+                + ("" if want == "v1" else "; zoned needs cpuset and memory on one version")
+            )
+    elif v2_mounted and v2_text is None:
+        raise Unsupported(
+            f"{cgroup_root} is not the cgroup v2 mount (no cgroup.controllers there); "
+            "host.cgroup_root (or --cgroup-root) must name it"
+        )
+    else:
+        have = {c: ("v2" if c in v2 else "v1" if v1[c] is not None else None) for c in NEEDED}
+        absent = [c for c, v in have.items() if v is None]
+        if absent:
+            raise Unsupported(
+                f"the {' and '.join(absent)} cgroup controller"
+                f"{'s are' if len(absent) > 1 else ' is'} not mounted (neither v1 nor v2)"
+            )
+        raise Unsupported(
+            "cpuset is on cgroup "
+            + str(have["cpuset"])
+            + " and memory on cgroup "
+            + str(have["memory"])
+            + ": zoned needs both controllers on the same version"
+        )
+
+    return chosen
+
+
 def check_host(
     decls: Declarations,
     *,
@@ -141,48 +200,14 @@ def check_host(
     v2_text = _read(cgroup_root / "cgroup.controllers") if v2_mounted else None
     v2 = parse_controllers(v2_text) if v2_text is not None else frozenset()
 
-    want = decls.host.hierarchy
-    on_v2 = [c for c in NEEDED if c in v2]
-    on_v1 = [c for c in NEEDED if v1[c] is not None]
-    chosen: Version
-    if want == "v2" or (want == "auto" and len(on_v2) == len(NEEDED)):
-        chosen = "v2"
-        if not v2_mounted:
-            raise Unsupported("hierarchy: v2 was asked for, but no cgroup2 file system is mounted")
-        missing = [c for c in NEEDED if c not in v2]
-        if missing:
-            where = [f"{c} is bound to a v1 hierarchy" for c in missing if v1[c] is not None]
-            raise Unsupported(
-                f"{cgroup_root}: the {' and '.join(missing)} controller"
-                f"{'s are' if len(missing) > 1 else ' is'} not available on cgroup v2"
-                + (f" ({'; '.join(where)})" if where else "")
-            )
-    elif want == "v1" or len(on_v1) == len(NEEDED):
-        chosen = "v1"
-        missing = [c for c in NEEDED if v1[c] is None]
-        if missing:
-            also = [f"{c} is on cgroup v2" for c in missing if c in v2]
-            raise Unsupported(
-                f"no cgroup v1 hierarchy carries {' or '.join(missing)}"
-                + (f" ({'; '.join(also)})" if also else "")
-                + ("" if want == "v1" else "; zoned needs cpuset and memory on one version")
-            )
-    else:
-        have = {c: ("v2" if c in v2 else "v1" if v1[c] is not None else None) for c in NEEDED}
-        absent = [c for c, v in have.items() if v is None]
-        if absent:
-            raise Unsupported(
-                f"the {' and '.join(absent)} cgroup controller"
-                f"{'s are' if len(absent) > 1 else ' is'} not mounted (neither v1 nor v2)"
-            )
-        raise Unsupported(
-            "cpuset is on cgroup "
-            + str(have["cpuset"])
-            + " and memory on cgroup "
-            + str(have["memory"])
-            + ": zoned needs both controllers on the same version"
-        )
-
+    chosen = _choose(
+        decls.host.hierarchy,
+        v1=v1,
+        v2=v2,
+        v2_mounted=v2_mounted,
+        v2_text=v2_text,
+        cgroup_root=cgroup_root,
+    )
     psi_ok, why = psi_state(proc_root)
     warnings: list[str] = []
     if chosen == "v2" and not psi_ok:
@@ -226,10 +251,12 @@ def open_backend(
     sys_root: Path = Path("/sys"),
     proc_root: Path = Path("/proc"),
     check: HostCheck | None = None,
+    dry_run: bool = False,
 ) -> Backend:
     """The backend this host supports for ``decls`` (``check_host`` first; Unsupported).
 
-    Constructing it writes nothing; the first ``ensure`` creates the parent.
+    Constructing it writes nothing but, on v1 and unless ``dry_run``, the root's host-wide
+    ``cpuset.memory_pressure_enabled`` switch; the first ``ensure`` creates the parent.
     """
     root = Path(decls.host.cgroup_root) if cgroup_root is None else cgroup_root
     hc = check or check_host(decls, cgroup_root=root, sys_root=sys_root, proc_root=proc_root)
@@ -251,6 +278,7 @@ def open_backend(
         proc_root=proc_root,
         sys_root=sys_root,
         adopt=adopted,
+        enable_memory_pressure=not dry_run,
     )
 
 
