@@ -404,6 +404,9 @@ mount -t devpts -o newinstance,ptmxmode=0666 devpts $R/dev/pts
 mount -t tmpfs -o mode=1777 tmpfs $R/dev/shm
 mount -t tmpfs -o mode=1777 tmpfs $R/tmp || die "mount /tmp"
 mount -t tmpfs -o mode=0755 tmpfs $R/run || die "mount /run"
+# The project may live under /tmp or /run (a CI clone), which the tmpfs mounts above hide:
+# make its mount point there. On the read-only host root it already exists.
+mkdir -p $R$project 2>/dev/null
 mount -t 9p -o rw,$opts work $R$project || die "mount project at $project"
 
 case "$cgroup" in
