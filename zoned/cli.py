@@ -28,6 +28,8 @@ COMMANDS = (
     "reclaim",
     "events",
     "reload",
+    "exec",
+    "adopt",
 )
 
 DESCRIPTION = """\
