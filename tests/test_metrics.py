@@ -5,8 +5,9 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+from zoned.commands.run import check_address
 from zoned.engine import Engine
-from zoned.metrics import Metrics, check_address, serve
+from zoned.metrics import Metrics, serve
 from zoned.placement import place
 from zoned.sim import load_scenario
 

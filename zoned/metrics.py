@@ -205,15 +205,5 @@ def serve(metrics: Metrics, where: str) -> socketserver.BaseServer | None:
     return None
 
 
-def check_address(where: str) -> str | None:
-    """Why ``where`` is not a metrics address (None: fine)."""
-    if where.startswith("unix:"):
-        return None if where[5:].startswith("/") else "unix: needs an absolute path"
-    _, sep, port = where.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        return f"{where!r}: expected HOST:PORT or unix:/path"
-    return None
-
-
-__all__ = ["Metrics", "check_address", "serve"]
+__all__ = ["Metrics", "serve"]
 _ = http.server  # the unix server speaks HTTP through MetricsHandler (BaseHTTPRequestHandler)

@@ -35,7 +35,8 @@ class DaemonInfo:
     dry_run: bool = False
     juggle: bool = True
     warnings: tuple[str, ...] = field(default=())
-    wakeups: int = 0
+    wakeups: int = 0  # loop rounds (epoll returns) since start
+    steps: int = 0  # engine steps since start
     speed: float = 1.0  # engine seconds per real second (a paced simulation may be faster)
     reload_pending: bool = False
 
@@ -160,6 +161,7 @@ def build(
             "juggle": info.juggle,
             "warnings": list(info.warnings),
             "wakeups": info.wakeups,
+            "steps": info.steps,
             "reload_pending": info.reload_pending,
         },
         "summary": summary_line(zmap, len(engine.managed), len(engine.pending())),

@@ -11,7 +11,16 @@ from zoned import logsetup
 from zoned.control import DEFAULT_SOCKET
 from zoned.daemon import FALLBACK_POLL_S, Daemon, Options
 from zoned.errors import ZonedError
-from zoned.metrics import check_address
+
+
+def check_address(where: str) -> str | None:
+    """Why ``where`` is not a metrics address (None: fine)."""
+    if where.startswith("unix:"):
+        return None if where[5:].startswith("/") else "unix: needs an absolute path"
+    _, sep, port = where.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        return f"{where!r}: expected HOST:PORT or unix:/path"
+    return None
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
