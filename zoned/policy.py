@@ -98,9 +98,14 @@ class Decision:
 
 def keeps_min(decl: ContainerDecl, caps: list[int], headroom_pct: float) -> bool:
     """Whether nodes of sizes ``caps`` still satisfy ``decl.min``."""
+    return _keeps_min(decl, len(caps), sum(caps), headroom_pct)
+
+
+def _keeps_min(decl: ContainerDecl, count: int, total: int, headroom_pct: float) -> bool:
+    """``keeps_min`` for ``count`` nodes of ``total`` bytes."""
     if decl.min.unit is AmountUnit.NODES:
-        return len(caps) >= decl.min.value
-    return usable(sum(caps), headroom_pct) >= decl.min.value
+        return count >= decl.min.value
+    return usable(total, headroom_pct) >= decl.min.value
 
 
 def may_grow(decl: ContainerDecl, caps: list[int], headroom_pct: float) -> bool:
@@ -146,14 +151,29 @@ class _Ctx:
         self.reasons: list[str] = []
         self.needy: dict[str, str] = {}  # name → why it needs a node
         self.why_not: dict[str, str] = {}  # name → why it could not get one
+        # Indexes built once per decision, so that no step rescans every container or
+        # every node for each candidate: the cost of a decision grows linearly with the
+        # containers and nodes (bench/decision_cost.py, tests/test_policy_perf_shape.py).
+        self._decl: dict[str, ContainerDecl] = {}
+        for d in decls.containers:
+            self._decl.setdefault(d.name, d)  # Declarations.container: the first wins
+        self._noted: set[str] = set()
+        self._caps_of: dict[str, tuple[list[int], int]] = {}
+        self._settled: dict[str, bool] = {}
+        self._trip_pct = self.p.tripwire_pct
+        self._size = {n: v.total for n, v in snap.nodes.items()}
+        self._free: list[int] | None = None  # free pool nodes, ascending; see free_node
+        self._free_at = 0
+        self._donors: _Donors | None = None
+        self.by_name: list[ContainerView] = []  # the containers in name order
 
     # -- facts about containers ------------------------------------------------------
 
     def decl(self, name: str) -> ContainerDecl | None:
-        try:
-            return self.decls.container(name)
-        except KeyError:
-            return None
+        return self._decl.get(name)
+
+    def priority(self, name: str) -> int:
+        return self._decl[name].priority
 
     def caps(self, nodes: frozenset[int] | set[int]) -> list[int]:
         return [self.snap.nodes[n].total for n in sorted(nodes) if n in self.snap.nodes]
@@ -161,8 +181,25 @@ class _Ctx:
     def cap(self, nodes: frozenset[int] | set[int]) -> int:
         return sum(self.caps(nodes))
 
+    def _caps_sum(self, c: ContainerView) -> tuple[list[int], int]:
+        got = self._caps_of.get(c.name)
+        if got is None:
+            size = self._size
+            # Unsorted: only the count and the sum are used (may_grow, keeps_min).
+            caps = [size[n] for n in c.nodes if n in size]
+            got = self._caps_of[c.name] = (caps, sum(caps))
+        return got
+
+    def caps_of(self, c: ContainerView) -> list[int]:
+        """``caps(c.nodes)``, computed once per container per decision."""
+        return self._caps_sum(c)[0]
+
+    def cap_of(self, c: ContainerView) -> int:
+        """``cap(c.nodes)``, computed once per container per decision."""
+        return self._caps_sum(c)[1]
+
     def trip_level(self, cap: int) -> int:
-        return int(cap * self.p.tripwire_pct / 100.0)
+        return int(cap * self._trip_pct / 100.0)
 
     def in_cooldown(self, c: ContainerView) -> bool:
         return c.last_change is not None and self.now - c.last_change < self.p.cooldown_s
@@ -178,14 +215,23 @@ class _Ctx:
 
     def settled(self, c: ContainerView) -> bool:
         """No operation in flight, not given up on, still declared."""
-        return not c.pending and self.blocked(c.name) is None and self.decl(c.name) is not None
+        got = self._settled.get(c.name)
+        if got is None:
+            got = self._settled[c.name] = (
+                not c.pending
+                and c.name in self._decl
+                and (not self.state.blocked or self.blocked(c.name) is None)
+            )
+        return got
 
     def need(self, c: ContainerView) -> str | None:
         """Why ``c`` needs another node now, or None."""
-        cap = self.cap(c.nodes)
+        cap = self.cap_of(c)
         trip = self.trip_level(cap)
+        if not cap or (c.unreclaimable < trip and not c.stalled and not c.tripped):
+            return None  # the common case, quiet: nothing to say
         pct = f"{self.p.tripwire_pct:g}%"
-        if cap and c.unreclaimable >= trip:
+        if c.unreclaimable >= trip:
             return (
                 f"{c.name}: anon {format_size(c.unreclaimable)} of {format_size(cap)} "
                 f"capacity crossed tripwire {pct}"
@@ -219,71 +265,60 @@ class _Ctx:
         return None
 
     def note(self, text: str) -> None:
-        if text not in self.reasons:
+        if text not in self._noted:
+            self._noted.add(text)
             self.reasons.append(text)
 
     # -- the ladder ------------------------------------------------------------------
 
     def free_node(self, c: ContainerView, decl: ContainerDecl) -> int | None:
-        if not may_grow(decl, self.caps(c.nodes), self.headroom):
+        """The lowest free pool node nobody has been promised, if ``c`` may grow."""
+        if not may_grow(decl, self.caps_of(c), self.headroom):
             return None
-        free = sorted(self.zonemap.nodes_with(FREE) - self.taken)
-        return next((n for n in free if n in self.snap.nodes), None)
+        if self._free is None:
+            self._free = sorted(n for n in self.zonemap.nodes_with(FREE) if n in self.snap.nodes)
+        # ``taken`` only grows within a decision: skip what it holds for good.
+        while self._free_at < len(self._free) and self._free[self._free_at] in self.taken:
+            self._free_at += 1
+        return self._free[self._free_at] if self._free_at < len(self._free) else None
+
+    def donors(self) -> _Donors:
+        """Every container's standing as a donor, worked out once per decision (after the
+        needy are known): what can change later is only who has been touched since."""
+        if self._donors is None:
+            self._donors = _Donors(self)
+        return self._donors
 
     def donor_for(
         self, recv: ContainerView, rdecl: ContainerDecl
     ) -> tuple[ContainerView, int, str] | str:
         """The best donor with the node it gives and words on why it was chosen, or words
-        on why nobody can give."""
-        rejected: list[str] = []
-        candidates: list[tuple[tuple[int, float, float, str], ContainerView, int]] = []
-        for d in sorted(self.snap.containers.values(), key=lambda v: v.name):
-            if d.name == recv.name:
-                continue
-            ddecl = self.decl(d.name)
-            if ddecl is None:
-                continue
-            if d.pending or d.name in self.touched:
-                rejected.append(f"{d.name} busy")
-                continue
-            if self.blocked(d.name) is not None:
-                rejected.append(f"{d.name} on hold")
-                continue
-            if d.name in self.needy:
-                rejected.append(f"{d.name} needs its nodes")
-                continue
-            if self.in_cooldown(d):
-                rejected.append(f"{d.name} in cooldown")
-                continue
-            idle = self.idle_s(d.name)
-            if ddecl.priority > rdecl.priority and idle < self.p.idle_return_s:
-                rejected.append(f"{d.name} has higher priority and is active")
-                continue
-            node = self.node_to_give(d, ddecl)
-            if node is None:
-                rejected.append(f"{d.name} at its min")
-                continue
-            rest = self.cap(d.nodes - {node})
-            if d.unreclaimable > usable(rest, self.headroom):
-                rejected.append(f"{d.name}'s anon would not fit without a node")
-                continue
-            frac = d.unreclaimable / rest if rest else 1.0
-            candidates.append(((ddecl.priority, -idle, frac, d.name), d, node))
-        if not candidates:
-            return "; ".join(rejected) if rejected else "no other container"
-        candidates.sort(key=lambda t: t[0])
-        _, d, node = candidates[0]
-        why = f"{d.name} (priority {self.decls.container(d.name).priority}"
+        on why nobody can give.
+
+        Donors are containers above their ``min``, settled, not in need, out of cooldown,
+        whose anon fits their other nodes with headroom, and not of higher priority than
+        ``recv`` unless idle for ``idle_return_s``. Best = lowest priority, idlest, least
+        full after giving, then name."""
+        found = self.donors().best(recv.name, rdecl.priority)
+        if found is None:
+            return self.donors().rejections(recv.name, rdecl.priority)
+        d, node = found
+        why = f"{d.name} (priority {self._decl[d.name].priority}"
         why += f", idle {self.idle_s(d.name):.0f}s)"
         return d, node, why
 
     def node_to_give(self, d: ContainerView, ddecl: ContainerDecl) -> int | None:
         """``d``'s least-used node whose removal keeps its min, or None."""
-        options = [
-            n
-            for n in d.nodes
-            if n not in self.taken and keeps_min(ddecl, self.caps(d.nodes - {n}), self.headroom)
-        ]
+        known = self.caps_of(d)
+        total, count = sum(known), len(known)
+        options = []
+        for n in d.nodes:
+            if n in self.taken:
+                continue
+            size = self.snap.nodes[n].total if n in self.snap.nodes else None
+            rest_n, rest_b = (count, total) if size is None else (count - 1, total - size)
+            if _keeps_min(ddecl, rest_n, rest_b, self.headroom):
+                options.append(n)
         if not options:
             return None
         return min(options, key=lambda n: (d.per_node.get(n, 0), n))
@@ -310,8 +345,8 @@ class _Ctx:
         ]
 
     def grow(self, c: ContainerView, why: str) -> None:
-        decl = self.decls.container(c.name)
-        if not may_grow(decl, self.caps(c.nodes), self.headroom):
+        decl = self._decl[c.name]
+        if not may_grow(decl, self.caps_of(c), self.headroom):
             self.why_not[c.name] = f"at its max ({decl.max})"
             self.note(f"{why}; at its max ({decl.max}), cannot grow")
             return
@@ -350,7 +385,7 @@ class _Ctx:
             decl = self.decl(c.name)
             if decl is None:
                 why = "it is not declared"
-            elif not may_grow(decl, self.caps(c.nodes), self.headroom):
+            elif not may_grow(decl, self.caps_of(c), self.headroom):
                 why = f"at its max ({decl.max}): nothing may be lent"
             elif (free := self.free_node(c, decl)) is not None:
                 why = f"node {free} was free: the fill came faster than zoned saw it"
@@ -366,12 +401,12 @@ class _Ctx:
         return RecordOom(
             c.name,
             f"{c.name}: the kernel OOM-killed {n} process{'es' if n > 1 else ''} inside its "
-            f"zones ({_nodes_word(c.nodes)}, {format_size(self.cap(c.nodes))}); {why}",
+            f"zones ({_nodes_word(c.nodes)}, {format_size(self.cap_of(c))}); {why}",
             n,
         )
 
     def idle_return(self, d: ContainerView) -> None:
-        ddecl = self.decls.container(d.name)
+        ddecl = self._decl[d.name]
         idle = self.idle_s(d.name)
         if idle < self.p.idle_return_s:
             return
@@ -400,7 +435,7 @@ class _Ctx:
         )
 
     def tripwire(self, c: ContainerView) -> None:
-        cap = self.cap(c.nodes)
+        cap = self.cap_of(c)
         want = self.trip_level(cap)
         if cap and c.tripwire != want:
             self.actions.append(
@@ -413,6 +448,113 @@ class _Ctx:
             )
 
 
+class _Donors:
+    """Who can give a node in one decision, indexed once so that finding the best donor
+    for each receiver does not rescan every container (``_Ctx.donor_for``).
+
+    Everything about a container's standing is fixed once the needy are known, except
+    whether it has been touched since (given or taken a node in this decision, which only
+    ever grows) and the priority rule, which depends on the receiver. Candidates are kept
+    in the order of preference (priority, then idlest, then least full after giving, then
+    name), all of them and the idle ones apart, so the best one for a receiver is the
+    first untouched candidate if its priority is not above the receiver's, else the first
+    untouched idle one.
+    """
+
+    # A "no donor" reason names every container up to ALL_LISTED of them, else the first
+    # MAX_LISTED and counts the rest: on a host of thousands of containers a reason naming
+    # each one is neither readable nor cheap (one per receiver).
+    ALL_LISTED = 12
+    MAX_LISTED = 8
+
+    def __init__(self, ctx: _Ctx) -> None:
+        self.ctx = ctx
+        self.declared = [v for v in ctx.by_name if v.name in ctx._decl]
+        idle_return_s = ctx.p.idle_return_s
+        cands: list[tuple[tuple[int, float, float, str], ContainerView, int]] = []
+        for d in self.declared:
+            # Only what makes a candidate is worked out here; the words on why the others
+            # are not, only for the few a reason names (``_rejected``).
+            if not d.nodes or self._before(d) is not None:
+                continue
+            node = ctx.node_to_give(d, ctx._decl[d.name])
+            if node is None:
+                continue
+            rest = ctx.cap_of(d) - ctx._size.get(node, 0)
+            if d.unreclaimable > usable(rest, ctx.headroom):
+                continue
+            frac = d.unreclaimable / rest if rest else 1.0
+            key = (ctx._decl[d.name].priority, -ctx.idle_s(d.name), frac, d.name)
+            cands.append((key, d, node))
+        cands.sort(key=lambda t: t[0])
+        self.all = [(d, node) for _, d, node in cands]
+        self.idle = [(d, n) for d, n in self.all if ctx.idle_s(d.name) >= idle_return_s]
+        self.heads = [0, 0]  # per list: entries before it are touched
+
+    def _before(self, d: ContainerView) -> str | None:
+        """Why ``d`` cannot give to anyone (checked before the priority rule), or None."""
+        ctx = self.ctx
+        if d.pending or d.name in ctx.touched:
+            return f"{d.name} busy"
+        if ctx.state.blocked and ctx.blocked(d.name) is not None:
+            return f"{d.name} on hold"
+        if d.name in ctx.needy:
+            return f"{d.name} needs its nodes"
+        if ctx.in_cooldown(d):
+            return f"{d.name} in cooldown"
+        return None
+
+    def _rejected(self, d: ContainerView, priority: int) -> str:
+        """Why ``d`` cannot give to a receiver of ``priority`` (it is not a donor for it)."""
+        ctx = self.ctx
+        before = self._before(d)
+        if before is not None:
+            return before
+        if ctx.priority(d.name) > priority and ctx.idle_s(d.name) < ctx.p.idle_return_s:
+            return f"{d.name} has higher priority and is active"
+        node = ctx.node_to_give(d, ctx._decl[d.name])
+        if node is None:
+            return f"{d.name} at its min"
+        return f"{d.name}'s anon would not fit without a node"
+
+    def _first(self, which: int, recv: str) -> tuple[ContainerView, int] | None:
+        lst = self.all if which == 0 else self.idle
+        touched = self.ctx.touched
+        i = self.heads[which]
+        while i < len(lst) and lst[i][0].name in touched:
+            i += 1
+        self.heads[which] = i
+        for d, node in lst[i:]:
+            if d.name != recv and d.name not in touched:
+                return d, node
+        return None
+
+    def best(self, recv: str, priority: int) -> tuple[ContainerView, int] | None:
+        """The best donor for ``recv`` (of ``priority``) with the node it gives, or None."""
+        first = self._first(0, recv)
+        if first is None or self.ctx.priority(first[0].name) <= priority:
+            return first
+        # Every untouched candidate is of higher priority: only idle ones may give.
+        return self._first(1, recv)
+
+    def rejections(self, recv: str, priority: int) -> str:
+        """Why no container can give to ``recv``, in name order (only when ``best`` found
+        none: then every other declared container is rejected)."""
+        listed: list[str] = []
+        others = len(self.declared) - (1 if self.ctx.decl(recv) is not None else 0)
+        most = others if others <= self.ALL_LISTED else self.MAX_LISTED
+        for d in self.declared:
+            if len(listed) == most:
+                break
+            if d.name == recv:
+                continue
+            listed.append(self._rejected(d, priority))
+        if not listed:
+            return "no other container"
+        more = others - len(listed)
+        return "; ".join(listed) + (f"; and {more} more" if more > 0 else "")
+
+
 def decide(
     snapshot: Snapshot,
     decls: Declarations,
@@ -423,9 +565,12 @@ def decide(
     """Decide what to do now; see the module docstring for the rules. Pure."""
     ctx = _Ctx(snapshot, decls, zonemap, state, now)
     views = snapshot.containers
+    ctx.by_name = by_name = sorted(views.values(), key=lambda v: v.name)
 
     for c in views.values():
         if ctx.settled(c):
+            if not c.nodes:
+                continue  # no zones, nothing to fill (a min of 0 not yet grown)
             why = ctx.need(c)
             if why is not None:
                 ctx.needy[c.name] = why
@@ -438,22 +583,30 @@ def decide(
 
     def urgency(name: str) -> tuple[int, float, str]:
         c = views[name]
-        cap = ctx.cap(c.nodes)
-        return (-decls.container(name).priority, -(c.unreclaimable / cap if cap else 1.0), name)
+        cap = ctx.cap_of(c)
+        return (-ctx.priority(name), -(c.unreclaimable / cap if cap else 1.0), name)
 
     for name in sorted(ctx.needy, key=urgency):
         ctx.grow(views[name], ctx.needy[name])
 
-    for c in sorted(views.values(), key=lambda v: v.name):
+    for c in by_name:
         if c.oom_kills:
             ctx.actions.insert(0, ctx.oom(c))
 
-    for c in sorted(views.values(), key=lambda v: v.name):
-        if ctx.settled(c) and c.name not in ctx.needy and c.name not in ctx.touched:
+    # The last two passes see every container: the cheap tests come first.
+    last_need, started, idle_return_s = state.last_need, state.started, decls.policy.idle_return_s
+    for c in by_name:
+        if (
+            c.nodes
+            and now - last_need.get(c.name, started) >= idle_return_s
+            and ctx.settled(c)
+            and c.name not in ctx.needy
+            and c.name not in ctx.touched
+        ):
             ctx.idle_return(c)
 
-    for c in sorted(views.values(), key=lambda v: v.name):
-        if ctx.settled(c) and c.name not in ctx.touched:
+    for c in by_name:
+        if c.nodes and ctx.settled(c) and c.name not in ctx.touched:
             ctx.tripwire(c)
 
     return Decision(tuple(ctx.actions), tuple(ctx.reasons), frozenset(ctx.needy))
