@@ -532,7 +532,7 @@ def systemd_conflicts(
                 f"cannot ask systemd about {unit} ({exc}); check that it has no"
                 f" AllowedMemoryNodes= before letting zoned manage {cgroup_path}"
             )
-            continue
+            break  # one failure says it: the others would fail alike
         props = dict(line.partition("=")[::2] for line in text.splitlines() if "=" in line)
         allowed = props.get("AllowedMemoryNodes", "").strip()
         if allowed:
