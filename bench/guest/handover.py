@@ -1,0 +1,240 @@
+"""Guest side of ``bench/vm_handover.py``: evacuating a node by writing ``cpuset.mems``.
+
+For each size N, a child in a cpuset with ``mems = {a}`` maps and touches N MiB of private
+anonymous memory; then ``cpuset.mems`` is written ``{b}``, ``{a}``, ``{b}`` (the write
+blocks while the kernel migrates). Each write is timed; the bytes that left the source
+node come from ``/proc/PID/numa_maps`` before and after (all of the child's mappings, so
+the interpreter's own heap counts too). The baseline is ``ctypes.memmove`` (glibc memcpy)
+of the same N MiB between two touched buffers in this process, best of several.
+
+v2: the cgroup ``zbench-ho`` under the root of the unified hierarchy (memory migrates on a
+mems write). v1: ``zbench-ho`` in the v1 cpuset hierarchy with ``cpuset.memory_migrate=1``.
+v2 also measures a 64 MiB tmpfs file (page cache) written by the child, once unmapped and
+once mapped by it, from ``memory.numa_stat``'s ``shmem`` per node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import re
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+MIB = 1 << 20
+PAGE = os.sysconf("SC_PAGE_SIZE")
+NAME = "zbench-ho"
+SHM = Path("/dev/shm/zbench-ho")
+
+# The child: waits for "go" (it is in the cpuset by then), maps and touches N bytes of
+# private anonymous memory (or writes a tmpfs file of N bytes and maybe maps it), answers
+# "ready", and holds it until stdin closes.
+CHILD = r"""
+import mmap, sys
+sys.stdin.readline()
+kind, n = sys.argv[1], int(sys.argv[2])
+if kind == "anon":
+    m = mmap.mmap(-1, n, flags=mmap.MAP_PRIVATE)
+    m.madvise(mmap.MADV_HUGEPAGE if sys.argv[3] == "thp" else mmap.MADV_NOHUGEPAGE)
+    v = memoryview(m)
+    v[::4096] = b"\1" * (n // 4096)
+else:
+    with open(sys.argv[3], "wb") as f:
+        block = b"\1" * (1 << 20)
+        for _ in range(n >> 20):
+            f.write(block)
+    if kind == "file-mapped":
+        f = open(sys.argv[3], "r+b")
+        m = mmap.mmap(f.fileno(), n)
+        v = memoryview(m)
+        total = sum(v[::4096])  # map every page
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+class Cpuset:
+    """The benchmark's cpuset on v2 or v1 (memory_migrate on)."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        if mode == "v2":
+            root = Path("/sys/fs/cgroup")
+            ctl = (root / "cgroup.subtree_control").read_text().split()
+            need = [c for c in ("cpuset", "memory") if c not in ctl]
+            if need:
+                (root / "cgroup.subtree_control").write_text(" ".join("+" + c for c in need))
+            self.dir = root / NAME
+            self.dir.mkdir(exist_ok=True)
+            self.mems = self.dir / "cpuset.mems"
+        else:
+            root = Path(os.environ.get("ZONED_VM_CGROUP_V1_CPUSET", "/run/cgroup-v1/cpuset"))
+            self.dir = root / NAME
+            self.dir.mkdir(exist_ok=True)
+            cpus = (root / "cpuset.effective_cpus").read_text().strip()
+            (self.dir / "cpuset.cpus").write_text(cpus)
+            self.mems = self.dir / "cpuset.mems"
+            (self.dir / "cpuset.memory_migrate").write_text("1")
+
+    def set_mems(self, node: int) -> float:
+        """Write ``mems`` with one write(2); return the seconds it blocked."""
+        fd = os.open(self.mems, os.O_WRONLY)
+        try:
+            t0 = time.perf_counter()
+            os.write(fd, str(node).encode())
+            return time.perf_counter() - t0
+        finally:
+            os.close(fd)
+
+    def add(self, pid: int) -> None:
+        name = "cgroup.procs"
+        (self.dir / name).write_text(str(pid))
+
+    def shmem_per_node(self) -> dict[int, int]:
+        """v2 only: bytes of shmem per node from memory.numa_stat."""
+        for line in (self.dir / "memory.numa_stat").read_text().splitlines():
+            if line.startswith("shmem "):
+                return {int(k[1:]): int(v) for k, v in re.findall(r"(N\d+)=(\d+)", line)}
+        return {}
+
+
+def numa_pages(pid: int) -> dict[int, int]:
+    """Pages per node over all of the process's mappings (numa_maps)."""
+    out: dict[int, int] = {}
+    for line in Path(f"/proc/{pid}/numa_maps").read_text().splitlines():
+        for node, pages in re.findall(r"\bN(\d+)=(\d+)", line):
+            out[int(node)] = out.get(int(node), 0) + int(pages)
+    return out
+
+
+def start_child(cs: Cpuset, args: list[str]) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    cs.add(proc.pid)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    if (
+        not select.select([proc.stdout], [], [], 300)[0]
+        or proc.stdout.readline().strip() != "ready"
+    ):
+        proc.kill()
+        raise RuntimeError(f"child {args} did not get ready")
+    return proc
+
+
+def stop_child(proc: subprocess.Popen[str]) -> None:
+    proc.kill()
+    proc.wait(timeout=60)
+
+
+def memcpy_s(n: int, tries: int = 5) -> float:
+    """Best seconds of a glibc memcpy of ``n`` bytes between two touched buffers."""
+    src, dst = bytearray(b"\1") * n, bytearray(b"\2") * n
+    s = (ctypes.c_char * n).from_buffer(src)
+    d = (ctypes.c_char * n).from_buffer(dst)
+    best = float("inf")
+    for _ in range(tries):
+        t0 = time.perf_counter()
+        ctypes.memmove(d, s, n)
+        best = min(best, time.perf_counter() - t0)
+    del s, d
+    return best
+
+
+def free_mib(node: int) -> float:
+    text = Path(f"/sys/devices/system/node/node{node}/meminfo").read_text()
+    m = re.search(r"MemFree:\s+(\d+) kB", text)
+    return int(m.group(1)) / 1024 if m else 0.0
+
+
+def anon_runs(cs: Cpuset, a: int, b: int, size: int, reps: int, *, nothp: bool) -> dict[str, Any]:
+    cs.set_mems(a)
+    proc = start_child(cs, ["anon", str(size * MIB), "nothp" if nothp else "thp"])
+    moves: list[dict[str, float]] = []
+    try:
+        src, dst = a, b
+        for _ in range(reps):
+            before = numa_pages(proc.pid)
+            secs = cs.set_mems(dst)
+            after = numa_pages(proc.pid)
+            moved = (before.get(src, 0) - after.get(src, 0)) * PAGE
+            moves.append({"s": secs, "moved": moved, "left": after.get(src, 0) * PAGE})
+            src, dst = dst, src
+    finally:
+        stop_child(proc)
+    return {"size_mib": size, "thp": not nothp, "moves": moves}
+
+
+def file_runs(cs: Cpuset, a: int, b: int, size: int) -> list[dict[str, Any]]:
+    out = []
+    for kind in ("file", "file-mapped"):
+        cs.set_mems(a)
+        SHM.unlink(missing_ok=True)
+        proc = start_child(cs, [kind, str(size * MIB), str(SHM)])
+        try:
+            before = cs.shmem_per_node()
+            secs = cs.set_mems(b)
+            after = cs.shmem_per_node()
+        finally:
+            stop_child(proc)
+            SHM.unlink(missing_ok=True)
+        moved = before.get(a, 0) - after.get(a, 0)
+        out.append(
+            {"kind": kind, "size_mib": size, "s": secs, "moved": moved, "left": after.get(a, 0)}
+        )
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="32,64,128,192")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    mode = os.environ.get("ZONED_VM_CGROUP", "v2")
+    sizes = [int(s) for s in args.sizes.split(",")]
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text().strip()
+
+    nodes = sorted(int(p.name[4:]) for p in Path("/sys/devices/system/node").glob("node[0-9]*"))
+    pool = sorted((n for n in nodes if n != 0), key=free_mib, reverse=True)
+    a, b = sorted(pool[:2])
+    print(f"nodes {a} ({free_mib(a):.0f} MiB free) and {b} ({free_mib(b):.0f} MiB free); THP {thp}")
+    cs = Cpuset(mode)
+
+    memcpy = {size: memcpy_s(size * MIB) for size in sizes}
+    anon = []
+    for size in sizes:
+        for nothp in (True, False):
+            r = anon_runs(cs, a, b, size, args.reps, nothp=nothp)
+            anon.append(r)
+            s = sorted(m["s"] for m in r["moves"])
+            print(f"{size} MiB thp={not nothp}: {s} s; memcpy {memcpy[size]:.4f} s")
+    files = file_runs(cs, a, b, 64) if mode == "v2" else []
+    for f in files:
+        print(f)
+    out = {
+        "kernel": os.uname().release,
+        "numa": os.environ.get("ZONED_VM_NUMA", "?"),
+        "cgroup": mode,
+        "nodes": [a, b],
+        "thp": thp,
+        "memcpy_s": {str(k): v for k, v in memcpy.items()},
+        "anon": anon,
+        "files": files,
+    }
+    args.out.write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

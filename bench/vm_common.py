@@ -1,0 +1,119 @@
+"""Shared host side of the real-kernel benchmarks (``bench/vm_*.py``).
+
+Each benchmark boots QEMU guests through ``vm-tests/harness.py``, runs a guest script from
+``bench/guest/`` that writes its measurements as JSON into the run directory, formats them
+as a table, prints it and writes it into its own section of ``docs/benchmarks.md``.
+Benchmarks print numbers; they assert nothing about timing.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "vm-tests"))
+
+from harness import Boot, GuestResult, accel, run_in_guest  # noqa: E402
+
+DOCS = ROOT / "docs" / "benchmarks.md"
+DOCS_HEADER = """# Benchmarks
+
+Measured numbers, each section written by the benchmark named in it (see `bench/README.md`
+for how to run them). Sections are replaced as a whole when their benchmark runs again.
+"""
+
+__all__ = ["Boot", "GuestRun", "machine", "percentile", "run_guest_script", "write_section"]
+
+
+class BenchError(Exception):
+    """A guest run did not produce results."""
+
+
+@dataclass(frozen=True)
+class GuestRun:
+    """One boot's results: what the guest script wrote, and how the boot went."""
+
+    boot: Boot
+    result: GuestResult
+    data: Mapping[str, Any]
+
+
+def run_guest_script(
+    boot: Boot, script: str, args: Sequence[str], *, timeout_s: float, name: str
+) -> GuestRun:
+    """Boot ``boot`` and run ``bench/guest/<script>`` with ``args`` plus ``--out``.
+
+    The guest script writes ``result.json`` into the run directory (on the project share).
+    Raises BenchError with the console tail when it did not.
+    """
+    argv = ["python", f"bench/guest/{script}", *args, "--out", "{run_dir}/result.json"]
+    print(f"[{boot.id}] booting for {script} {' '.join(args)}", flush=True)
+    r = run_in_guest(boot, argv, timeout_s=timeout_s, name=name)
+    out = r.run_dir / "result.json"
+    if r.rc != 0 or not out.exists():
+        raise BenchError(f"{boot.id}: {r.describe()}\n{r.tail(40)}")
+    print(f"[{boot.id}] done in {r.duration_s:.0f} s (kernel {r.kernel_release})", flush=True)
+    return GuestRun(boot, r, json.loads(out.read_text()))
+
+
+def machine() -> str:
+    """Host CPU model, cores, accelerator, load: the line every section starts with."""
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    load = os.getloadavg()[0]
+    return (
+        f"host {model}, {os.cpu_count()} cores, QEMU {accel().upper()} guests with 2 vCPUs "
+        f"(host load average {load:.1f} at the end: other jobs may share the cores)"
+    )
+
+
+def today() -> str:
+    return datetime.date.today().isoformat()
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile (``pct`` in 0..100) of a non-empty sequence."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100.0 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def md_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table; cells are ``str()``-ed."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_section(key: str, title: str, body: str, path: Path = DOCS) -> None:
+    """Replace (or append) the section ``key`` in ``docs/benchmarks.md``.
+
+    The section is delimited by HTML comments naming ``key``, so other engineers' sections
+    and edits outside the markers are kept as they are.
+    """
+    begin, end = f"<!-- BEGIN {key} -->", f"<!-- END {key} -->"
+    block = f"{begin}\n## {title}\n\n{body.strip()}\n{end}\n"
+    text = path.read_text() if path.exists() else DOCS_HEADER
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _m: block, text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    print(f"wrote section {title!r} to {path}")
