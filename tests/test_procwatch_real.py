@@ -1,0 +1,100 @@
+"""Rules on exec against the real process connector and v1 hierarchies (root only).
+
+The mover runs in the test's thread: each wait is a select() on its fd with a deadline,
+then ``on_readable()``, then a look at the container's ``cgroup.procs``.
+"""
+
+from __future__ import annotations
+
+import select
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import V1_MEMORY
+from tests.test_exec_sandbox import Box, box_fixture, descendants, wait_until
+from zoned.classify import RuleMover
+from zoned.config import load
+from zoned.procwatch import ProcWatch
+from zoned.rules import RuleSet
+
+pytestmark = pytest.mark.root
+__all__ = ["box_fixture"]
+SLEEP = shutil.which("sleep") or "/bin/sleep"
+SH = shutil.which("sh") or "/bin/sh"
+
+
+@pytest.fixture
+def mover(box: Box) -> Iterator[Callable[[str], RuleMover]]:
+    made: list[RuleMover] = []
+
+    def make(match: str) -> RuleMover:
+        box.create(match)
+        m = RuleMover(box.backend, RuleSet.from_declarations(load(box.config)), watch=ProcWatch())
+        m.start()
+        made.append(m)
+        return m
+
+    yield make
+    for m in made:
+        m.close()
+
+
+def run_until(m: RuleMover, done: Callable[[], bool], deadline_s: float, what: str) -> float:
+    start = time.monotonic()
+    while not done():
+        left = deadline_s - (time.monotonic() - start)
+        if left <= 0:
+            pytest.fail(f"not within {deadline_s} s: {what} (stats {m.stats})")
+        ready, _, _ = select.select([m.fileno()], [], [], min(left, 0.05))
+        if ready:
+            m.on_readable()
+    return time.monotonic() - start
+
+
+def real_exe(path: str) -> str:
+    return str(Path(path).resolve())
+
+
+def test_a_rule_moves_a_freshly_execd_process(box: Box, mover: Callable[[str], RuleMover]) -> None:
+    m = mover(f'[{{exe: {real_exe(SLEEP)}, cmdline: "re:^{box.marker} "}}]')
+    p = box.spawn([box.marker, "30"], executable=SLEEP)
+    took = run_until(m, lambda: p.pid in box.pids(box.path("web")), 5, "sleep moved into web")
+    assert p.pid in box.pids(box.path("web"), V1_MEMORY)
+    print(f"\nexec -> in container: {took * 1000:.1f} ms (poll included); stats {m.stats}")
+    # Another sleep without the marker is left alone.
+    q = box.spawn(["sleep", "30"])
+    run_until(m, lambda: m.stats.execs >= 2, 5, "second exec seen")
+    assert q.pid not in box.pids(box.path("web"))
+
+
+def test_forked_children_follow(box: Box, mover: Callable[[str], RuleMover]) -> None:
+    m = mover(f'[{{cmdline: "re:^{box.marker} -c"}}]')
+    p = box.spawn([box.marker, "-c", "sleep 30 & sleep 30"], executable=SH)
+
+    def all_inside() -> bool:
+        family = {p.pid} | descendants(p.pid)
+        return len(family) >= 2 and family <= box.pids(box.path("web"))
+
+    run_until(m, all_inside, 5, "the shell and its sleeps in web")
+    family = {p.pid} | descendants(p.pid)
+    assert family <= box.pids(box.path("web"), V1_MEMORY)
+    print(f"\nfamily {sorted(family)} in web; stats {m.stats}")
+
+
+def test_running_processes_are_classified_at_start(box: Box) -> None:
+    box.create(f'[{{cmdline: "re:^{box.marker} "}}]')
+    p = box.spawn([box.marker, "30"], executable=SLEEP)
+    # Wait until the exec happened (the marker shows in cmdline), then start the mover.
+    cmdline = Path(f"/proc/{p.pid}/cmdline")
+    wait_until(lambda: cmdline.read_bytes().startswith(box.marker.encode()), 5, "spawned")
+    m = RuleMover(box.backend, RuleSet.from_declarations(load(box.config)), watch=ProcWatch())
+    try:
+        lines = m.start()
+        assert any(f"moved pid {p.pid}" in line for line in lines)
+        assert p.pid in box.pids(box.path("web"))
+    finally:
+        m.close()
