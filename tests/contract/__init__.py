@@ -1,0 +1,1 @@
+"""The Backend contract, written once (``suite``) and run against every host."""
