@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import pytest
 
@@ -507,8 +507,11 @@ class BackendContract:
         assert list(b.processes("o")) == []
 
 
+H = TypeVar("H", bound=Harness)
+
+
 @contextlib.contextmanager
-def closing(h: Harness) -> Iterator[Harness]:
+def closing(h: H) -> Iterator[H]:
     """Yield the harness; close it whatever the test did."""
     try:
         yield h
