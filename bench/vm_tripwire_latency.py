@@ -44,7 +44,9 @@ def _ms(values: Sequence[float]) -> str:
 def rows_for(run: GuestRun) -> list[list[object]]:
     """One row per measured interval of this boot (ms, p50 / p99)."""
     d = run.data
-    rounds: list[dict[str, Any]] = list(d["rounds"])
+    every: list[dict[str, Any]] = list(d["rounds"])
+    rounds = [r for r in every if not r["tick_first"]]
+    early = len(every) - len(rounds)
     wake = [(r["call"]["at"] - r["trip"]["woke"]) * 1000 for r in rounds]
     epoll = [(r["trip"]["event"] - r["trip"]["epoll"]) * 1000 for r in rounds]
     reads = [r["call"]["reads_s"] * 1000 for r in rounds if r["same_step"]]
@@ -67,6 +69,7 @@ def rows_for(run: GuestRun) -> list[list[object]]:
         [where, "event built → wait() returns", n, _ms(ret)],
         [where, "kernel event → write issued (end to end)", len(total), _ms(total)],
         [where, "rounds where the write came in the wake-up's own step", n, f"{same} of {n}"],
+        [where, "rounds where a tick step lent before the event arrived", len(every), early],
     ]
 
 
