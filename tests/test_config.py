@@ -36,7 +36,7 @@ DROPIN = "expected only 'containers' (host and policy belong in the main file)"
 EXPECTED: dict[str, list[str]] = {
     "unknown_key": [
         "zoned.yaml:2:3: host.reserve_nodes: found an unknown key; expected one of"
-        " cgroup_root, hierarchy, parent, reserved_nodes, shared, headroom_pct"
+        " cgroup_root, hierarchy, parent, reserved_nodes, shared, headroom_pct, shared_paths"
         " (did you mean 'reserved_nodes'?)",
         "zoned.yaml:4:3: policy.cooldown: found an unknown key; expected one of cooldown_s,"
         " idle_return_s, tripwire_pct, shrink_below_pct, psi_some_ms, psi_window_ms,"
@@ -54,7 +54,7 @@ EXPECTED: dict[str, list[str]] = {
         "zoned.yaml:10:15: containers.web.priority: found string 'high'; expected an integer >= 0",
         "zoned.yaml:11:13: containers.web.shared: found integer 1; expected true or false",
         "zoned.yaml:12:7: containers.db: found string '512M'; expected a mapping with keys"
-        " min, max, priority, shared, cgroup, match",
+        " min, max, priority, shared, cgroup, match, shared_paths",
     ],
     "bad_size": [
         f"zoned.yaml:3:10: containers.a.min: found string '2X'; {SIZE}",

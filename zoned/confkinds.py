@@ -247,6 +247,43 @@ class SharedKind(Kind):
         return {"oneOf": [IntKind(0).schema(), NodeListKind().schema()]}
 
 
+@dataclass
+class PathListKind(Kind):
+    """A list of distinct absolute paths (files or directories); each item located."""
+
+    expected: str = "a list of absolute paths, like [/srv/models, /usr/lib]"
+
+    def parse(self, node: Node, path: str, sink: Sink) -> tuple[str, ...] | None:
+        if isinstance(node, ScalarNode) and node.tag == TAG_NULL:
+            return ()
+        if not isinstance(node, SequenceNode):
+            self.bad(node, path, sink)
+            return None
+        out: list[str] = []
+        ok = True
+        for i, item in enumerate(node.value):
+            item_path = f"{path}[{i}]"
+            sink.locate(item_path, item)
+            if not (
+                isinstance(item, ScalarNode) and item.tag == TAG_STR and item.value.startswith("/")
+            ):
+                sink.found(item, item_path, describe(item), "an absolute path")
+                ok = False
+            elif item.value in out:
+                sink.found(item, item_path, f"{item.value} again", "each path once")
+                ok = False
+            else:
+                out.append(str(item.value))
+        return tuple(out) if ok else None
+
+    def schema(self) -> JSON:
+        return {
+            "type": ["array", "null"],
+            "items": {"type": "string", "pattern": "^/"},
+            "uniqueItems": True,
+        }
+
+
 NODES_COUNT = IntKind(1, what="a whole number of nodes, an integer")
 
 

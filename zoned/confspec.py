@@ -23,6 +23,7 @@ from zoned.confkinds import (
     MatchListKind,
     NodeListKind,
     NumberKind,
+    PathListKind,
     PatternKind,
     SharedKind,
     StrKind,
@@ -95,6 +96,12 @@ HOST_FIELDS: tuple[Field, ...] = (
         NumberKind(0, 100, high_open=True, what=_PCT),
         "Share of its zones' capacity each container keeps free.",
         default=_HOST["headroom_pct"],
+    ),
+    Field(
+        "shared_paths",
+        PathListKind(),
+        "Files or directories zoned warms into the shared zone's page cache (zoned shared warm).",
+        default=_HOST["shared_paths"],
     ),
 )
 
@@ -197,6 +204,12 @@ CONTAINER_FIELDS: tuple[Field, ...] = (
         "Processes moved into this container when they exec: a list of rules; a process"
         " matches when all keys of any one rule hold. Processes already in a declared"
         " container are left alone.",
+    ),
+    Field(
+        "shared_paths",
+        PathListKind(),
+        "More files or directories to warm into the shared zone for this container.",
+        default=_CONTAINER["shared_paths"],
     ),
 )
 

@@ -57,6 +57,7 @@ class HostDecl:
     reserved_nodes: tuple[int, ...] = (0,)  # host and kernel; node 0 holds ZONE_DMA
     shared_nodes: tuple[int, ...] = ()  # explicit shared zone nodes, or...
     shared_count: int = 0  # ...a count of pool nodes to set aside as shared
+    shared_paths: tuple[str, ...] = ()  # files/directories warmed into the shared zone
     headroom_pct: float = 15.0  # each container keeps this much of its zones' capacity free
 
 
@@ -86,7 +87,7 @@ class ContainerDecl:
     cgroup: str | None = None  # existing cgroup path to adopt; None: zoned creates parent/name
     # Processes that exec into this container: any rule may match (see zoned.rules).
     match: tuple[MatchRule, ...] = ()
-    # Declared later issues' fields (shared paths) are added here.
+    shared_paths: tuple[str, ...] = ()  # more paths to warm into the shared zone for it
 
 
 @dataclass(frozen=True)
