@@ -383,6 +383,13 @@ class Cgroup2Backend(Backend):
                 raise
             log.info("%s still has processes or children, leaving it", self.fs.path(path))
 
+    def attach(self, name: str, pid: int) -> None:
+        """Move a process, all its threads, into the container: one write of the pid to
+        its ``cgroup.procs`` (v2 moves the whole thread group). Raises CgroupGone (the
+        cgroup or the process is gone: ESRCH), WriteRefused (e.g. EBUSY: a cgroup whose
+        children have controllers enabled cannot take processes)."""
+        self.fs.move_pid(self._path(name), pid)
+
     # -- slow operations -----------------------------------------------------------------
 
     def start_set_nodes(self, name: str, nodes: frozenset[int], deadline_s: float) -> int:
