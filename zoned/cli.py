@@ -30,6 +30,9 @@ COMMANDS = (
     "reload",
     "exec",
     "adopt",
+    "usage",
+    "sharing",
+    "shared",
 )
 
 DESCRIPTION = """\
