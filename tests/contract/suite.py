@@ -131,6 +131,7 @@ class Harness(abc.ABC):
     oom_mib: int = 0  # an allocation larger than one zone (with Cap.OOM)
     deadline_s: float = 60.0  # bound for any one wait on this host
     settle_s: float = 0.5  # how long "no more events" is watched for
+    event_s: float = 10.0  # bound for an event that follows something already seen
 
     def need(self, cap: Cap) -> None:
         if cap in self.lacks:
@@ -487,9 +488,11 @@ class BackendContract:
         ev = watch.until(lambda e: e.kind is EventKind.TRIPWIRE, harness.deadline_s, "TRIPWIRE")
         assert ev.container == "t"
         assert ev.value is not None and ev.value >= wire, ev
-        assert w.ready(watch, harness.deadline_s)
+        # The allocation goes on above the wire (v2 throttles it at memory.high and may
+        # hold it there: the contract does not say it completes); no second event.
         watch.pump(harness.settle_s)
         assert watch.count(EventKind.TRIPWIRE, "t") == 1, watch.seen
+        w.stop()
 
     def test_oom_kill_when_anon_exceeds_the_zone(self, harness: Harness) -> None:
         harness.need(Cap.OOM)
@@ -501,7 +504,7 @@ class BackendContract:
         watch = Watch(b)
         w = harness.spawn(b, "o", harness.oom_mib)
         assert not w.ready(watch, harness.deadline_s)  # killed before it got there
-        ev = watch.until(lambda e: e.kind is EventKind.OOM_KILL, harness.deadline_s, "OOM_KILL")
+        ev = watch.until(lambda e: e.kind is EventKind.OOM_KILL, harness.event_s, "OOM_KILL")
         assert ev.container == "o"
         w.stop()  # reaped: a zombie is no process of the container either way
         assert list(b.processes("o")) == []
