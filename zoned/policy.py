@@ -15,11 +15,17 @@ The ladder (DESIGN.md, "How the daemon juggles"), in the order ``decide`` applie
    cache inside the zone by itself (and a cache reader stalls on that reclaim, and on
    memory.high throttling, without more nodes helping it). Tripwire and pressure
    events only wake the engine; the decision is on levels in the snapshot, never on how
-   often a counter moved (KERNEL-NOTES, "Pressure and OOM signals").
+   often a counter moved (KERNEL-NOTES, "Pressure and OOM signals"). It also needs one
+   when its anon grows so fast that, at the rate it grew since its rate sample
+   (``PolicyState.seen``, at least ``RATE_WINDOW_S`` old), it would fill its zones
+   before the next look, taken to come as long after as the sample was.
 
-   a. ``Lend`` a free pool node (lowest id that keeps the container within ``max``);
+   a. ``Lend`` free pool nodes (lowest ids that keep the container within ``max``): as
+      many as bring its anon, projected one sample span ahead, under the tripwire;
    b. else ``Reclaim`` one from the best donor: a container above its ``min``, not in need,
-      out of its cooldown, whose anon still fits its remaining nodes with
+      out of its cooldown (unless its last change was losing a node and the receiver's
+      anon is still rising: the same ramp going on), whose anon still fits its remaining
+      nodes with
       ``host.headroom_pct`` kept free, and whose priority is not above the receiver's
       unless it has been idle for ``idle_return_s``. Best = lowest priority, then idlest
       (longest since it last needed memory), then name. Its least-used node is evacuated
@@ -31,6 +37,11 @@ The ladder (DESIGN.md, "How the daemon juggles"), in the order ``decide`` applie
    ``shrink_below_pct`` of its nodes without one, ``Return``s its least-used node.
 4. **Keep tripwires at** ``tripwire_pct`` of each settled container's capacity
    (``SetTripwire``, only when the value changes: nothing is rewritten every tick).
+
+``Decision.seen`` hands back the rate samples for the next call: each kept until it is a
+window old, then renewed with the current anon. Cost: linear in containers plus nodes
+(indexes built once per call; the best donor for each receiver found without
+rescanning); tests/test_policy_perf_shape.py counts it.
 
 Never beyond ``max``, never below ``min`` (both in nodes, or in bytes of usable capacity:
 capacity less ``host.headroom_pct``, as placement counts them). Containers with an
@@ -68,6 +79,15 @@ def _empty_blocked() -> Mapping[str, tuple[float, str]]:
     return MappingProxyType({})
 
 
+def _empty_seen() -> Mapping[str, tuple[float, int]]:
+    return MappingProxyType({})
+
+
+# Anon's rate of growth is measured over at least this long: allocation comes in bursts
+# (a burst seen 10 ms in would project as if it went on for the whole horizon).
+RATE_WINDOW_S = 1.0
+
+
 @dataclass(frozen=True)
 class PolicyState:
     """What the policy remembers between steps; the engine keeps it and passes it in.
@@ -75,11 +95,14 @@ class PolicyState:
     ``last_need``: when each container last needed memory (idleness counts from there, or
     from ``started`` for one that never did). ``blocked``: containers the engine gave up on
     after failed writes, with until when and why; the policy leaves them alone till then.
+    ``seen``: each container's (time, anon) that its rate of growth is measured from: the
+    previous decision's ``Decision.seen``, passed back unchanged.
     """
 
     started: float = 0.0
     last_need: Mapping[str, float] = field(default_factory=_empty)
     blocked: Mapping[str, tuple[float, str]] = field(default_factory=_empty_blocked)
+    seen: Mapping[str, tuple[float, int]] = field(default_factory=_empty_seen)
 
 
 @dataclass(frozen=True)
@@ -90,6 +113,7 @@ class Decision:
     actions: tuple[Action, ...] = ()
     reasons: tuple[str, ...] = ()
     needy: frozenset[str] = frozenset()
+    seen: Mapping[str, tuple[float, int]] = field(default_factory=_empty_seen)
 
 
 # ---------------------------------------------------------------------------------------
@@ -228,7 +252,21 @@ class _Ctx:
         """Why ``c`` needs another node now, or None."""
         cap = self.cap_of(c)
         trip = self.trip_level(cap)
-        if not cap or (c.unreclaimable < trip and not c.stalled and not c.tripped):
+        if not cap:
+            return None
+        if c.unreclaimable < trip and not c.stalled and not c.tripped:
+            ahead = self.projected(c)
+            if ahead is not None and ahead >= cap:
+                # Growing so fast that it would fill its zones before the next look: the
+                # kernel OOM-kills within ~10 ms of a full zone, and without memory.high
+                # (v1's threshold only notifies) nothing slows it at the tripwire.
+                t0, u0 = self.state.seen[c.name]
+                rate = (c.unreclaimable - u0) / (self.now - t0)
+                return (
+                    f"{c.name}: anon {format_size(c.unreclaimable)} of {format_size(cap)} "
+                    f"capacity, rising {format_size(int(rate))}/s, would fill its zones "
+                    f"within {self.now - t0:.1f}s"
+                )
             return None  # the common case, quiet: nothing to say
         pct = f"{self.p.tripwire_pct:g}%"
         if c.unreclaimable >= trip:
@@ -263,6 +301,19 @@ class _Ctx:
                 f"{pct} and there is no real stall: not growing"
             )
         return None
+
+    def projected(self, c: ContainerView) -> int | None:
+        """``c``'s anon one measuring window ahead at the rate it grew over the last one,
+        if it grew: the next look is expected about as long after this one as this one
+        came after the sample (ticks, polls). None when there is no rate to go by."""
+        got = self.state.seen.get(c.name)
+        if got is None:
+            return None
+        t0, u0 = got
+        span = self.now - t0
+        if span < RATE_WINDOW_S or c.unreclaimable <= u0:
+            return None
+        return c.unreclaimable + (c.unreclaimable - u0)  # rate x span, over span again
 
     def note(self, text: str) -> None:
         if text not in self._noted:
@@ -299,9 +350,13 @@ class _Ctx:
         whose anon fits their other nodes with headroom, and not of higher priority than
         ``recv`` unless idle for ``idle_return_s``. Best = lowest priority, idlest, least
         full after giving, then name."""
-        found = self.donors().best(recv.name, rdecl.priority)
+        # A receiver still rising past its tripwire may take a second node from a donor
+        # that just gave it one (that donor is in its cooldown): the ramp goes on, and
+        # waiting out the cooldown leaves it throttled at memory.high meanwhile.
+        rising = recv.name in self.needy and self.projected(recv) is not None
+        found = self.donors().best(recv.name, rdecl.priority, rising)
         if found is None:
-            return self.donors().rejections(recv.name, rdecl.priority)
+            return self.donors().rejections(recv.name, rdecl.priority, rising)
         d, node = found
         why = f"{d.name} (priority {self._decl[d.name].priority}"
         why += f", idle {self.idle_s(d.name):.0f}s)"
@@ -352,9 +407,19 @@ class _Ctx:
             return
         node = self.free_node(c, decl)
         if node is not None:
-            self.taken.add(node)
-            self.touched.add(c.name)
-            self.actions.append(Lend(node, c.name, f"{why}; lent node {node} (free)"))
+            # As many free nodes as bring the projected anon under the tripwire, in one
+            # decision: the container is busy until its first node arrives, and a fast
+            # ramp would cross the next tripwire before the policy could look again.
+            caps = list(self.caps_of(c))
+            want = max(c.unreclaimable, self.projected(c) or 0)
+            while node is not None:
+                self.taken.add(node)
+                self.touched.add(c.name)
+                caps.append(self._size[node])
+                self.actions.append(Lend(node, c.name, f"{why}; lent node {node} (free)"))
+                if want < self.trip_level(sum(caps)) or not may_grow(decl, caps, self.headroom):
+                    break
+                node = self.free_node(c, decl)
             return
         found = self.donor_for(c, decl)
         if isinstance(found, str):
@@ -448,17 +513,24 @@ class _Ctx:
             )
 
 
+_Key = tuple[int, float, float, str]  # a donor's rank: priority, -idle, fullness, name
+_Entry = tuple[_Key, ContainerView, int]  # rank, donor, the node it would give
+
+
 class _Donors:
     """Who can give a node in one decision, indexed once so that finding the best donor
     for each receiver does not rescan every container (``_Ctx.donor_for``).
 
     Everything about a container's standing is fixed once the needy are known, except
     whether it has been touched since (given or taken a node in this decision, which only
-    ever grows) and the priority rule, which depends on the receiver. Candidates are kept
-    in the order of preference (priority, then idlest, then least full after giving, then
-    name), all of them and the idle ones apart, so the best one for a receiver is the
-    first untouched candidate if its priority is not above the receiver's, else the first
-    untouched idle one.
+    ever grows) and what depends on the receiver: the priority rule, and whether a donor
+    in its cooldown may give (only one whose last change was losing a node, and only to a
+    receiver whose anon is still rising: the same hand-over going on, not a ping-pong).
+
+    Candidates are kept in the order of preference (priority, then idlest, then least
+    full after giving, then name), in four lists: out of cooldown or cooling, each all
+    and idle only. In each group the best for a receiver is the first untouched one if
+    its priority is not above the receiver's, else the first untouched idle one.
     """
 
     # A "no donor" reason names every container up to ALL_LISTED of them, else the first
@@ -471,11 +543,11 @@ class _Donors:
         self.ctx = ctx
         self.declared = [v for v in ctx.by_name if v.name in ctx._decl]
         idle_return_s = ctx.p.idle_return_s
-        cands: list[tuple[tuple[int, float, float, str], ContainerView, int]] = []
+        groups: tuple[list[_Entry], list[_Entry]] = ([], [])  # out of cooldown; cooling
         for d in self.declared:
             # Only what makes a candidate is worked out here; the words on why the others
             # are not, only for the few a reason names (``_rejected``).
-            if not d.nodes or self._before(d) is not None:
+            if not d.nodes or self._before(d, cooling_ok=True) is not None:
                 continue
             node = ctx.node_to_give(d, ctx._decl[d.name])
             if node is None:
@@ -485,14 +557,23 @@ class _Donors:
                 continue
             frac = d.unreclaimable / rest if rest else 1.0
             key = (ctx._decl[d.name].priority, -ctx.idle_s(d.name), frac, d.name)
-            cands.append((key, d, node))
-        cands.sort(key=lambda t: t[0])
-        self.all = [(d, node) for _, d, node in cands]
-        self.idle = [(d, n) for d, n in self.all if ctx.idle_s(d.name) >= idle_return_s]
-        self.heads = [0, 0]  # per list: entries before it are touched
+            groups[1 if ctx.in_cooldown(d) else 0].append((key, d, node))
+        self.lists: list[list[_Entry]] = []
+        for g in groups:
+            g.sort(key=lambda t: t[0])
+            self.lists += [g, [e for e in g if ctx.idle_s(e[1].name) >= idle_return_s]]
+        self.heads = [0] * len(self.lists)  # per list: entries before it are touched
 
-    def _before(self, d: ContainerView) -> str | None:
-        """Why ``d`` cannot give to anyone (checked before the priority rule), or None."""
+    def _lost_last(self, d: ContainerView) -> bool:
+        """Whether ``d``'s last change was losing a node: the engine marks a gain as a
+        need at the same instant, so a change after the last need was a loss."""
+        last = self.ctx.state.last_need.get(d.name)
+        return d.last_change is not None and (last is None or last < d.last_change)
+
+    def _before(self, d: ContainerView, cooling_ok: bool) -> str | None:
+        """Why ``d`` cannot give (checked before the priority rule), or None.
+        ``cooling_ok``: the receiver is still rising, so a donor that lost its last
+        node may give again during its cooldown."""
         ctx = self.ctx
         if d.pending or d.name in ctx.touched:
             return f"{d.name} busy"
@@ -500,14 +581,14 @@ class _Donors:
             return f"{d.name} on hold"
         if d.name in ctx.needy:
             return f"{d.name} needs its nodes"
-        if ctx.in_cooldown(d):
+        if ctx.in_cooldown(d) and not (cooling_ok and self._lost_last(d)):
             return f"{d.name} in cooldown"
         return None
 
-    def _rejected(self, d: ContainerView, priority: int) -> str:
+    def _rejected(self, d: ContainerView, priority: int, rising: bool) -> str:
         """Why ``d`` cannot give to a receiver of ``priority`` (it is not a donor for it)."""
         ctx = self.ctx
-        before = self._before(d)
+        before = self._before(d, rising)
         if before is not None:
             return before
         if ctx.priority(d.name) > priority and ctx.idle_s(d.name) < ctx.p.idle_return_s:
@@ -517,27 +598,40 @@ class _Donors:
             return f"{d.name} at its min"
         return f"{d.name}'s anon would not fit without a node"
 
-    def _first(self, which: int, recv: str) -> tuple[ContainerView, int] | None:
-        lst = self.all if which == 0 else self.idle
+    def _first(self, which: int, recv: str) -> tuple[ContainerView, int, _Key] | None:
+        lst = self.lists[which]
         touched = self.ctx.touched
         i = self.heads[which]
-        while i < len(lst) and lst[i][0].name in touched:
+        while i < len(lst) and lst[i][1].name in touched:
             i += 1
         self.heads[which] = i
-        for d, node in lst[i:]:
+        for key, d, node in lst[i:]:
             if d.name != recv and d.name not in touched:
-                return d, node
+                return d, node, key
         return None
 
-    def best(self, recv: str, priority: int) -> tuple[ContainerView, int] | None:
-        """The best donor for ``recv`` (of ``priority``) with the node it gives, or None."""
-        first = self._first(0, recv)
+    def _best_in(
+        self, group: int, recv: str, priority: int
+    ) -> tuple[ContainerView, int, _Key] | None:
+        first = self._first(2 * group, recv)
         if first is None or self.ctx.priority(first[0].name) <= priority:
             return first
         # Every untouched candidate is of higher priority: only idle ones may give.
-        return self._first(1, recv)
+        return self._first(2 * group + 1, recv)
 
-    def rejections(self, recv: str, priority: int) -> str:
+    def best(self, recv: str, priority: int, rising: bool) -> tuple[ContainerView, int] | None:
+        """The best donor for ``recv`` (of ``priority``; ``rising``: its anon still grows)
+        with the node it gives, or None."""
+        found = [self._best_in(0, recv, priority)]
+        if rising:
+            found.append(self._best_in(1, recv, priority))
+        got = [f for f in found if f is not None]
+        if not got:
+            return None
+        d, node, _ = min(got, key=lambda f: f[2])
+        return d, node
+
+    def rejections(self, recv: str, priority: int, rising: bool) -> str:
         """Why no container can give to ``recv``, in name order (only when ``best`` found
         none: then every other declared container is rejected)."""
         listed: list[str] = []
@@ -548,7 +642,7 @@ class _Donors:
                 break
             if d.name == recv:
                 continue
-            listed.append(self._rejected(d, priority))
+            listed.append(self._rejected(d, priority, rising))
         if not listed:
             return "no other container"
         more = others - len(listed)
@@ -609,4 +703,14 @@ def decide(
         if c.nodes and ctx.settled(c) and c.name not in ctx.touched:
             ctx.tripwire(c)
 
-    return Decision(tuple(ctx.actions), tuple(ctx.reasons), frozenset(ctx.needy))
+    # The samples rates are measured from: kept until a window old, then renewed.
+    seen = dict(state.seen)
+    for c in by_name:
+        old = seen.get(c.name)
+        if old is None or now - old[0] >= RATE_WINDOW_S:
+            seen[c.name] = (now, c.unreclaimable)
+    for name in [n for n in seen if n not in views]:
+        del seen[name]
+    return Decision(
+        tuple(ctx.actions), tuple(ctx.reasons), frozenset(ctx.needy), MappingProxyType(seen)
+    )
