@@ -160,6 +160,7 @@ class Engine:
         self._last_change: dict[str, float] = {}
         self._last_need: dict[str, float] = {}
         self._blocked: dict[str, tuple[float, str]] = {}
+        self._seen: Mapping[str, tuple[float, int]] = {}  # the policy's rate samples
         self._started = backend.now()
         self._noted: dict[str, float] = {}
         self._last_dry_keys: set[str] = set()
@@ -180,6 +181,7 @@ class Engine:
             started=self._started,
             last_need=MappingProxyType(dict(self._last_need)),
             blocked=MappingProxyType(dict(self._blocked)),
+            seen=self._seen,
         )
 
     def admit(self) -> None:
@@ -246,6 +248,7 @@ class Engine:
                 self._drain(t, now)
         snap = self._snapshot(now, tripped, stalled, ooms)
         decision = decide(snap, self.decls, self._map, self.policy_state(), now)
+        self._seen = decision.seen
         for name in decision.needy:
             self._last_need[name] = now
         # The same note (numbers aside) is logged at most once per cooldown: a container
