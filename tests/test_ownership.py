@@ -1,0 +1,133 @@
+"""The three ownership models on fake cgroup, sysfs and procfs trees."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+
+from tests.fakesys import FakeSys
+from zoned.config import loads
+from zoned.ownership import measure, readonly_backend, shared_nodes
+from zoned.pagemap import PRESENT, PagemapReader
+
+MIB = 1 << 20
+CONFIG = """\
+host:
+  hierarchy: v2
+  cgroup_root: {root}
+  parent: zoned
+  shared: [3]
+containers:
+  a:
+    min: {{nodes: 1}}
+  b:
+    min: {{nodes: 1}}
+  gone:
+    min: {{nodes: 1}}
+"""
+
+
+def cgroup(root: Path, name: str, mems: str, pids: list[int], current: int) -> None:
+    d = root / "zoned" / name
+    d.mkdir(parents=True)
+    files = {
+        "cpuset.mems.effective": mems,
+        "cgroup.procs": "\n".join(map(str, pids)),
+        "memory.high": "max",
+        "memory.current": str(current),
+        "memory.stat": f"anon {current}\nfile 0\n",
+        "memory.numa_stat": "anon N1=0\nfile N1=0\n",
+    }
+    for k, v in files.items():
+        (d / k).write_text(v + "\n")
+
+
+def process(proc: Path, pid: int, pfns: list[int]) -> None:
+    """A process whose only VMA maps one page per PFN."""
+    d = proc / str(pid)
+    d.mkdir(parents=True)
+    (d / "maps").write_text(f"00001000-{0x1000 + len(pfns) * 4096:08x} rw-p 0 00:00 0\n")
+    with (d / "pagemap").open("wb") as f:
+        f.seek(8)
+        for p in pfns:
+            f.write(struct.pack("<Q", PRESENT | p))
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> tuple[Path, FakeSys]:
+    fs = FakeSys(tmp_path)
+    for n, free in ((0, 100), (1, 156), (2, 206), (3, 192)):
+        fs.node(n, total_mib=256, free_mib=free)
+    fs.build()
+    cg = tmp_path / "cgroup"
+    cgroup(cg, "a", "1", [10, 11], 90 * MIB)
+    cgroup(cg, "b", "2", [20], 40 * MIB)
+    # a's processes share PFN 1-2 between them (counted once); b maps 2 and 3 of a's.
+    process(fs.proc_root, 10, [1, 2, 5])
+    process(fs.proc_root, 11, [1, 2, 6])
+    process(fs.proc_root, 20, [2, 3, 9])
+    return cg, fs
+
+
+def test_three_models(tree: tuple[Path, FakeSys]) -> None:
+    cg, fs = tree
+    decls = loads(CONFIG.format(root=cg))
+    backend = readonly_backend(decls, sys_root=fs.sys_root, proc_root=fs.proc_root)
+    shared = shared_nodes(decls, backend.topology())
+    assert shared == {3}
+    reader = PagemapReader(fs.proc_root, page_size=4096)
+    r = measure(backend, ["a", "b", "gone"], ("zones", "static", "partial"), shared=shared,
+                reader=reader)  # fmt: skip
+    backend.close()
+    by = {c.name: c for c in r.charges}
+    assert r.missing == ["gone"]
+    assert by["a"].zones == 100 * MIB and by["b"].zones == 50 * MIB  # total - free
+    assert by["a"].static == 90 * MIB and by["b"].static == 40 * MIB
+    assert by["a"].partial == 4 * 4096 and by["b"].partial == 3 * 4096
+    assert by["a"].pids == 2 and by["a"].partial_stderr == 0
+    assert r.overlaps == {("a", "b"): 4096}
+    assert r.shared_zone_used == 64 * MIB
+    assert r.scan.processes == 3
+
+
+def test_models_can_be_left_out(tree: tuple[Path, FakeSys]) -> None:
+    cg, fs = tree
+    decls = loads(CONFIG.format(root=cg))
+    backend = readonly_backend(decls, sys_root=fs.sys_root, proc_root=fs.proc_root)
+    r = measure(backend, ["a"], ["static"])
+    assert r.charges[0].static == 90 * MIB and r.charges[0].zones is None
+    with pytest.raises(ValueError, match="PagemapReader"):
+        measure(backend, ["a"], ["partial"])
+    with pytest.raises(ValueError, match="unknown"):
+        measure(backend, ["a"], ["beancounters"])
+
+
+def test_shared_count_takes_the_top_pool_nodes(tree: tuple[Path, FakeSys]) -> None:
+    cg, fs = tree
+    text = CONFIG.format(root=cg).replace("shared: [3]", "shared: 2")
+    decls = loads(text)
+    backend = readonly_backend(decls, sys_root=fs.sys_root, proc_root=fs.proc_root)
+    assert shared_nodes(decls, backend.topology()) == {2, 3}
+
+
+def test_usage_command_json(tree: tuple[Path, FakeSys], capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from zoned.cli import main
+
+    cg, fs = tree
+    cfg = cg.parent / "zoned.yaml"
+    cfg.write_text(CONFIG.format(root=cg))
+    args = ["usage", "--config", str(cfg), "--sysfs-root", str(fs.sys_root),
+            "--proc-root", str(fs.proc_root)]  # fmt: skip
+    assert main([*args, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["version"] == 1 and doc["missing"] == ["gone"]
+    assert [c["partial"] for c in doc["containers"]] == [4 * 4096, 3 * 4096]
+    assert doc["overlaps"] == [{"a": "a", "b": "b", "bytes": 4096}]
+    assert main([*args, "--model", "zones"]) == 0
+    text = capsys.readouterr().out
+    rows = [line.split() for line in text.splitlines()]
+    assert ["a", "1", "2", "100M"] in rows and ["(shared", "zone)", "3", "-", "64M"] in rows
