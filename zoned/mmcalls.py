@@ -8,7 +8,7 @@ errno, as the ``os`` module's would.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import os
 import platform
 from collections.abc import Iterable
@@ -27,19 +27,25 @@ SYSCALLS = {
     "aarch64": {"mbind": 235, "migrate_pages": 238},
 }
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = [
-    ctypes.c_void_p,
-    ctypes.c_size_t,
-    ctypes.c_int,
-    ctypes.c_int,
-    ctypes.c_int,
-    ctypes.c_long,
-]
-_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-_libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
-_libc.syscall.restype = ctypes.c_long
+
+@functools.cache
+def _lib() -> ctypes.CDLL:
+    """This process's libc (python links it), with the prototypes used here."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_long,
+    ]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    libc.syscall.restype = ctypes.c_long
+    return libc
+
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -51,14 +57,14 @@ def _fail(what: str) -> OSError:
 
 def map_file(fd: int, length: int) -> int:
     """mmap(PROT_READ, MAP_SHARED) of the first ``length`` bytes; returns the address."""
-    addr = _libc.mmap(None, length, PROT_READ, MAP_SHARED, fd, 0)
+    addr = _lib().mmap(None, length, PROT_READ, MAP_SHARED, fd, 0)
     if addr is None or addr == MAP_FAILED:
         raise _fail("mmap")
     return int(addr)
 
 
 def unmap(addr: int, length: int) -> None:
-    if _libc.munmap(ctypes.c_void_p(addr), length) != 0:
+    if _lib().munmap(ctypes.c_void_p(addr), length) != 0:
         raise _fail("munmap")
 
 
@@ -66,7 +72,7 @@ def resident(addr: int, length: int) -> bytes:
     """mincore(2): one byte per page, bit 0 set when the page is in the page cache."""
     pages = (length + PAGE - 1) // PAGE
     vec = ctypes.create_string_buffer(pages)
-    if _libc.mincore(ctypes.c_void_p(addr), length, vec) != 0:
+    if _lib().mincore(ctypes.c_void_p(addr), length, vec) != 0:
         raise _fail("mincore")
     return vec.raw[:pages]
 
@@ -98,7 +104,7 @@ def mbind(addr: int, length: int, nodes: Iterable[int], flags: int) -> None:
     """mbind(MPOL_BIND, nodes, flags) on a range: with MPOL_MF_MOVE(_ALL), the pages
     mapped there migrate to ``nodes`` (pages that cannot move stay, without error)."""
     mask = node_mask(nodes)
-    rc = _libc.syscall(
+    rc = _lib().syscall(
         ctypes.c_long(_nr("mbind")),
         ctypes.c_void_p(addr),
         ctypes.c_ulong(length),

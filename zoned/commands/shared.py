@@ -24,12 +24,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zoned.config import DEFAULT_PATH, load
-from zoned.ownership import readonly_backend, shared_nodes
-from zoned.shared import METHODS, WarmReport, declared_paths, expand, warm, where
+from zoned.shared import METHODS, declared_paths, expand, where
 from zoned.sizes import format_size, parse_size
+
+if TYPE_CHECKING:
+    from zoned.shared import WarmReport
 
 JSON_VERSION = 1
 
@@ -58,6 +60,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run_warm(args: argparse.Namespace) -> int:
+    from zoned.ownership import readonly_backend, shared_nodes  # numpy: only when run
+    from zoned.shared import warm
+
     decls = load(args.config)
     paths = args.paths or declared_paths(decls)
     backend = readonly_backend(decls, cgroup_root=args.cgroup_root)

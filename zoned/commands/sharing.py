@@ -22,13 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zoned.config import DEFAULT_PATH, load
-from zoned.ownership import readonly_backend, shared_nodes, targets
-from zoned.shared import WarmReport, warm
-from zoned.sharing import SHARED, SharingReport, foreign_files, sharing
 from zoned.sizes import format_size
+
+if TYPE_CHECKING:  # the modules themselves are imported when the command runs (numpy)
+    from zoned.shared import WarmReport
+    from zoned.sharing import SharingReport
 
 JSON_VERSION = 1
 
@@ -54,6 +55,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from zoned.ownership import readonly_backend, shared_nodes, targets
+    from zoned.shared import warm
+    from zoned.sharing import foreign_files, sharing
+
     decls = load(args.config)
     backend = readonly_backend(
         decls, cgroup_root=args.cgroup_root, sys_root=args.sysfs_root, proc_root=args.proc_root
@@ -96,6 +101,9 @@ def as_json(r: SharingReport) -> dict[str, Any]:
             for s in r.shares
         ],
     }
+
+
+SHARED = "(shared zone)"  # zoned.sharing.SHARED
 
 
 def _whose(owner: str) -> str:

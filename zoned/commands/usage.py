@@ -24,15 +24,19 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zoned.config import DEFAULT_PATH, load
 from zoned.nodelist import format_nodelist
-from zoned.ownership import MODELS, UsageReport, measure, readonly_backend, shared_nodes
-from zoned.pagemap import PagemapReader
 from zoned.sizes import format_size
 
+if TYPE_CHECKING:
+    from zoned.ownership import UsageReport
+
 JSON_VERSION = 1
+# zoned.ownership.MODELS; not imported here: it pulls numpy in, and every zoned command
+# imports every command module at start.
+MODELS = ("zones", "static", "partial")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -56,6 +60,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from zoned.ownership import measure, readonly_backend, shared_nodes
+    from zoned.pagemap import PagemapReader
+
     if args.sample < 1:
         raise SystemExit("zoned usage: --sample must be >= 1")
     decls = load(args.config)

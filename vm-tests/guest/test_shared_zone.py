@@ -1,0 +1,240 @@
+"""The shared zone, page sharing and the three ownership models on a real kernel.
+
+Two containers (one node each) read the same file, after each allocated a known amount of
+anonymous memory:
+
+- without a shared zone, the first reader faults the file in on its own node: zoned
+  sharing reports the second reader mapping it on the first one's nodes, and zoned usage
+  charges it to the first reader under zones and static, to both under partial;
+- with the shared zone warmed (zoned shared warm), the file is on the shared node: neither
+  container's nodes hold it, and zones and static charge it to neither.
+
+Charges are compared as differences from a baseline taken after the workers started and
+before they allocated, within TOLERANCE (python's own small allocations, page tables).
+The file lives on the project share (9p, cache=loose) so that it can be dropped from the
+page cache before each scenario.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .cgtools import remove_tree
+from .conftest import RUN_DIR, Finding, zoned
+
+pytestmark = pytest.mark.boot(kernel="6.1", cgroup="v2", numa="8")
+
+ROOT = Path("/sys/fs/cgroup")
+PARENT = f"zoned-t8-{os.getpid()}"
+MIB = 1 << 20
+FILE_MIB = 32
+ANON_MIB = {"a": 48, "b": 24}
+TOLERANCE = 6 * MIB  # per charge, plus 5 %
+CLI_S = 300  # a CLI run under TCG on a busy host can take a minute
+
+WORKER = r"""
+import mmap, os, sys
+anon_mib, path = int(sys.argv[1]), sys.argv[2]
+print("ready", flush=True)
+sys.stdin.readline()
+keep = b"\1" * (anon_mib << 20)
+fd = os.open(path, os.O_RDONLY)
+m = mmap.mmap(fd, os.fstat(fd).st_size, prot=mmap.PROT_READ)
+total = sum(m[off] for off in range(0, len(m), 4096))
+print("done", flush=True)
+sys.stdin.read()
+"""
+
+
+@dataclass
+class Host:
+    config: Path
+    nodes: dict[str, frozenset[int]]
+    shared: frozenset[int]
+
+
+def _config(path: Path, shared_file: Path | None) -> Path:
+    """Node 7 is the shared zone in both scenarios; only the second one warms it."""
+    paths = f"  shared_paths: [{shared_file}]\n" if shared_file else ""
+    path.write_text(
+        f"host:\n  hierarchy: v2\n  parent: {PARENT}\n  reserved_nodes: [0]\n"
+        f"  shared: [7]\n{paths}"
+        "containers:\n  a:\n    min: {nodes: 1}\n  b:\n    min: {nodes: 1}\n"
+    )
+    return path
+
+
+def _cold_file(path: Path, mib: int) -> Path:
+    """A file of random bytes, written, synced and dropped from the page cache."""
+    with path.open("wb") as f:
+        f.write(os.urandom(mib * MIB))
+        f.flush()
+        os.fsync(f.fileno())
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    from zoned.shared import where
+
+    left = where(path, locate=False).resident
+    assert left == 0, f"{path}: {left} bytes still cached after drop_caches"
+    return path
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Iterator[Host]:
+    from zoned.config import load
+    from zoned.ownership import readonly_backend
+    from zoned.placement import place
+
+    cfg = _config(tmp_path / "zoned.yaml", None)
+    decls = load(cfg)
+    backend = readonly_backend(decls)
+    try:
+        plan = place(backend.topology(), decls)
+        nodes = {c.name: frozenset(c.nodes) for c in plan.containers}
+        for c in decls.containers:
+            backend.ensure(c, nodes[c.name])
+        yield Host(cfg, nodes, frozenset({7}))
+    finally:
+        backend.close()
+        remove_tree(ROOT / PARENT, ROOT)
+
+
+class Worker:
+    """A python process started inside a container's cgroup; allocates on ``go``."""
+
+    def __init__(self, name: str, anon_mib: int, path: Path) -> None:
+        procs = ROOT / PARENT / name / "cgroup.procs"
+        self.proc = subprocess.Popen(
+            ["sh", "-c", f'echo $$ > {procs} && exec "$0" -c "$1" "$2" "$3"',
+             sys.executable, WORKER, str(anon_mib), str(path)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self._expect("ready")
+
+    def _expect(self, word: str) -> None:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()
+        assert line == word, f"worker said {line!r}, expected {word!r}"
+
+    def go(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+        self._expect("done")
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+
+def _usage_now(cfg: Path) -> dict[str, dict[str, int]]:
+    """Charges in this process (cheaper than the CLI under TCG): name → model → bytes."""
+    from zoned.config import load
+    from zoned.ownership import MODELS, measure, readonly_backend, shared_nodes
+    from zoned.pagemap import PagemapReader
+
+    decls = load(cfg)
+    backend = readonly_backend(decls)
+    try:
+        r = measure(
+            backend, ["a", "b"], MODELS,
+            shared=shared_nodes(decls, backend.topology()), reader=PagemapReader(),
+        )  # fmt: skip
+    finally:
+        backend.close()
+    return {c.name: {"zones": c.zones or 0, "static": c.static or 0, "partial": c.partial or 0}
+            for c in r.charges}  # fmt: skip
+
+
+def _close(got: int, want: int) -> bool:
+    return abs(got - want) <= TOLERANCE + want * 0.05
+
+
+def _run(host: Host, path: Path) -> tuple[dict[str, dict[str, int]], dict[str, Any], Any]:
+    """Start both workers, baseline, a then b allocate and read; return the deltas, the
+    CLI's usage JSON and its sharing JSON."""
+    workers = {n: Worker(n, ANON_MIB[n], path) for n in ("a", "b")}
+    try:
+        before = _usage_now(host.config)
+        workers["a"].go()
+        workers["b"].go()
+        usage = json.loads(
+            zoned("usage", "--config", str(host.config), "--json", timeout_s=CLI_S).stdout
+        )
+        share = json.loads(
+            zoned("sharing", "--config", str(host.config), "--json", timeout_s=CLI_S).stdout
+        )
+    finally:
+        for w in workers.values():
+            w.stop()
+    after = {c["name"]: c for c in usage["containers"]}
+    delta = {
+        n: {m: after[n][m] - before[n][m] for m in ("zones", "static", "partial")}
+        for n in ("a", "b")
+    }
+    return delta, usage, share
+
+
+def _check(delta: dict[str, dict[str, int]], want: dict[str, dict[str, int]]) -> None:
+    bad = [
+        f"{n}.{m}: got {delta[n][m] / MIB:.1f} MiB, want {want[n][m] / MIB:.1f} MiB"
+        for n in want
+        for m in want[n]
+        if not _close(delta[n][m], want[n][m])
+    ]
+    assert not bad, "; ".join(bad)
+
+
+def test_first_reader_pays_without_shared_zone(host: Host, finding: Finding) -> None:
+    path = _cold_file(RUN_DIR / "shared-cold.bin", FILE_MIB)
+    delta, _usage, share = _run(host, path)
+    finding("no shared zone: charge deltas MiB", {
+        n: {m: round(v / MIB, 1) for m, v in d.items()} for n, d in delta.items()
+    })  # fmt: skip
+    a, b, s = ANON_MIB["a"] * MIB, ANON_MIB["b"] * MIB, FILE_MIB * MIB
+    _check(delta, {
+        "a": {"zones": a + s, "static": a + s, "partial": a + s},
+        "b": {"zones": b, "static": b, "partial": b + s},
+    })  # fmt: skip
+    pair = [x for x in share["shares"] if x["mapper"] == "b" and x["owner"] == "a"]
+    assert pair, f"zoned sharing did not see b mapping a's pages: {share['shares']}"
+    assert _close(pair[0]["file"], s), pair[0]
+    assert str(path) in [f for f, _ in pair[0]["files"]]
+
+
+def test_shared_zone_holds_the_file(host: Host, finding: Finding) -> None:
+    path = _cold_file(RUN_DIR / "shared-warm.bin", FILE_MIB)
+    cfg = _config(host.config, path)
+    warm = json.loads(
+        zoned("shared", "warm", "--config", str(cfg), "--json", timeout_s=CLI_S).stdout
+    )
+    f = warm["files"][0]
+    finding("shared warm (read) placement", {"nodes": f["nodes"], "mems": warm["helper_mems"]})
+    assert warm["helper_mems"] == "7"
+    assert f["on_shared"] == f["resident"] == FILE_MIB * MIB, f
+    delta, usage, share = _run(host, path)
+    finding("shared zone: charge deltas MiB", {
+        n: {m: round(v / MIB, 1) for m, v in d.items()} for n, d in delta.items()
+    })  # fmt: skip
+    a, b, s = ANON_MIB["a"] * MIB, ANON_MIB["b"] * MIB, FILE_MIB * MIB
+    _check(delta, {
+        "a": {"zones": a, "static": a, "partial": a + s},
+        "b": {"zones": b, "static": b, "partial": b + s},
+    })  # fmt: skip
+    assert usage["shared_zone_used"] >= s
+    for mapper in ("a", "b"):
+        on_shared = [
+            x for x in share["shares"] if x["mapper"] == mapper and x["owner"] == "(shared zone)"
+        ]
+        assert on_shared and _close(on_shared[0]["file"], s), share["shares"]
+        other = "b" if mapper == "a" else "a"
+        assert not [x for x in share["shares"] if x["mapper"] == mapper and x["owner"] == other]
