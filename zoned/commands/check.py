@@ -92,6 +92,10 @@ def run(args: argparse.Namespace) -> int:
                 print(problem, file=sys.stderr)
         else:
             print(summary(r, topology))
+            from zoned.shared import shared_warnings
+
+            for warning in shared_warnings(r.decls) if r.decls else ():
+                print(f"{r.config}: warning: {warning}", file=sys.stderr)
     return 0 if ok else 1
 
 
