@@ -50,6 +50,8 @@ def rows_for(run: GuestRun) -> list[list[object]]:
     wake = [(r["call"]["at"] - r["trip"]["woke"]) * 1000 for r in rounds]
     epoll = [(r["trip"]["event"] - r["trip"]["epoll"]) * 1000 for r in rounds]
     reads = [r["call"]["reads_s"] * 1000 for r in rounds if r["same_step"]]
+    node = [r["call"].get("node_s", 0.0) * 1000 for r in rounds if r["same_step"]]
+    speed = [r.get("speed_ms", 0.0) for r in rounds]
     ret = [(r["trip"]["woke"] - r["trip"]["event"]) * 1000 for r in rounds]
     kern = [(r["trip"]["epoll"] - r["kernel"]) * 1000 for r in rounds if r["kernel"] is not None]
     total = [(r["call"]["at"] - r["kernel"]) * 1000 for r in rounds if r["kernel"] is not None]
@@ -64,6 +66,8 @@ def rows_for(run: GuestRun) -> list[list[object]]:
             len(reads),
             _ms(reads),
         ],
+        [where, "… of which node_memory() (all nodes' meminfo)", len(node), _ms(node)],
+        [where, "guest speed index: sum(range(200000)), ms", len(speed), _ms(speed)],
         [where, "kernel posts the event (kprobe) → epoll returns", len(kern), _ms(kern)],
         [where, "epoll returns → TRIPWIRE event built (memory.events re-read)", n, _ms(epoll)],
         [where, "event built → wait() returns", n, _ms(ret)],
@@ -106,6 +110,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "Cgroup2Backend lends a free node; then the child frees, the node is returned "
         "(`Engine.override(Return)`) and the tripwire re-armed.",
     ]
+    for r in runs:
+        if r.data.get("failed"):
+            notes.append(f"{r.data['kernel']}: stopped early: {r.data['failed']}.")
     missing = [r.data["kprobe"] for r in runs if r.data["kprobe"]]
     if missing:
         notes.append(f"Kernel-side timestamps not measured: {missing[0]}.")

@@ -87,6 +87,9 @@ def main() -> None:
         ctl.write_text("+cpuset +memory")
     (CG / NAME).mkdir(exist_ok=True)
     nodes = sorted(int(p.name[4:]) for p in Path("/sys/devices/system/node").glob("node[0-9]*"))
+    want = os.environ.get("ZONED_VM_NUMA", "")
+    if want.isdigit() and len(nodes) != int(want):
+        raise SystemExit(f"asked for numa=fake={want}, the kernel made {len(nodes)} node(s)")
     chunk = args.chunk_mib << 20
     targets = {"first pool node (1)": nodes[1], f"last node ({nodes[-1]})": nodes[-1]}
     sizes = {n: free_mib(n) for n in nodes}

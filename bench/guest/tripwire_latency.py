@@ -93,6 +93,7 @@ class SetCall:
     nodes: list[int]
     wait_no: int
     reads_s: float  # time the step spent in the backend's reads since wait() returned
+    node_s: float  # ... of which node_memory() (every node's meminfo, via the topology)
 
 
 class TimedBackend(Cgroup2Backend):
@@ -105,6 +106,7 @@ class TimedBackend(Cgroup2Backend):
         self.sets: list[SetCall] = []
         self.waits = 0
         self.reads_s = 0.0
+        self.node_s = 0.0
 
     # The engine's reads during a step, timed: how much of a step is sysfs/cgroupfs I/O.
     def node_memory(self) -> Mapping[int, NodeMemory]:
@@ -113,6 +115,7 @@ class TimedBackend(Cgroup2Backend):
             return super().node_memory()
         finally:
             self.reads_s += time.monotonic() - t
+            self.node_s += time.monotonic() - t
 
     def usage(self, name: str) -> Usage:
         t = time.monotonic()
@@ -125,7 +128,7 @@ class TimedBackend(Cgroup2Backend):
         evs = super().wait(timeout_s)
         woke = time.monotonic()
         self.waits += 1
-        self.reads_s = 0.0
+        self.reads_s = self.node_s = 0.0
         for e in evs:
             if e.kind is EventKind.TRIPWIRE:
                 usage = e.value or 0
@@ -134,7 +137,7 @@ class TimedBackend(Cgroup2Backend):
 
     def start_set_nodes(self, name: str, nodes: frozenset[int], deadline_s: float) -> int:
         at = time.monotonic()
-        self.sets.append(SetCall(at, sorted(nodes), self.waits, self.reads_s))
+        self.sets.append(SetCall(at, sorted(nodes), self.waits, self.reads_s, self.node_s))
         return super().start_set_nodes(name, nodes, deadline_s)
 
 
@@ -163,6 +166,14 @@ class Child:
                 raise RuntimeError(f"child died or said {line!r}")
             self.pending = False
         return not self.pending
+
+
+def guest_speed_ms() -> float:
+    """A fixed bit of Python work, timed: tracks how fast the guest runs right now (TCG
+    vCPUs slow down when other jobs take the host's cores)."""
+    t0 = time.perf_counter()
+    sum(range(200_000))
+    return (time.perf_counter() - t0) * 1000
 
 
 def kprobe_setup(pid: int) -> str | None:
@@ -263,6 +274,7 @@ def one_round(
         return {"tick_first": True, "trip": asdict(trip), "call": asdict(sets[0])}
     call = after[0]
     return {
+        "speed_ms": guest_speed_ms(),
         "tick_first": False,
         "trip": asdict(trip),
         "call": asdict(call),
@@ -277,7 +289,7 @@ def one_round(
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=60)
-    ap.add_argument("--step-mib", type=int, default=8, help="allocation that crosses")
+    ap.add_argument("--step-mib", type=int, default=4, help="allocation that crosses")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
 
@@ -305,8 +317,18 @@ def main() -> None:
     print(f"c on node {home}, tripwire {trip1 / MIB:.1f} MiB, base {base / MIB:.1f} MiB")
 
     rounds: list[dict[str, object]] = []
+    failed = ""
     for i in range(args.events):
-        r = one_round(engine, b, child, home, trip1, step=step, kprobe=why_no_kprobe is None)
+        try:
+            r = one_round(engine, b, child, home, trip1, step=step, kprobe=why_no_kprobe is None)
+        except RuntimeError as exc:
+            # The child was killed: the zone filled before the lent node arrived (a cpuset
+            # OOM, seen when the host is so loaded that one engine step takes seconds).
+            failed = (
+                f"round {i}: {exc}; memory.events {b.fs.read_keyed(f'{PARENT}/c', 'memory.events')}"
+            )
+            print(failed)
+            break
         if r is None:
             print(f"round {i}: no tripwire or no write, skipped")
             continue
@@ -330,6 +352,7 @@ def main() -> None:
         "step_mib": args.step_mib,
         "kprobe": why_no_kprobe,
         "rounds": rounds,
+        "failed": failed,
     }
     args.out.write_text(json.dumps(out, indent=1))
     b.close()
