@@ -31,7 +31,15 @@ Measured numbers, each section written by the benchmark named in it (see `bench/
 for how to run them). Sections are replaced as a whole when their benchmark runs again.
 """
 
-__all__ = ["Boot", "GuestRun", "machine", "percentile", "run_guest_script", "write_section"]
+__all__ = [
+    "Boot",
+    "GuestRun",
+    "load_runs",
+    "machine",
+    "percentile",
+    "run_guest_script",
+    "write_section",
+]
 
 
 class BenchError(Exception):
@@ -42,8 +50,8 @@ class BenchError(Exception):
 class GuestRun:
     """One boot's results: what the guest script wrote, and how the boot went."""
 
-    boot: Boot
-    result: GuestResult
+    boot: Boot | None  # None when re-read from a saved run directory
+    result: GuestResult | None
     data: Mapping[str, Any]
 
 
@@ -63,6 +71,16 @@ def run_guest_script(
         raise BenchError(f"{boot.id}: {r.describe()}\n{r.tail(40)}")
     print(f"[{boot.id}] done in {r.duration_s:.0f} s (kernel {r.kernel_release})", flush=True)
     return GuestRun(boot, r, json.loads(out.read_text()))
+
+
+def load_runs(dirs: str) -> list[GuestRun]:
+    """Runs re-read from saved run directories (comma-separated ``vm-tests/logs/...``
+    paths), to re-render tables without booting again."""
+    out = []
+    for d in dirs.split(","):
+        data = json.loads((Path(d) / "result.json").read_text())
+        out.append(GuestRun(None, None, data))
+    return out
 
 
 def machine() -> str:

@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.vm_common import (
     Boot,
     GuestRun,
+    load_runs,
     machine,
     md_table,
     percentile,
@@ -83,10 +84,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--events", type=int, default=60)
     ap.add_argument("--numa", default="16")
     ap.add_argument("--no-docs", action="store_true", help="print only")
+    ap.add_argument("--from", dest="saved", help="re-render from saved run dirs (comma-sep.)")
     args = ap.parse_args(argv)
 
-    runs: list[GuestRun] = []
-    for kernel in args.kernels.split(","):
+    runs: list[GuestRun] = load_runs(args.saved) if args.saved else []
+    for kernel in [] if args.saved else args.kernels.split(","):
         boot = Boot(kernel=kernel, numa=args.numa, mem="2G", cgroup="v2")
         runs.append(
             run_guest_script(
@@ -117,27 +119,72 @@ def main(argv: Sequence[str] | None = None) -> None:
     if missing:
         notes.append(f"Kernel-side timestamps not measured: {missing[0]}.")
     write = not args.no_docs
-    body = "\n\n".join([*notes, table, INTERPRETATION])
+    body = "\n\n".join([*notes, table, interpret(runs)])
     if write:
         write_section(KEY, TITLE, body)
 
 
-INTERPRETATION = """\
+def interpret(runs: Sequence[GuestRun]) -> str:
+    """What the numbers say, computed from them, then the method."""
+    lines = []
+    for run in runs:
+        rounds = [r for r in run.data["rounds"] if not r["tick_first"]]
+        same = [r for r in rounds if r["same_step"]]
+        if not same:
+            continue
+        wake = sum(r["call"]["at"] - r["trip"]["woke"] for r in same)
+        reads = sum(r["call"]["reads_s"] for r in same)
+        node = sum(r["call"].get("node_s", 0.0) for r in same)
+        lines.append(
+            f"{run.data['kernel']}: the step's reads are {reads / wake:.0%} of the engine's "
+            f"share, `node_memory()` alone {node / wake:.0%}."
+        )
+    return "\n".join(
+        [
+            "**Where the time goes.** " + " ".join(lines),
+            "",
+            FINDINGS,
+        ]
+    )
+
+
+FINDINGS = """\
+- The engine's share is almost all reading the host, not deciding: `Cgroup2Backend.node_memory()`
+  goes through `topology()`, which re-reads everything about every node (meminfo, cpulist,
+  distance) plus `/proc/cmdline` and `numa_balancing` on every step; `usage()` reads
+  memory.current, memory.stat and memory.numa_stat. Reading only each node's meminfo (the
+  rest is static) would cut most of it. `decide` itself is cheap.
+- The kernel side is short: from the kernel posting the `high` event (kprobe) to epoll
+  returning is a few ms (kernfs delivers the notification from a work item), re-reading
+  memory.events and memory.current a few more.
+- Absolute times follow how fast the guest runs: the "guest speed index" row times a fixed
+  piece of Python in the same rounds (VM-NOTES measured `sum(range(10**7))` at 1.3-1.6 s
+  in an idle TCG guest, i.e. ~30 ms for this index). It was higher whenever other QEMU
+  guests and test runs shared the two cores, and the engine's share grew with it (the
+  p99s are such moments). Python in the guest runs ~10x slower than on the host (VM-NOTES),
+  so on hardware expect roughly a tenth of an idle TCG figure.
+- A step on the tick can see usage past the tripwire before memory.events' notification
+  arrives and lend first (the "tick step lent before the event" row): harmless, since the
+  policy decides on levels.
+- The tripwire's 15 % headroom is of MemTotal, and a small node's real free memory is less
+  (its memmap, other tasks' page cache, slab): in an earlier run (6.12, load average 18)
+  the child on an ~88 MiB node was OOM-killed (CONSTRAINT_CPUSET) in round 50, 4 MiB past
+  the tripwire, while a step took seconds. Small nodes want a lower `tripwire_pct`.
+- Found while building this: memory from `MAP_SHARED|MAP_ANONYMOUS` (and tmpfs, /dev/shm)
+  is shmem, which memory.stat counts in `file`; the policy treats `file` as droppable page
+  cache and refused to grow a container whose shmem crossed the tripwire ("... is page
+  cache the kernel reclaims inside its zones ... not growing"), although without swap
+  shmem cannot be dropped. The policy should count `shmem` (memory.stat) as unreclaimable.
+
 How it is measured, without changing engine code: an `FdLoop` subclass notes when epoll
 returns; a `Cgroup2Backend` subclass notes when `wait()` hands a TRIPWIRE event to the
-engine and when the engine calls `start_set_nodes` (the write itself runs on a worker
-thread right after). The kernel side is a kprobe on `cgroup_file_notify` filtered to the
-allocating process, on the `mono` trace clock, which is the clock of `time.monotonic()`:
-the first such call after the round began is the kernel posting the `high` event to
-`memory.events`. memory.events' mtime could not serve: kernfs does not update it on
-notify, and it has one-second resolution anyway.
-
-The engine's share (**wait() → start_set_nodes**) is one `Engine.step`: a snapshot
-(every node's meminfo, the container's memory.current/stat/numa_stat), `decide`, and the
-start of the hand-over. Logging was at WARNING (a daemon that journals every decision
-adds that cost). Under TCG Python runs about 10x slower than natively, so expect these
-milliseconds to be roughly a tenth on hardware; the kernel's wake-up path includes
-kernfs's notify work item and is inflated by TCG too."""
+engine, when the engine calls `start_set_nodes` (the write runs on a worker thread right
+after), and the time spent in `node_memory()` and `usage()` in between. The kernel side is a
+kprobe on `cgroup_file_notify` filtered to the allocating process, on the `mono` trace
+clock (the clock of `time.monotonic()`): the first call after the round began is the
+kernel posting the `high` event to memory.events. memory.events' mtime could not serve:
+kernfs does not update it on notify. The loop waits with a 0.5 s tick; logging at WARNING
+(a daemon journaling each decision adds that cost)."""
 
 
 if __name__ == "__main__":
