@@ -90,6 +90,9 @@ def test_real_warm_on_v1(tmp_path: Path) -> None:
         if where(f, locate=False).resident:
             pytest.skip("this file system keeps the file cached after DONTNEED")
         report = warm(backend, frozenset({0}), [str(f)])
+        # --move: the helper mbinds (MPOL_MF_MOVE_ALL) its mapping; here a no-op move to
+        # node 0 that must still succeed (the syscall, its mask and flags are right).
+        moved = warm(backend, frozenset({0}), [str(f)], move=True)
         usage = int((V1_MEMORY / parent / SHARED_LEAF / "memory.usage_in_bytes").read_text())
     finally:
         backend.close()
@@ -101,3 +104,4 @@ def test_real_warm_on_v1(tmp_path: Path) -> None:
     assert report.helper_mems == "0" and report.cgroup == f"{parent}/{SHARED_LEAF}"
     assert r.read == r.resident == r.on_shared == 4 << 20 and r.nodes == {0: 4 << 20}
     assert usage >= 4 << 20
+    assert moved.files[0].error is None and moved.files[0].read == 0
