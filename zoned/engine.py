@@ -365,6 +365,12 @@ class Engine:
             if m.total > 0
         }
         views: dict[str, ContainerView] = {}
+        # Who owns what, in one pass over the map: nodes_of() per container is a scan of
+        # every node each (C x N: half a second a step at 1,000 containers on 1,024 nodes).
+        owned: dict[str, set[int]] = {}
+        for n, asg in self._map.assignments.items():
+            if asg.owner.kind is OwnerKind.CONTAINER and asg.owner.container is not None:
+                owned.setdefault(asg.owner.container, set()).add(n)
         for name in list(self.managed):
             try:
                 u = self.backend.usage(name)
@@ -376,7 +382,7 @@ class Engine:
             st.peak_anon = max(st.peak_anon, u.anon)
             views[name] = ContainerView(
                 name=name,
-                nodes=self._map.nodes_of(name),
+                nodes=frozenset(owned.get(name, ())),
                 current=u.current,
                 anon=u.anon,
                 file=u.file,
