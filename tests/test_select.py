@@ -11,7 +11,7 @@ from tests.fakecg import FakeV1Tree
 from tests.fakesys import FakeSys
 from zoned.backends.cgroup1 import Cgroup1Backend
 from zoned.backends.cgroup2 import Cgroup2Backend
-from zoned.backends.select import check_host, fd_loop_of, open_backend
+from zoned.backends.select import check_host, fd_loop_of, must_move, open_backend
 from zoned.config import loads
 from zoned.decl import Declarations
 from zoned.errors import Unsupported
@@ -195,3 +195,27 @@ def test_open_backend_builds_v2(tmp_path: Path) -> None:
         assert fd_loop_of(b) is not None
     finally:
         b.close()
+
+
+@pytest.mark.parametrize(
+    ("own", "parent", "move"),
+    [
+        ("/", "zoned", False),  # the root is exempt from the no-internal-process rule
+        ("/system.slice/zoned.service", "zoned", False),  # stays: keeps MemoryMin=
+        ("/user.slice/session-1.scope", "zoned", False),
+        ("/zoned", "zoned", True),  # in the parent itself
+        ("/a", "a/b/zoned", True),  # on the path down to it
+        ("/zoned/web", "zoned", True),  # inside its subtree: a container's cgroup
+        ("/ab", "a/zoned", False),  # a name prefix is not an ancestor
+    ],
+)
+def test_daemon_moves_only_when_on_the_parents_path(
+    tmp_path: Path, own: str, parent: str, move: bool
+) -> None:
+    (tmp_path / "self").mkdir()
+    (tmp_path / "self" / "cgroup").write_text(f"0::{own}\n")
+    assert must_move(parent, tmp_path) is move
+
+
+def test_daemon_moves_when_its_cgroup_is_unknown(tmp_path: Path) -> None:
+    assert must_move("zoned", tmp_path) is True

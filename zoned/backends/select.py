@@ -33,7 +33,7 @@ from typing import Literal
 
 from zoned.backends.base import Backend
 from zoned.backends.cgroup1 import Cgroup1Backend
-from zoned.backends.cgroup2 import Cgroup2Backend
+from zoned.backends.cgroup2 import DEFAULT_DAEMON_LEAF, Cgroup2Backend
 from zoned.backends.fdloop import FdLoop
 from zoned.decl import Declarations
 from zoned.errors import TopologyError, Unsupported
@@ -244,6 +244,33 @@ def check_host(
     return HostCheck(chosen, cgroup_root, roots[0], roots[1], topo, psi_ok, tuple(warnings))
 
 
+def own_v2_cgroup(proc_root: Path) -> str | None:
+    """This process's cgroup on the unified hierarchy ("" for the root), from
+    ``/proc/self/cgroup``; None when unreadable or not on v2."""
+    text = _read(proc_root / "self" / "cgroup")
+    for line in (text or "").splitlines():
+        if line.startswith("0::"):
+            return line[3:].strip().strip("/")
+    return None
+
+
+def must_move(parent: str, proc_root: Path) -> bool:
+    """Whether zoned has to leave its cgroup for a leaf under ``parent`` (v2).
+
+    Only when it sits on the path from the root to ``parent`` (the root itself is exempt):
+    the no-internal-process rule would then refuse to enable controllers there. Anywhere
+    else (``system.slice/zoned.service`` under systemd, a login session) it stays, which
+    keeps the unit's MemoryMin= and accounting on the daemon.
+    """
+    own = own_v2_cgroup(proc_root)
+    if own is None:
+        return True  # unknown: the backend's safe default
+    parent = parent.strip("/")
+    return bool(own) and (
+        parent == own or parent.startswith(own + "/") or own.startswith(parent + "/")
+    )
+
+
 def open_backend(
     decls: Declarations,
     *,
@@ -270,6 +297,7 @@ def open_backend(
             proc_root=proc_root,
             adopted=adopted,
             psi=trigger_spec("some", pol.psi_some_ms * 1000, pol.psi_window_ms * 1000),
+            daemon_leaf=DEFAULT_DAEMON_LEAF if must_move(decls.host.parent, proc_root) else None,
         )
     return Cgroup1Backend(
         parent=decls.host.parent,
