@@ -145,8 +145,10 @@ def limits() -> dict[str, Any]:
     return out
 
 
-def overhead(reps: int = 5, mib: int = 64) -> dict[str, Any]:
-    """Per-iteration seconds (median of the last reps-1) of each workload in each setting."""
+def overhead(reps: int = 4, rounds: int = 3, mib: int = 64) -> dict[str, Any]:
+    """Per-iteration seconds of each workload in each setting: the median over ``rounds``
+    interleaved runs (settings take turns, so a busy host slows all of them alike), each
+    of ``reps`` iterations, the first iteration of each run dropped."""
     settings = {
         "neither": ROOT,  # the root cgroup: not charged to any memcg, every node allowed
         "zones": mk("oh-z", mems="2"),
@@ -154,12 +156,14 @@ def overhead(reps: int = 5, mib: int = 64) -> dict[str, Any]:
     }
     out: dict[str, Any] = {}
     for wl, code in (("alloc", ALLOC), ("cache", CACHE)):
-        out[wl] = {}
-        for label, cg in settings.items():
-            p = spawn(cg, code, str(reps), str(mib))
-            text, _ = p.communicate(timeout=600)
-            vals = [float(x) for x in text.split()][1:]
-            out[wl][label] = statistics.median(vals) if vals else None
+        vals: dict[str, list[float]] = {k: [] for k in settings}
+        for _ in range(rounds):
+            for label, cg in settings.items():
+                p = spawn(cg, code, str(reps), str(mib))
+                text, _ = p.communicate(timeout=600)
+                vals[label] += [float(x) for x in text.split()][1:]
+        out[wl] = {k: statistics.median(v) if v else None for k, v in vals.items()}
+        out[wl + "_n"] = {k: len(v) for k, v in vals.items()}
     return out
 
 
