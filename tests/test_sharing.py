@@ -67,3 +67,10 @@ def test_sharing_command_text(tmp_path: Path) -> None:
     text = render(r)
     assert "on a's nodes (file 1000K, anon 32K) — a pays for them: /data/x 1000K" in text
     assert as_json(r)["shares"][0]["owner"] == "(other)"
+
+
+def test_a_node_held_by_two_containers_is_each_ones_own(tmp_path: Path) -> None:
+    proc = fake_proc(tmp_path)
+    r = sharing([Target("a", frozenset({1, 2}), (10,)), Target("b", frozenset({1, 2}), (20,))],
+                frozenset({5}), proc)  # fmt: skip
+    assert r.between("a", "b") is None and r.between("b", "a") is None
