@@ -106,6 +106,12 @@ def owner_of_nodes(containers: Iterable[ContainerPages], shared: frozenset[int])
     return out
 
 
+def _owner(c: ContainerPages, node: int, owners: dict[int, str]) -> str:
+    # A node the container holds is its own, even if another container holds it too (a
+    # misconfiguration, or a one-node host) and even if it is a shared node it may use.
+    return c.name if node in c.nodes else owners.get(node, OTHER)
+
+
 def analyse(containers: Sequence[ContainerPages], shared: frozenset[int]) -> SharingReport:
     """Split each container's mapped pages by the owner of the node they are on."""
     owners = owner_of_nodes(containers, shared)
@@ -117,12 +123,12 @@ def analyse(containers: Sequence[ContainerPages], shared: frozenset[int]) -> Sha
         files_by: dict[str, dict[str, int]] = {}
         for path, per_node in c.files.items():
             for n, b in per_node.items():
-                who = owners.get(n, OTHER)
+                who = _owner(c, n, owners)
                 file_by[who] = file_by.get(who, 0) + b
                 f = files_by.setdefault(who, {})
                 f[path] = f.get(path, 0) + b
         for n, b in c.anon.items():
-            who = owners.get(n, OTHER)
+            who = _owner(c, n, owners)
             anon_by[who] = anon_by.get(who, 0) + b
         own[c.name] = file_by.pop(c.name, 0) + anon_by.pop(c.name, 0)
         files_by.pop(c.name, None)
