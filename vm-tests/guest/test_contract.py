@@ -16,7 +16,6 @@ import pytest
 
 from tests.contract.suite import (
     BackendContract,
-    Harness,
     Plan,
     RealHarness,
     Watch,
@@ -112,13 +111,3 @@ class TestV1Contract(BackendContract):
         with closing(h):
             yield h
         assert not (V1_CPUSET / PARENT).exists() and not (V1_MEMORY / PARENT).exists()
-
-    @pytest.mark.xfail(
-        strict=True,
-        reason="Cgroup1Backend misses a cpuset-constrained OOM kill: the kernel signals no "
-        "v1 eventfd for it (oom_control fires only for memcg OOMs; measured: no pressure "
-        "signal either), and oom_kill is only re-read when some other eventfd of the "
-        "container fires (the tripwire's own registration is dropped once it has fired)",
-    )
-    def test_oom_kill_when_anon_exceeds_the_zone(self, harness: Harness) -> None:
-        super().test_oom_kill_when_anon_exceeds_the_zone(harness)
