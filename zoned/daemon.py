@@ -385,9 +385,9 @@ class Daemon:
                 "one memory node: zoned cannot juggle zones here and only reports the usage "
                 "of declared containers that exist (boot with numa=fake=N)"
             )
-            if msg not in self.warnings:
+            if not any("cannot juggle" in w for w in self.warnings):  # select said it too
                 self.warnings.append(msg)
-            log.warning("%s", msg)
+                log.warning("%s", msg)
             zmap = single_node_map(topo, decls, now)
         else:
             hints = statefile.load(o.state_dir)
