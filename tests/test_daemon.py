@@ -217,3 +217,30 @@ def test_unprivileged_client_may_read_but_not_change() -> None:
         assert reload["ok"] is False and "not to uid 65534" in reload["error"]
         assert read_ok is True
         assert r.owners()[3] == "free"
+
+
+def test_run_with_invalid_config_exits_1_with_every_problem_and_applies_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "zoned.yaml"
+    cfg.write_text("containers:\n  web: {min: lots}\n  db: {min: 1G, max: 512M}\n")
+    sock = tmp_path / "control.sock"
+    rc = main(
+        [
+            "run",
+            "--config",
+            str(cfg),
+            "--socket",
+            str(sock),
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--cgroup-root",
+            str(tmp_path / "cgroup"),
+        ]
+    )
+    assert rc == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) >= 2
+    assert all(line.startswith(f"zoned run: {cfg}:") for line in err)
+    assert any("containers.web.min" in line for line in err)
+    assert not sock.exists() and not (tmp_path / "state").exists()

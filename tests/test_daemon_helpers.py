@@ -92,6 +92,7 @@ def running(
     speed: float = 5.0,
     state: str | None = None,
     fallback_poll_s: float = 0.5,
+    metrics: str | None = None,
 ) -> Iterator[Running]:
     sc = tmp_path / "scenario.yaml"
     sc.write_text(scenario)
@@ -116,6 +117,7 @@ def running(
         socket=sock,
         state_dir=state_dir,
         fallback_poll_s=fallback_poll_s,
+        metrics=metrics,
     )
     d = Daemon(opts, notifier=Notifier(env={}, send=send), install_signals=False)
     r = Running(d, sock, cfg, state_dir, sent)

@@ -85,3 +85,31 @@ def test_metrics_address_checked() -> None:
     assert check_address("unix:relative") is not None
     assert check_address("9799") is not None
     assert check_address("host:99999") is not None
+
+
+def scrape(path: Path) -> str:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(str(path))
+        s.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return data.decode()
+
+
+def test_daemon_serves_metrics_and_counts_an_override(tmp_path: Path) -> None:
+    from tests.test_daemon_helpers import running, wait_for
+
+    path = tmp_path / "metrics.sock"
+    with running(tmp_path, metrics=f"unix:{path}") as r:
+        text = scrape(path)
+        assert 'zoned_node_owner{kind="reserved",node="0",owner="reserved"} 1.0' in text
+        assert 'zoned_container_nodes{container="web"} 1.0' in text
+        assert r.call(cmd="lend", node=3, container="web")["ok"]
+        wait_for(lambda: r.owners()[3] == "web" and not r.status()["pending"], "lent")
+        text = scrape(path)
+        assert 'zoned_node_owner{kind="container",node="3",owner="web"} 1.0' in text
+        assert 'zoned_node_owner{kind="free",node="3",owner="free"}' not in text
+        assert 'zoned_decisions_total{kind="lend",outcome="started",reason="operator"} 1.0' in text
+    assert not path.exists()  # the daemon removed its metrics socket on stop

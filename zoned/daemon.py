@@ -37,6 +37,7 @@ import logging
 import os
 import signal
 import socket
+import socketserver
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -323,6 +324,7 @@ class Daemon:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._speed = 1.0
+        self._metrics_server: socketserver.BaseServer | None = None
 
     # -- start ---------------------------------------------------------------------------
 
@@ -405,7 +407,7 @@ class Daemon:
             from zoned.metrics import Metrics, serve
 
             self.metrics = Metrics()
-            serve(self.metrics, o.metrics)
+            self._metrics_server = serve(self.metrics, o.metrics)
         self.server = ControlServer(
             o.socket, self._host, self._handle, group=o.group, proc_root=o.proc_root
         )
@@ -488,6 +490,11 @@ class Daemon:
         engine = self.engine
         if self.server is not None:
             self.server.shutdown()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
+            if self.opts.metrics and self.opts.metrics.startswith("unix:"):
+                Path(self.opts.metrics[5:]).unlink(missing_ok=True)
         if engine is not None and self.opts.release_on_stop and not engine.dry_run:
             for name in list(engine.managed):
                 try:
