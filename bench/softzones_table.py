@@ -198,11 +198,14 @@ figure from this kernel in every cell. TCG makes absolute times slow; compare wi
 How each figure was taken: runtime overhead is the median per-iteration time of a loop
 that allocates and frees 64 MiB (`b"\\1" * 64 MiB`: page faults and zeroing) and of one
 that writes and reads back a 64 MiB tmpfs file, each in a zone (cpuset.mems = one node),
-in a memcg (memory.max 400 MiB over six nodes) and in the root cgroup (neither; raw
-medians: {raw}). Storage per cgroup is the growth of Slab + Percpu + KernelStack +
-PageTables in /proc/meminfo over 32 created cgroups with only that controller enabled (a
-noisy figure: ± a few KiB). The sharing row's charges are differences from a baseline taken
-before the reads, by `zoned.ownership` (the code behind `zoned usage --model all`).
+in a memcg (memory.max 400 MiB over six nodes) and in the root cgroup (neither); settings
+take turns, 3 runs of 4 iterations each, first iteration dropped (raw medians: {raw}). On
+v2 every non-root cgroup is charged by memcg, so the zone's figure is zones as zoned runs
+them: cpuset plus memcg accounting (zoned's tripwires need it). Storage per cgroup is
+the growth of Slab + Percpu + KernelStack + PageTables in /proc/meminfo over 32 created
+cgroups with only that controller enabled (a noisy figure: ± a few KiB). The sharing
+row's charges are differences from a baseline taken before the reads, by
+`zoned.ownership` (the code behind `zoned usage --model all`).
 Step times in the guest: {d.get("step_seconds")}."""
 
 
@@ -217,9 +220,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     if args.from_json:
-        data = {}
+        data: dict[str, Any] = {}
         for f in args.from_json:
-            data.update(json.loads(f.read_text()))
+            new = json.loads(f.read_text())
+            steps = {**data.get("step_seconds", {}), **new.get("step_seconds", {})}
+            data.update(new)
+            data["step_seconds"] = steps
     else:
         boot = Boot(kernel="6.1", numa="8", mem="2G", cgroup="v2")
         data = dict(run_guest_script(boot, "softzones_table.py", [], timeout_s=1800,
