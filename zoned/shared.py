@@ -340,13 +340,18 @@ def run_helper(
             "rate": rate,
         }
         out, err = proc.communicate(json.dumps(req) + "\n", timeout=timeout_s)
+    except subprocess.TimeoutExpired as exc:
+        raise SharedZoneError(f"shared-zone helper still running after {timeout_s:g} s") from exc
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     if proc.returncode != 0:
         raise SharedZoneError(f"shared-zone helper failed ({proc.returncode}): {err.strip()}")
-    answer: dict[str, Any] = json.loads(out)
+    try:
+        answer: dict[str, Any] = json.loads(out)
+    except json.JSONDecodeError as exc:
+        raise SharedZoneError(f"shared-zone helper answered {out[:200]!r}") from exc
     return answer
 
 
@@ -380,8 +385,12 @@ def warm(
         r = FileReport(item["path"], item.get("size", 0), read=item.get("read", 0))
         r.error = item.get("error") or item.get("moved_error")
         if "error" not in item:
-            pl = where(Path(item["path"]))
-            r.resident, r.nodes, r.on_shared = pl.resident, pl.nodes, pl.on(nodes)
+            try:
+                pl = where(Path(item["path"]))
+            except OSError as exc:
+                r.error = f"locating its pages: {exc.strerror or exc} (errno {exc.errno})"
+            else:
+                r.resident, r.nodes, r.on_shared = pl.resident, pl.nodes, pl.on(nodes)
         reports.append(r)
     return WarmReport(
         shared_nodes=tuple(sorted(nodes)),

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -101,8 +102,14 @@ def render(r: WarmReport) -> str:
 
 def run_where(args: argparse.Namespace) -> int:
     out: list[dict[str, Any]] = []
+    failed = 0
     for f in expand(args.paths):
-        pl = where(f)
+        try:
+            pl = where(f)
+        except OSError as exc:
+            print(f"zoned shared where: {f}: {exc.strerror or exc}", file=sys.stderr)
+            failed += 1
+            continue
         out.append(
             {"path": str(f), "size": pl.size, "resident": pl.resident,
              "nodes": {str(k): v for k, v in sorted(pl.nodes.items())}}
@@ -116,4 +123,4 @@ def run_where(args: argparse.Namespace) -> int:
                 f"{item['path']}: {format_size(item['size'])}, resident "
                 f"{format_size(item['resident'])} [{nodes}]"
             )
-    return 0
+    return 1 if failed else 0
