@@ -65,12 +65,17 @@ def run_guest_script(
     """
     argv = ["python", f"bench/guest/{script}", *args, "--out", "{run_dir}/result.json"]
     print(f"[{boot.id}] booting for {script} {' '.join(args)}", flush=True)
+    load_before = os.getloadavg()[0]
     r = run_in_guest(boot, argv, timeout_s=timeout_s, name=name)
     out = r.run_dir / "result.json"
     if r.rc != 0 or not out.exists():
         raise BenchError(f"{boot.id}: {r.describe()}\n{r.tail(40)}")
     print(f"[{boot.id}] done in {r.duration_s:.0f} s (kernel {r.kernel_release})", flush=True)
-    return GuestRun(boot, r, json.loads(out.read_text()))
+    data = json.loads(out.read_text())
+    # Saved with the results, so a re-render (--from) still tells how busy the host was.
+    data["host_load"] = [round(load_before, 1), round(os.getloadavg()[0], 1)]
+    out.write_text(json.dumps(data, indent=1))
+    return GuestRun(boot, r, data)
 
 
 def load_runs(dirs: str) -> list[GuestRun]:
@@ -83,17 +88,22 @@ def load_runs(dirs: str) -> list[GuestRun]:
     return out
 
 
-def machine() -> str:
-    """Host CPU model, cores, accelerator, load: the line every section starts with."""
+def machine(runs: Sequence[GuestRun] = ()) -> str:
+    """Host CPU model, cores, accelerator and how busy the host was during ``runs``."""
     model = "unknown CPU"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
             model = line.split(":", 1)[1].strip()
             break
-    load = os.getloadavg()[0]
+    loads = [x for r in runs for x in r.data.get("host_load", [])]
+    busy = (
+        f"host 1-min load average {min(loads):.1f}-{max(loads):.1f} at the boots' start and end"
+        if loads
+        else "host load not recorded for these runs"
+    )
     return (
         f"host {model}, {os.cpu_count()} cores, QEMU {accel().upper()} guests with 2 vCPUs "
-        f"(host load average {load:.1f} at the end: other jobs may share the cores)"
+        f"({busy}; other engineers' jobs shared the cores)"
     )
 
 

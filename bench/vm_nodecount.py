@@ -15,6 +15,7 @@ import argparse
 import statistics
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.vm_common import (
     Boot,
     GuestRun,
+    load_runs,
     machine,
     md_table,
     run_guest_script,
@@ -51,6 +53,75 @@ def ms_per_gib(run: GuestRun, label: str) -> tuple[float, float]:
     return statistics.median(every), min(per_run)
 
 
+@dataclass(frozen=True)
+class Row:
+    nodes: int
+    node_mib: float
+    first: float  # ms/GiB, median over maps, mems = node 1
+    first_best: float
+    last: float  # the same, mems = last node
+    last_best: float
+    speed: float  # guest speed index (ms), median; 1.0 when the run did not record it
+    placed: str
+
+
+def row(run: GuestRun) -> Row:
+    first, last = list(run.data["targets"])
+    f_med, f_best = ms_per_gib(run, first)
+    l_med, l_best = ms_per_gib(run, last)
+    speeds = run.data.get("speed_ms") or [1.0]
+    return Row(
+        nodes=run.data["nodes"],
+        node_mib=statistics.median(run.data["node_mib"].values()),
+        first=f_med,
+        first_best=f_best,
+        last=l_med,
+        last_best=l_best,
+        speed=statistics.median(speeds),
+        placed=f"{placed(run, first)} / {placed(run, last)}",
+    )
+
+
+def interpret(rows: list[Row]) -> str:
+    """The cost of each node count against 4 nodes (speed-normalised, last node: the
+    worst case, the whole zonelist walked), and the recommendation that follows."""
+    base = rows[0]
+
+    def cost(r: Row) -> float:
+        return r.last / r.speed / (base.last / base.speed)
+
+    words = ", ".join(f"{r.nodes} nodes {cost(r):.2f}" for r in rows)
+    within = [r.nodes for r in rows if cost(r) <= 1.10]
+    most = max(within) if within else base.nodes
+    worst = max(rows, key=lambda r: r.nodes)
+    within_boot = ", ".join(f"{r.nodes}: {r.last / r.first:.2f}" for r in rows)
+    return (
+        f"**Cost against 4 nodes** (mems = last node, speed-normalised): {words}. "
+        f"Last node against node 1 in the same boot (no cross-boot noise): {within_boot}.\n\n"
+        f"**Recommendation: up to {most} nodes** cost no more than 10 % over 4 nodes on "
+        f"this fault-heavy path; {worst.nodes} nodes cost {cost(worst):.2f}x. Pick the "
+        "node count from the granularity the containers need (a node is the unit of lending), "
+        f"not more: with 2 GiB, {most} nodes of ~{2048 // most} MiB. "
+        "Beyond the allocator's walk, every node also brings its own kswapd, watermarks and "
+        "per-node statistics, and each node's reserves and memmap shrink what a small node "
+        "really offers (see the tripwire section).\n\n" + WHY
+    )
+
+
+WHY = """\
+Why this workload: each 4 KiB page written is one page fault and one page allocation
+(`alloc_pages` walks the faulting CPU's zonelist; every CPU's home is fake node 0, so with
+`mems` = the last node the allocator skips every other node's zones first), and one page
+clear. A strided memoryview write touches one byte per page in a C loop, so Python adds
+one call per 8 MiB and nothing per page. `MADV_NOHUGEPAGE` keeps 4 KiB pages (the guest's
+THP setting is `always`, and a huge page would take one fault per 512 pages). A
+`dd`/tmpfs fill also copies every byte twice (user buffer, then page cache) and stress-ng's
+`--vm` stressor spends most of its time in its own write patterns, both diluting the
+allocator's share. The boots run at different times on a shared host, so the table also
+gives each boot's guest speed index (a fixed bit of Python, best of 3, before each run)
+and the ratios divided by it."""
+
+
 def placed(run: GuestRun, label: str) -> str:
     """Where the first map's pages went, to show the cpuset held."""
     want = str(run.data["targets"][label])
@@ -64,9 +135,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--kernel", default="6.1")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--no-docs", action="store_true", help="print only")
+    ap.add_argument("--note", default="", help="a sentence added to the section's header")
+    ap.add_argument("--from", dest="saved", help="re-render from saved run dirs (comma-sep.)")
     args = ap.parse_args(argv)
-    runs: list[GuestRun] = []
-    for n in args.numa.split(","):
+    runs: list[GuestRun] = load_runs(args.saved) if args.saved else []
+    for n in [] if args.saved else args.numa.split(","):
         boot = Boot(kernel=args.kernel, numa=n, mem=MEM.get(n, "2G"), cgroup="v2")
         runs.append(
             run_guest_script(
@@ -77,43 +150,43 @@ def main(argv: Sequence[str] | None = None) -> None:
                 name=f"bench-nc-{n}",
             )
         )
-    labels = [list(r.data["targets"]) for r in runs]
-    base_first = ms_per_gib(runs[0], labels[0][0])[0]
-    base_last = ms_per_gib(runs[0], labels[0][1])[0]
-    rows = []
-    for run, (first, last) in zip(runs, labels, strict=True):
-        f_med, f_best = ms_per_gib(run, first)
-        l_med, l_best = ms_per_gib(run, last)
-        sizes = run.data["node_mib"]
-        rows.append(
+    rows = [row(run) for run in runs]
+    base = rows[0]
+    table_rows = []
+    for r in rows:
+        norm_f = r.first / r.speed / (base.first / base.speed)
+        norm_l = r.last / r.speed / (base.last / base.speed)
+        table_rows.append(
             [
-                run.data["nodes"],
-                f"{statistics.median(sizes.values()):.0f}",
-                f"{f_med:.0f} ({f_best:.0f})",
-                f"{l_med:.0f} ({l_best:.0f})",
-                f"{l_med / f_med:.2f}",
-                f"**{f_med / base_first:.2f}**",
-                f"**{l_med / base_last:.2f}**",
-                f"{placed(run, first)} / {placed(run, last)}",
+                r.nodes,
+                f"{r.node_mib:.0f}",
+                f"{r.first:.0f} ({r.first_best:.0f})",
+                f"{r.last:.0f} ({r.last_best:.0f})",
+                f"{r.last / r.first:.2f}",
+                f"{r.speed:.1f}",
+                f"{r.first / base.first:.2f} / **{norm_f:.2f}**",
+                f"{r.last / base.last:.2f} / **{norm_l:.2f}**",
+                r.placed,
             ]
         )
     table = md_table(
         [
             "nodes",
-            "node MiB (free, median)",
+            "node MiB free (median)",
             "ms/GiB, mems = node 1 (best run)",
             "ms/GiB, mems = last node (best run)",
-            "last / node 1",
-            "node 1 vs 4 nodes",
-            "last vs 4 nodes",
+            "last / node 1 (same boot)",
+            "guest speed index ms",
+            "node 1 vs 4 nodes: raw / speed-normalised",
+            "last vs 4 nodes: raw / speed-normalised",
             "pages on the cpuset's node",
         ],
-        rows,
+        table_rows,
     )
     print(table)
     d0 = runs[0].data
     head = (
-        f"Measured {today()} by `bench/vm_nodecount.py`; {machine()}. Kernel "
+        f"Measured {today()} by `bench/vm_nodecount.py`; {machine(runs)}. Kernel "
         f"{d0['kernel']}, cgroup v2, numa=fake={args.numa.replace(',', '/')} on 2 GiB "
         '(64 nodes: on 2304 MiB, since numa=fake=64 on 2 GiB is refused: "Not enough memory '
         'for each node. NUMA emulation disabled."). '
@@ -124,12 +197,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"{args.reps} runs per node, alternating. ms per GiB faulted: median over all "
         "maps (the best run's median in brackets)."
     )
+    if args.note:
+        head += " " + args.note
     if not args.no_docs:
-        write_section(KEY, TITLE, "\n\n".join([head, table, INTERPRETATION]))
-
-
-INTERPRETATION = """\
-_Interpretation and the node-count recommendation: see below the table._"""
+        write_section(KEY, TITLE, "\n\n".join([head, table, interpret(rows)]))
 
 
 if __name__ == "__main__":

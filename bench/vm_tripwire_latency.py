@@ -84,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--events", type=int, default=60)
     ap.add_argument("--numa", default="16")
     ap.add_argument("--no-docs", action="store_true", help="print only")
+    ap.add_argument("--note", default="", help="a sentence added to the section's header")
     ap.add_argument("--from", dest="saved", help="re-render from saved run dirs (comma-sep.)")
     args = ap.parse_args(argv)
 
@@ -104,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(table)
     d0 = runs[0].data
     notes = [
-        f"Measured {today()} by `bench/vm_tripwire_latency.py`; {machine()}.",
+        f"Measured {today()} by `bench/vm_tripwire_latency.py`; {machine(runs)}.",
         f"Topology: numa=fake={args.numa} on 2 GiB, cgroup v2; container `c` (min 1 node, "
         f"max 2) on node {d0['home'][0]} ({d0['node_mib']} MiB), tripwire (memory.high) "
         f"{d0['tripwire_mib']} MiB = 85 %. Each round a child holding a base just under "
@@ -115,6 +116,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     for r in runs:
         if r.data.get("failed"):
             notes.append(f"{r.data['kernel']}: stopped early: {r.data['failed']}.")
+    if args.note:
+        notes.append(args.note)
     missing = [r.data["kprobe"] for r in runs if r.data["kprobe"]]
     if missing:
         notes.append(f"Kernel-side timestamps not measured: {missing[0]}.")

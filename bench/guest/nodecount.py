@@ -18,6 +18,7 @@ import re
 import select
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 NAME = "zbench-nc"
@@ -50,6 +51,18 @@ def free_mib(node: int) -> float:
     text = Path(f"/sys/devices/system/node/node{node}/meminfo").read_text()
     m = re.search(r"MemFree:\s+(\d+) kB", text)
     return int(m.group(1)) / 1024 if m else 0.0
+
+
+def speed_ms() -> float:
+    """Best of 3 of a fixed bit of Python work: how fast the guest runs right now. Boots run
+    at different times and TCG slows down when other jobs take the host's cores; dividing
+    by this makes boots comparable."""
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        sum(range(200_000))
+        best = min(best, time.perf_counter() - t0)
+    return best * 1000
 
 
 def run_on(node: int, chunk: int, iters: int) -> dict[str, list[int] | dict[str, int]]:
@@ -95,8 +108,10 @@ def main() -> None:
     sizes = {n: free_mib(n) for n in nodes}
     print(f"{len(nodes)} nodes; free MiB of node 1 {sizes[1]:.0f}, last {sizes[nodes[-1]]:.0f}")
     runs: dict[str, list[dict[str, list[int] | dict[str, int]]]] = {k: [] for k in targets}
+    speeds: list[float] = []
     for rep in range(args.reps):
         for label, node in targets.items():
+            speeds.append(speed_ms())
             r = run_on(node, chunk, args.iters)
             runs[label].append(r)
             t = r["times_ns"]
@@ -111,6 +126,7 @@ def main() -> None:
         "chunk_mib": args.chunk_mib,
         "targets": targets,
         "runs": runs,
+        "speed_ms": speeds,
     }
     args.out.write_text(json.dumps(out, indent=1))
 
