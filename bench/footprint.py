@@ -28,6 +28,7 @@ Target: RSS ≤ 25 MiB. Numbers only; nothing here asserts.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -272,6 +273,80 @@ def run_v1(seconds: float, tmp: Path) -> Result | str:
                 print(f"footprint: cleanup {p}: {exc}", file=sys.stderr)
 
 
+def run_v2(seconds: float, tmp: Path) -> Result | str:
+    """The real v2 backend juggling: a multi-node guest (``--mode vm`` boots one)."""
+    root = Path("/sys/fs/cgroup")
+    nodes = Path("/sys/devices/system/node/online").read_text().strip()
+    if os.geteuid() != 0 or not (root / "cgroup.controllers").exists() or "-" not in nodes:
+        return "skipped: needs root, cgroup v2 and several memory nodes"
+    pool = int(nodes.split("-")[1])  # node 0 reserved, one container per pool node
+    n = min(CONTAINERS, pool)
+    parent = f"zoned-bench-{os.getpid()}"
+    cfg = tmp / "v2.yaml"
+    cfg.write_text(
+        f"host: {{cgroup_root: /sys/fs/cgroup, hierarchy: v2, parent: {parent}, "
+        "reserved_nodes: [0]}\ncontainers:\n"
+        + "".join(f"  c{i}: {{min: {{nodes: 1}}, max: {{nodes: 2}}}}\n" for i in range(1, n + 1))
+    )
+    sock = tmp / "v2.sock"
+    argv = [
+        *ZONED,
+        "run",
+        "--config",
+        str(cfg),
+        "--socket",
+        str(sock),
+        "--state-dir",
+        str(tmp / "v2-state"),
+    ]
+    try:
+        return measure(
+            f"cgroup v2 ({pool + 1} nodes, {n} containers)",
+            argv,
+            sock,
+            seconds,
+            "juggling on: tripwires and PSI triggers armed; fallback poll 5 s",
+        )
+    finally:
+        for d in sorted((root / parent).rglob("*"), key=lambda p: -len(p.parts)):
+            if d.is_dir():
+                d.rmdir()
+        if (root / parent).exists():
+            (root / parent).rmdir()
+
+
+def run_vm(seconds: float) -> list[Result] | str:
+    """Boot a 6.1 guest (numa=fake=8, v2) and run ``--mode v2`` inside it."""
+    sys.path.insert(0, str(ROOT / "vm-tests"))
+    try:
+        from harness import BOOTS, HarnessError, run_in_guest
+    except ImportError as exc:
+        return f"skipped: no vm-tests harness ({exc})"
+    try:
+        r = run_in_guest(
+            BOOTS["6.1-numa8-v2"],
+            [
+                "python",
+                "bench/footprint.py",
+                "--mode",
+                "v2",
+                "--seconds",
+                f"{seconds:g}",
+                "--json",
+                "{run_dir}/footprint.json",
+            ],
+            timeout_s=seconds * 4 + 600,
+            name="footprint",
+        )
+    except HarnessError as exc:
+        return f"skipped: {exc}"
+    out = r.run_dir / "footprint.json"
+    if r.rc != 0 or not out.exists():
+        return f"failed in the guest: {r.describe()}\n{r.tail(30)}"
+    rows = json.loads(out.read_text())
+    return [Result(**{**row, "mode": row["mode"] + ", QEMU TCG guest"}) for row in rows]
+
+
 def table(results: list[Result], skipped: list[str]) -> str:
     head = (
         "| mode | window | RSS | peak RSS | CPU in window | CPU % | context switches/s "
@@ -318,25 +393,45 @@ def write_section(path: Path, body: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument("--seconds", type=float, default=60.0)
-    ap.add_argument("--mode", choices=("sim", "v1", "both"), default="both")
+    ap.add_argument(
+        "--mode",
+        choices=("sim", "v1", "v2", "vm", "both", "all"),
+        default="both",
+        help="both: sim and v1; vm: boot a guest and measure v2 there; all: all",
+    )
+    ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     ap.add_argument("--write", type=Path, default=None, help="update this file's section")
     args = ap.parse_args(argv)
     results: list[Result] = []
     skipped: list[str] = []
     tmp = Path(tempfile.mkdtemp(prefix="zoned-footprint-"))
     try:
-        if args.mode in ("sim", "both"):
+        if args.mode in ("sim", "both", "all"):
             results.append(run_sim(args.seconds, tmp))
-        if args.mode in ("v1", "both"):
+        if args.mode in ("v1", "both", "all"):
             r = run_v1(args.seconds, tmp)
             if isinstance(r, Result):
                 results.append(r)
             else:
                 skipped.append(f"cgroup v1: {r}")
+        if args.mode == "v2":
+            r = run_v2(args.seconds, tmp)
+            if isinstance(r, Result):
+                results.append(r)
+            else:
+                skipped.append(f"cgroup v2: {r}")
+        if args.mode in ("vm", "all"):
+            rows = run_vm(args.seconds)
+            if isinstance(rows, list):
+                results.extend(rows)
+            else:
+                skipped.append(f"cgroup v2 in a guest: {rows}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     out = table(results, skipped)
     print(out)
+    if args.json is not None:
+        args.json.write_text(json.dumps([dataclasses.asdict(r) for r in results]))
     if args.write is not None:
         body = (
             f"{SECTION}\n\n"
