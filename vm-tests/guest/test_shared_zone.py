@@ -134,6 +134,9 @@ class Worker:
     def stop(self) -> None:
         self.proc.kill()
         self.proc.wait(timeout=30)
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                pipe.close()
 
 
 def _usage_now(cfg: Path) -> dict[str, dict[str, int]]:
@@ -159,9 +162,13 @@ def _close(got: int, want: int) -> bool:
     return abs(got - want) <= TOLERANCE + want * 0.05
 
 
-def _run(host: Host, path: Path) -> tuple[dict[str, dict[str, int]], dict[str, Any], Any]:
+def _run(
+    host: Host, path: Path, *, promote: bool = False
+) -> tuple[dict[str, dict[str, int]], dict[str, Any], Any]:
     """Start both workers, baseline, a then b allocate and read; return the deltas, the
-    CLI's usage JSON and its sharing JSON."""
+    CLI's usage JSON and its sharing JSON. ``promote``: then run ``zoned sharing
+    --promote`` (its JSON goes in the sharing JSON as "promote_run", with the charges
+    measured afterwards as "after_promote")."""
     workers = {n: Worker(n, ANON_MIB[n], path) for n in ("a", "b")}
     try:
         before = _usage_now(host.config)
@@ -173,6 +180,11 @@ def _run(host: Host, path: Path) -> tuple[dict[str, dict[str, int]], dict[str, A
         share = json.loads(
             zoned("sharing", "--config", str(host.config), "--json", timeout_s=CLI_S).stdout
         )
+        if promote:
+            args = ("sharing", "--config", str(host.config), "--promote", "--json")
+            share["promote_run"] = json.loads(zoned(*args, timeout_s=CLI_S).stdout)
+            now = _usage_now(host.config)
+            share["after_promote"] = {n: {m: now[n][m] - before[n][m] for m in now[n]} for n in now}
     finally:
         for w in workers.values():
             w.stop()
@@ -196,7 +208,7 @@ def _check(delta: dict[str, dict[str, int]], want: dict[str, dict[str, int]]) ->
 
 def test_first_reader_pays_without_shared_zone(host: Host, finding: Finding) -> None:
     path = _cold_file(RUN_DIR / "shared-cold.bin", FILE_MIB)
-    delta, _usage, share = _run(host, path)
+    delta, _usage, share = _run(host, path, promote=True)
     finding("no shared zone: charge deltas MiB", {
         n: {m: round(v / MIB, 1) for m, v in d.items()} for n, d in delta.items()
     })  # fmt: skip
@@ -209,6 +221,17 @@ def test_first_reader_pays_without_shared_zone(host: Host, finding: Finding) -> 
     assert pair, f"zoned sharing did not see b mapping a's pages: {share['shares']}"
     assert _close(pair[0]["file"], s), pair[0]
     assert str(path) in [f for f, _ in pair[0]["files"]]
+    # --promote: the file's pages migrate to the shared node (mbind MOVE_ALL from the
+    # helper); a's zones charge drops by the file, its memcg keeps the charge.
+    (moved,) = [f for f in share["promote_run"]["promoted"]["files"] if f["path"] == str(path)]
+    after = share["after_promote"]
+    finding("promote: file placement and a's deltas after (MiB)", {
+        "on_shared": round(moved["on_shared"] / MIB, 1),
+        "stayed": round((moved["resident"] - moved["on_shared"]) / MIB, 1),
+        "a": {m: round(v / MIB, 1) for m, v in after["a"].items()},
+    })  # fmt: skip
+    assert moved["on_shared"] >= 0.9 * s, moved
+    assert _close(after["a"]["zones"], a) and _close(after["a"]["static"], a + s), after
 
 
 def test_shared_zone_holds_the_file(host: Host, finding: Finding) -> None:
@@ -236,5 +259,33 @@ def test_shared_zone_holds_the_file(host: Host, finding: Finding) -> None:
             x for x in share["shares"] if x["mapper"] == mapper and x["owner"] == "(shared zone)"
         ]
         assert on_shared and _close(on_shared[0]["file"], s), share["shares"]
+        # Library pages one worker faulted first may sit on the other's node (and zoned
+        # sharing rightly says so); the shared file must not.
         other = "b" if mapper == "a" else "a"
-        assert not [x for x in share["shares"] if x["mapper"] == mapper and x["owner"] == other]
+        for x in share["shares"]:
+            if x["mapper"] == mapper and x["owner"] == other:
+                assert str(path) not in [f for f, _ in x["files"]], x
+
+
+def test_warm_methods_place_pages_on_the_shared_node(host: Host, finding: Finding) -> None:
+    """read(2), mmap+touch and POSIX_FADV_WILLNEED from the helper: where do pages land?"""
+    from zoned.config import load
+    from zoned.ownership import readonly_backend
+    from zoned.shared import warm
+
+    backend = readonly_backend(load(host.config))
+    try:
+        placed: dict[str, dict[str, float]] = {}
+        for method in ("read", "mmap", "fadvise"):
+            path = _cold_file(RUN_DIR / f"shared-{method}.bin", 8)
+            (f,) = warm(backend, host.shared, [str(path)], method=method).files
+            placed[method] = {
+                "resident_mib": f.resident / MIB,
+                "on_shared_mib": f.on_shared / MIB,
+            }
+            assert f.error is None and f.on_shared == f.resident, (method, f)
+            if method != "fadvise":  # readahead is a hint: it may bring in less
+                assert f.resident == 8 * MIB, (method, f)
+    finally:
+        backend.close()
+    finding("warm methods: MiB resident / on the shared node", placed)
