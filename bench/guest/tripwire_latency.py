@@ -289,7 +289,8 @@ def one_round(
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=60)
-    ap.add_argument("--step-mib", type=int, default=4, help="allocation that crosses")
+    ap.add_argument("--step-mib", type=int, default=8, help="allocation that crosses")
+    ap.add_argument("--margin-mib", type=int, default=6, help="base below the tripwire")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
 
@@ -311,7 +312,10 @@ def main() -> None:
     # Base allocation: just under the tripwire, so each round's step crosses it by a few MiB.
     step = args.step_mib * MIB
     current = b.usage("c").current
-    base = trip1 - current - step // 2
+    # 6 MiB below: the child's own heap and page tables grow by ~4 MiB after this reading
+    # (measured: with 2 MiB, usage stayed over the tripwire after "free"). The step then
+    # crosses by ~2 MiB: small, since a small node's real free memory is well under MemTotal.
+    base = trip1 - current - args.margin_mib * MIB
     child.send(f"alloc {base}")
     drive(engine, b, child.answered, 120)
     print(f"c on node {home}, tripwire {trip1 / MIB:.1f} MiB, base {base / MIB:.1f} MiB")
