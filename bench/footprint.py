@@ -47,13 +47,14 @@ ZONED = [sys.executable, "-m", "zoned"]
 CONTAINERS = 8
 SECTION = "## Footprint"
 NOTES = """\
-Reading the rows: on the real backend an idle loop wakes only for the fallback poll
-(every 5 s: one engine step, 0.2 wake-ups/s) and for events; the paced simulator adds its
-4 Hz pacing, which a real host does not have. This machine has one memory node, so the v1
-row is zoned's report-only mode (no tripwire eventfds armed); with nodes to juggle, each
-container adds its eventfds, which wake the loop only when they fire. `--metrics` costs
-about 12 MiB more (prometheus_client, imported only when asked for), the simulator about
-7 MiB (imported only with `--backend sim:`).
+Reading the rows: on a real backend an idle loop wakes only for the fallback poll (every
+5 s: one engine step, 0.2 wake-ups/s) and for events; the paced simulator adds its 4 Hz
+pacing, which a real host does not have. This machine has one memory node, so its v1 row
+is zoned's report-only mode (no tripwire eventfds armed); the v2 row is the real thing
+(7 containers on a numa=fake=8 guest, each with its memory.high tripwire, memory.events
+watch and PSI trigger armed), measured inside QEMU TCG, where CPU time is ~10x a real
+machine's. `--metrics` costs about 12 MiB more (prometheus_client, imported only when
+asked for), the simulator about 7 MiB (imported only with `--backend sim:`).
 """
 
 SCENARIO = """\
