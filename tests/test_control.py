@@ -39,9 +39,18 @@ class Served:
         while not self.stop:
             self.loop.poll_once(0.05)
 
-    def close(self) -> None:
+    def pause(self) -> None:
+        """Stop the loop's thread, so the test thread may call the server alone."""
         self.stop = True
         self.thread.join(5)
+
+    def resume(self) -> None:
+        self.stop = False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.pause()
         self.server.shutdown()
         self.loop.close()
 
@@ -115,11 +124,13 @@ def test_slow_follower_is_dropped_without_blocking(
         s.connect(str(served.path))
         s.sendall(b'{"cmd": "events"}\n')
         wait_for(lambda: any(c.following for c in served.server.clients.values()), "follower")
+        served.pause()  # the server is single-threaded: broadcast from here only
         for _ in range(2000):  # never read: the server must give up on us, not block
             served.server.broadcast({"event": {"what": "x" * 200}})
             if not served.server.clients:
                 break
         assert not served.server.clients
+    served.resume()
     # and the server still serves others
     assert request(served.path, {"cmd": "ping"})["ok"]
 
