@@ -107,8 +107,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     notes = [
         f"Measured {today()} by `bench/vm_tripwire_latency.py`; {machine(runs)}.",
         f"Topology: numa=fake={args.numa} on 2 GiB, cgroup v2; container `c` (min 1 node, "
-        f"max 2) on node {d0['home'][0]} ({d0['node_mib']} MiB), tripwire (memory.high) "
-        f"{d0['tripwire_mib']} MiB = 85 %. Each round a child holding a base just under "
+        "max 2) on one node, the tripwire (memory.high) at 85 % of it ("
+        + ", ".join(
+            f"{r.data['kernel']}: node {r.data['home'][0]}, {r.data['node_mib']} MiB, "
+            f"tripwire {r.data['tripwire_mib']} MiB"
+            for r in runs
+        )
+        + "). "
+        f"Each round a child holding a base just under "
         f"the tripwire allocates {d0['step_mib']} MiB more; the real Engine on a "
         "Cgroup2Backend lends a free node; then the child frees, the node is returned "
         "(`Engine.override(Return)`) and the tripwire re-armed.",
@@ -167,8 +173,8 @@ FINDINGS = """\
   p99s are such moments). Python in the guest runs ~10x slower than on the host (VM-NOTES),
   so on hardware expect roughly a tenth of an idle TCG figure.
 - A step on the tick can see usage past the tripwire before memory.events' notification
-  arrives and lend first (the "tick step lent before the event" row): harmless, since the
-  policy decides on levels.
+  arrives and lend first (the "tick step lent before the event" row; once in 50 rounds in
+  an earlier run on a loaded host): harmless, since the policy decides on levels.
 - The tripwire's 15 % headroom is of MemTotal, and a small node's real free memory is less
   (its memmap, other tasks' page cache, slab): in an earlier run (6.12, load average 18)
   the child on an ~88 MiB node was OOM-killed (CONSTRAINT_CPUSET) in round 50, 4 MiB past
