@@ -244,3 +244,51 @@ def test_run_with_invalid_config_exits_1_with_every_problem_and_applies_nothing(
     assert all(line.startswith(f"zoned run: {cfg}:") for line in err)
     assert any("containers.web.min" in line for line in err)
     assert not sock.exists() and not (tmp_path / "state").exists()
+
+
+SLOW = """\
+name: slow
+duration_s: 100000
+topology:
+  count: 4
+  size: 256M
+config:
+  host: {reserved_nodes: [0]}
+  containers:
+    web:   {min: {nodes: 1}, max: {nodes: 2}, priority: 10}
+    batch: {min: {nodes: 1}, max: {nodes: 2}, priority: 0}
+workloads:
+  web:
+    - {idle_s: 100000}
+  batch:
+    - {ramp: {anon: 300M, over_s: 3}}
+    - {idle_s: 100000}
+faults:
+  - {kind: slow_migration, container: batch, bandwidth: 4M, after_s: 0, times: 5}
+"""
+
+
+def test_reload_waits_for_hand_overs_in_flight(tmp_path: Path) -> None:
+    with running(tmp_path, scenario=SLOW, speed=4.0) as r:
+
+        def grown() -> bool:
+            batch = {c["name"]: c for c in r.status()["containers"]}["batch"]
+            return batch["nodes"] == [2, 3] and batch["current"] >= 290 << 20
+
+        wait_for(grown, "batch grown to two nodes with pages on node 3")
+        assert r.call(cmd="reclaim", node=3)["ok"]
+        assert r.status()["pending"], "the evacuation should still be running"
+        r.config.write_text(CONFIG.replace("priority: 0}", "priority: 1}"))
+        resp = r.call(cmd="reload")
+        assert resp["ok"] and resp["result"]["deferred"] is True
+        assert r.status()["daemon"]["reload_pending"] is True
+        by = {c["name"]: c for c in r.status()["containers"]}
+        assert by["batch"]["priority"] == 0  # not yet
+        wait_for(
+            lambda: {c["name"]: c for c in r.status()["containers"]}["batch"]["priority"] == 1,
+            "the deferred reload",
+            deadline_s=30,
+        )
+        doc = r.status()
+        assert not doc["pending"] and doc["daemon"]["reload_pending"] is False
+        assert any(d["kind"] == "reload" for d in doc["decisions"])
