@@ -24,7 +24,8 @@ Contracts:
 * ``dry_run``: decide and log "would have …", write nothing.
 
 Every decision and outcome is appended to ``log`` (``LogRecord``) and sent to the
-``zoned.engine`` logger.
+``zoned.engine`` logger. Pressure events (PSI triggers, v1 pressure levels) are not
+decisions: each one is logged at debug level ("<container>: pressure event (<detail>)").
 """
 
 from __future__ import annotations
@@ -236,6 +237,10 @@ class Engine:
             elif ev.kind is EventKind.TRIPWIRE:
                 tripped.add(c)
             elif ev.kind is EventKind.PRESSURE:
+                # A stall is an input, not a decision: it reaches the decision log only
+                # through what the policy makes of it. The debug log keeps each one, so a
+                # run can show that a PSI trigger or a v1 pressure level reached the engine.
+                log.debug("%s: pressure event (%s)", c, ev.detail)
                 stalled[c] = max(stalled.get(c, 0), ev.value or 0)
             elif ev.kind is EventKind.OOM_KILL:
                 ooms[c] = ooms.get(c, 0) + 1
