@@ -253,9 +253,9 @@ small fake nodes fragment, and the kernel falls back to 4 KiB pages). Larger siz
 amortise the write's fixed cost (the cpuset update, the walk of the task's mappings).
 v1 with `memory_migrate=1` and v2 use the same migration path (`cpuset_migrate_mm` ->
 `do_migrate_pages`); their differences here are within the noise of a shared host. On
-6.12 THP gave no consistent gain: slower than 4 KiB pages in 5 of 8 size/run pairs over
-this run and an earlier one (always at 64 MiB), where on 6.1 (v1 and v2) it helped at
-every size in both runs. Worth a look on hardware before relying on THP there.
+6.12 THP gave no consistent gain: over three runs it was slower than 4 KiB pages in 7 of
+12 size/run pairs, at 64 MiB every time, where on 6.1 (v1 and v2) it helped in 21 of 24
+pairs, by up to 2x. Worth a look on hardware before relying on THP on newer kernels.
 
 What it means for zoned: evacuating a node is seconds per few hundred MiB under TCG and,
 by the calibration, still well below memcpy speed natively with 4 KiB pages; budget
