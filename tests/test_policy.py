@@ -391,3 +391,13 @@ def test_decide_is_pure(anon: int) -> None:
     a, b = run(s, d, m), run(s, d, m)
     assert a == b
     assert (s, m) == before
+
+
+def test_shmem_counts_as_unreclaimable_not_as_page_cache() -> None:
+    """tmpfs and shared anonymous memory show as ``file`` in memory.stat but cannot be
+    dropped without swap (measured in the VM: such a container was never grown)."""
+    m = zmap({1: "web", 2: None})
+    tmpfs = view("web", {1}, anon=0, file=450 * MIB, shmem=450 * MIB, tripped=True)
+    assert [type(a) for a in moves(run(snap(tmpfs), decls(c("web")), m))] == [Lend]
+    cache = view("web", {1}, anon=0, file=450 * MIB, tripped=True)
+    assert moves(run(snap(cache), decls(c("web")), m)) == []

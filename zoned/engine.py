@@ -391,6 +391,7 @@ class Engine:
                 current=u.current,
                 anon=u.anon,
                 file=u.file,
+                shmem=u.shmem,
                 per_node=MappingProxyType({n: nu.total for n, nu in u.per_node.items()}),
                 tripwire=self._tripwires.get(name),
                 last_change=self._last_change.get(name),

@@ -19,7 +19,7 @@ class ContainerView:
     nodes: frozenset[int]  # the nodes the zone map gives it
     current: int  # everything its memcg holds
     anon: int  # anonymous memory
-    file: int  # page cache (droppable)
+    file: int  # page cache, shmem included
     per_node: Mapping[int, int] = field(default_factory=lambda: MappingProxyType({}))
     tripwire: int | None = None  # what the engine last armed
     last_change: float | None = None  # when it last gained or lost a node
@@ -28,13 +28,15 @@ class ContainerView:
     tripped: bool = False  # a tripwire event arrived this step (a wake-up, not a decision)
     oom_kills: int = 0  # kernel OOM kills reported this step
     pending: tuple[str, ...] = ()  # operations in flight that involve it, in words
+    shmem: int = 0  # the part of ``file`` that cannot be dropped without swap (tmpfs)
 
     @property
     def unreclaimable(self) -> int:
-        """What the kernel cannot drop: everything but page cache (anon plus kernel memory).
+        """What the kernel cannot drop: everything but droppable page cache (anon, shmem,
+        kernel memory).
 
-        Never less than ``anon``; this is what "anon" means in reasons."""
-        return max(self.anon, self.current - self.file)
+        Never less than ``anon + shmem``; this is what "anon" means in reasons."""
+        return max(self.anon + self.shmem, self.current - (self.file - self.shmem))
 
 
 @dataclass(frozen=True)

@@ -52,8 +52,12 @@ class Usage:
 
     current: int  # memory.current / memory.usage_in_bytes: everything charged
     anon: int
-    file: int
+    file: int  # page cache as memory.stat counts it, shmem included
     per_node: Mapping[int, NodeUsage] = field(default_factory=dict)
+    # The part of ``file`` that cannot be dropped without swap: tmpfs and shared anonymous
+    # memory (memory.stat ``shmem``). Measured in the VM: a container filling its zones
+    # with shmem was never grown while this counted as droppable page cache.
+    shmem: int = 0
 
 
 @dataclass(frozen=True)

@@ -311,6 +311,7 @@ class Cgroup1Backend(Backend):
             anon=stat.get("total_rss", stat.get("rss", 0)),
             file=stat.get("total_cache", stat.get("cache", 0)),
             per_node=memstat.per_node_usage(numa),
+            shmem=stat.get("total_shmem", stat.get("shmem", 0)),
         )
 
     def memory_pressure(self, name: str) -> int:

@@ -321,6 +321,7 @@ class Cgroup2Backend(Backend):
             anon=stat.get("anon", 0),
             file=stat.get("file", 0),
             per_node=per_node_usage(numa),
+            shmem=stat.get("shmem", 0),
         )
 
     def processes(self, name: str) -> Sequence[int]:
