@@ -467,3 +467,16 @@ def test_command_error_goes_to_stderr(tmp_path: Path, capsys: pytest.CaptureFixt
     assert (status, out) == (1, "")
     meminfo = fs.sys_root / "devices/system/node/node0/meminfo"
     assert err == f"zoned topology: {meminfo}: missing\n"
+
+
+def test_read_node_memory_agrees_with_read_topology_on_every_fake_tree(tmp_path: Path) -> None:
+    from tests.fakesys import FakeSys
+    from zoned.topology import read_node_memory
+
+    fs = FakeSys(tmp_path).node(0, 200, 100, 10).node(1, 0).node(2, 256, 250, 3)
+    fs.has_memory("0,2").cmdline("numa=fake=3").build()
+    topo = read_topology(fs.sys_root, fs.proc_root)
+    assert read_node_memory(fs.sys_root, fs.proc_root) == {
+        n.id: (n.mem_total, n.mem_free, n.file_pages) for n in topo.nodes
+    }
+    assert read_node_memory(fs.sys_root, fs.proc_root)[1] == (0, 0, 0)

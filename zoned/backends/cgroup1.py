@@ -61,7 +61,7 @@ from zoned.errors import BackendError, CgroupGone, EffectiveMismatch, WriteRefus
 from zoned.hierarchy import v1_roots
 from zoned.model import Topology
 from zoned.nodelist import format_nodelist, parse_nodelist
-from zoned.topology import read_topology
+from zoned.topology import read_node_memory, read_topology
 from zoned.v1events import Registration, Watch
 
 log = logging.getLogger(__name__)
@@ -167,8 +167,8 @@ class Cgroup1Backend(Backend):
 
     def node_memory(self) -> Mapping[int, NodeMemory]:
         return {
-            n.id: NodeMemory(total=n.mem_total, free=n.mem_free, file=n.file_pages)
-            for n in self.topology().nodes
+            n: NodeMemory(total=total, free=free, file=file)
+            for n, (total, free, file) in read_node_memory(self._sys_root, self._proc_root).items()
         }
 
     # -- paths -----------------------------------------------------------------------

@@ -73,7 +73,7 @@ from zoned.model import Topology
 from zoned.nodelist import format_nodelist, parse_nodelist
 from zoned.psi import PsiTrigger, check_spec, describe, open_trigger, trigger_spec
 from zoned.sizes import format_size
-from zoned.topology import read_topology
+from zoned.topology import read_node_memory, read_topology
 from zoned.v2stat import (
     bytes_outside,
     parse_controllers,
@@ -275,8 +275,8 @@ class Cgroup2Backend(Backend):
 
     def node_memory(self) -> Mapping[int, NodeMemory]:
         return {
-            n.id: NodeMemory(total=n.mem_total, free=n.mem_free, file=n.file_pages)
-            for n in self.topology().nodes
+            n: NodeMemory(total=total, free=free, file=file)
+            for n, (total, free, file) in read_node_memory(self.sys_root, self.proc_root).items()
         }
 
     def _read_state(self, name: str, path: str) -> CgroupState:
