@@ -108,8 +108,19 @@ EXPECTED: dict[str, list[Step]] = {
         ("reclaim", "donor", "recv", "tripwire"),
     ],
     "vm-nolend": [("oom", "", "victim", "nothing-to-lend")],
+    # notifications: nothing may move (at its max); the engine sees PRESSURE
+    "vm-pressure": [],
+    # the guest's memcg limit (its OOM record) is not in the sim: no moves, no kill
+    "vm-v1notify": [],
 }
-OOM_KILLS = {"vm-grow": 0, "vm-evacuate": 0, "vm-directed": 0, "vm-nolend": 1}
+OOM_KILLS = {
+    "vm-grow": 0,
+    "vm-evacuate": 0,
+    "vm-directed": 0,
+    "vm-nolend": 1,
+    "vm-pressure": 0,
+    "vm-v1notify": 0,
+}
 
 
 def test_every_vm_scenario_has_an_expectation() -> None:
@@ -122,6 +133,16 @@ def test_vm_scenario_on_the_sim(name: str) -> None:
     path = SCENARIOS / f"{name}.yaml"
     assert sequence(sim_decisions(path)) == EXPECTED[name]
     assert sim_oom_kills(path) == OOM_KILLS[name]
+
+
+def test_vm_pressure_stalls_into_psi_events() -> None:
+    """Throttled at its tripwire with nowhere to grow: "some" stall, PSI events, no kill;
+    zoned notes each need and cannot act (the guest: the engine logs the PRESSURE event)."""
+    run = run_scenario(load_scenario(SCENARIOS / "vm-pressure.yaml"))
+    press = run.backend.stats().containers["press"]
+    assert press.pressure_events >= 1 and press.tripwires == 1 and press.oom_kills == 0
+    notes = [r.reason for r in run.log if r.kind == "note"]
+    assert notes and all("at its max" in n for n in notes), notes
 
 
 def test_vm_grow_without_zoned_is_killed() -> None:

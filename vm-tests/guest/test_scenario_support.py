@@ -3,8 +3,11 @@ kernel's own files, and the same scenario on the simulator with the guest's node
 
 A scenario is ``config/scenarios/vm-<name>.yaml``: its ``config:`` is written as the
 daemon's zoned.yaml (unique ``host.parent`` per scenario), and ``zoned run`` is started as
-a subprocess. Everything is cleaned up whatever happens: workloads killed, the daemon
-stopped with SIGTERM (killed if it does not stop), the cgroups removed.
+a subprocess. A config with ``hierarchy: v1`` runs on the v1 hierarchies the guest's init
+mounted (``ZONED_VM_CGROUP_V1_*``): a container is a cgroup in both, its workloads join
+both, and ``Run.cg`` is its memory cgroup. Everything is cleaned up whatever happens:
+workloads killed, the daemon stopped with SIGTERM (killed if it does not stop), the cgroups
+removed.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import pytest
 import yaml
 
 from tests.test_vm_scenarios_sim import Step, sequence
-from zoned.commands.simulate import json_report, run_scenario
+from zoned.commands.simulate import SimRun, json_report, run_scenario
 from zoned.control import request
 from zoned.errors import ZonedError
 from zoned.sim import load_scenario
@@ -38,6 +41,8 @@ from .cgtools import read, remove_tree, write
 from .conftest import PROJECT, RUN_DIR, node_mem_total, online_nodes, parse_list
 
 ROOT = Path("/sys/fs/cgroup")
+V1_CPUSET = Path(os.environ.get("ZONED_VM_CGROUP_V1_CPUSET", "/run/cgroup-v1/cpuset"))
+V1_MEMORY = Path(os.environ.get("ZONED_VM_CGROUP_V1_MEMORY", "/run/cgroup-v1/memory"))
 WORKLOADS = Path(__file__).with_name("workloads.py")
 SCENARIOS = PROJECT / "config" / "scenarios"
 START_S = 120.0  # the daemon's start under TCG on a busy host (measured up to ~50 s)
@@ -109,7 +114,7 @@ class Kmsg:
 class Workload:
     """``workloads.py`` in a child moved into cgroup ``cg`` before it allocates."""
 
-    def __init__(self, cg: Path, *args: str) -> None:
+    def __init__(self, cg: Path | list[Path], *args: str) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-S", str(WORKLOADS), *args],
             stdin=subprocess.PIPE,
@@ -121,7 +126,8 @@ class Workload:
         self.ended: str | None = None
         self.buf = b""
         assert self.line(START_S) == "hello"
-        (cg / "cgroup.procs").write_text(str(self.pid))
+        for one in cg if isinstance(cg, list) else [cg]:
+            (one / "cgroup.procs").write_text(str(self.pid))
         self.send("go")
         self.started = time.time()
 
@@ -188,7 +194,12 @@ class Run:
         self.name = name
         self.doc: dict[str, Any] = yaml.safe_load((SCENARIOS / f"{name}.yaml").read_text())
         self.config: dict[str, Any] = self.doc["config"]
-        self.parent = ROOT / str(self.config["host"]["parent"])
+        self.v1 = self.config["host"].get("hierarchy") == "v1"
+        self.roots = (V1_CPUSET, V1_MEMORY) if self.v1 else (ROOT,)
+        if self.v1:
+            self.config["host"]["cgroup_root"] = str(V1_CPUSET.parent)
+        self.parents = [r / str(self.config["host"]["parent"]) for r in self.roots]
+        self.parent = self.parents[-1]  # v1: the memory hierarchy's
         self.tmp = tmp
         self.socket = tmp / "control.sock"
         self.log = tmp / "daemon.log"
@@ -255,17 +266,20 @@ class Run:
         return not self.status()["pending"]
 
     def effective(self, name: str) -> list[int]:
+        if self.v1:
+            return parse_list(read(self.parents[0] / name / "cpuset.effective_mems"))
         return parse_list(read(self.cg(name) / "cpuset.mems.effective"))
 
     def workload(self, container: str, *args: str) -> Workload:
-        w = Workload(self.cg(container), *args)
+        w = Workload([p / container for p in self.parents], *args)
         self.workloads.append(w)
         return w
 
     def sleeper(self, container: str) -> int:
         p = subprocess.Popen(["sleep", "600"])
         self.procs.append(p)
-        (self.cg(container) / "cgroup.procs").write_text(str(p.pid))
+        for parent in self.parents:
+            (parent / container / "cgroup.procs").write_text(str(p.pid))
         return p.pid
 
     def kernel_sequence(self) -> list[Step]:
@@ -282,7 +296,8 @@ class Run:
         if self.proc is not None and self.proc.poll() is None:
             with contextlib.suppress(OSError, AssertionError, ZonedError):
                 parts.append(json.dumps(self.status(), indent=1))
-        for cg in sorted(self.parent.glob("*/memory.events")):
+        events = "memory.oom_control" if self.v1 else "memory.events"
+        for cg in sorted(self.parent.glob(f"*/{events}")):
             parts.append(f"{cg}: {read(cg)!r} numa_stat: {read(cg.parent / 'memory.numa_stat')!r}")
         with contextlib.suppress(OSError):
             out.write_text("\n".join(parts))
@@ -302,27 +317,37 @@ class Run:
                 self.proc.kill()
                 self.proc.wait(30)
         self.kmsg.close()
-        remove_tree(self.parent, ROOT)
+        for parent, root in zip(self.parents, self.roots, strict=True):
+            remove_tree(parent, root)
+
+    def daemon_log(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
 
 
 @contextlib.contextmanager
 def scenario(name: str, tmp: Path) -> Iterator[Run]:
     run = Run(name, tmp)
-    remove_tree(run.parent, ROOT)  # a crashed earlier run's leftovers
+    for parent, root in zip(run.parents, run.roots, strict=True):
+        remove_tree(parent, root)  # a crashed earlier run's leftovers
     try:
         yield run
     finally:
         run.close()
-    assert not run.parent.exists()
+    assert not any(p.exists() for p in run.parents)
+
+
+def sim_full(name: str, mode: str = "zoned") -> SimRun:
+    """The scenario on the simulator with this guest's node sizes."""
+    sc = load_scenario(SCENARIOS / f"{name}.yaml")
+    sizes = guest_sizes()
+    nodes = tuple(dataclasses.replace(n, size=sizes.get(n.id, n.size)) for n in sc.nodes)
+    return run_scenario(dataclasses.replace(sc, nodes=nodes), mode)
 
 
 def sim_run(name: str, mode: str = "zoned") -> tuple[list[Step], int, list[dict[str, Any]]]:
     """The scenario on the simulator with this guest's node sizes: (sequence, OOM kills,
     decisions)."""
-    sc = load_scenario(SCENARIOS / f"{name}.yaml")
-    sizes = guest_sizes()
-    nodes = tuple(dataclasses.replace(n, size=sizes.get(n.id, n.size)) for n in sc.nodes)
-    run = run_scenario(dataclasses.replace(sc, nodes=nodes), mode)
+    run = sim_full(name, mode)
     decisions: list[dict[str, Any]] = json_report(run, None)["decisions"]
     return sequence(decisions), run.oom_kills, decisions
 
@@ -348,3 +373,19 @@ def migrated_bytes(outcome: str) -> int:
     if m is None:
         return 0
     return int(float(m.group(1)) * {"": 1, "K": 1024, "M": MIB, "G": 1024 * MIB}[m.group(2)])
+
+
+_SIZE = r"([\d.]+)([KMG]?)i?B?"
+_UNIT = {"": 1, "K": 1024, "M": MIB, "G": 1024 * MIB}
+
+
+def size_after(text: str, words: str) -> int:
+    """The size that follows ``words`` in a log text (``reclaimed 76M``); 0 if none."""
+    m = re.search(re.escape(words) + " " + _SIZE, text)
+    return int(float(m.group(1)) * _UNIT[m.group(2)]) if m else 0
+
+
+def size_before(text: str, words: str) -> int:
+    """The size that precedes ``words`` in a log text (``52M left behind``); 0 if none."""
+    m = re.search(_SIZE + " " + re.escape(words), text)
+    return int(float(m.group(1)) * _UNIT[m.group(2)]) if m else 0

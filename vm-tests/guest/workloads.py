@@ -72,6 +72,18 @@ def alloc_chunk(nbytes: int, populate: bool) -> mmap.mmap:
     return m
 
 
+def sparse(path: str, nbytes: int) -> None:
+    """Make ``path`` at least ``nbytes`` long (sparse). ftruncate(2) needs a descriptor open
+    for writing: on an O_RDONLY one it is EINVAL (what killed the first directed-reclaim
+    runs), so the reads use another, read-only one."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        if os.fstat(fd).st_size < nbytes:
+            os.ftruncate(fd, nbytes)
+    finally:
+        os.close(fd)
+
+
 def paced(total_mib: int, rate: float, chunk_mib: int) -> list[tuple[int, float]]:
     """(chunk MiB, due time offset) for each chunk of a steady-rate allocation."""
     out = []
@@ -101,9 +113,8 @@ def main(argv: list[str]) -> int:
     held: list[mmap.mmap] = []
     fd = -1
     if a.what == "file":
-        fd = os.open(a.path, os.O_RDONLY | os.O_CREAT, 0o600)
-        if os.fstat(fd).st_size < a.mib * MIB:
-            os.ftruncate(fd, a.mib * MIB)
+        sparse(a.path, a.mib * MIB)
+        fd = os.open(a.path, os.O_RDONLY)
     start = time.monotonic()
     got = 0
     for step, due in paced(a.mib, a.rate, a.chunk):
