@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import V1_CPUSET, V1_MEMORY
-from tests.test_exec_sandbox import Box, box_fixture, wait_until
+from tests.support.cgroups import RecordingFs
+from tests.support.waiting import wait_until
+from tests.test_exec_sandbox import Box, box_fixture
 from zoned import cli
 from zoned.backends.cgroup1 import Cgroup1Backend
 from zoned.cgroupfs import CgroupFs
@@ -88,16 +90,6 @@ def test_adopt_takes_from_another_container_only_with_force(box: Box) -> None:
     status, doc = adopt(box, "web", "--force", str(pid))
     assert (status, outcomes(doc)) == (0, {pid: "moved"})
     assert pid in box.pids(box.path("web"))
-
-
-class RecordingFs(CgroupFs):
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
-        self.writes: list[tuple[str, str, str]] = []
-
-    def write(self, cgroup: str, file: str, value: str) -> None:
-        self.writes.append((cgroup, file, value))
-        super().write(cgroup, file, value)
 
 
 def test_an_existing_cgroup_is_managed_in_place(box: Box) -> None:

@@ -11,7 +11,6 @@ Measured values are printed (``pytest -s``) and recorded in docs/kernel-checks.m
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import itertools
 import json
@@ -27,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import V1_CPUSET, V1_MEMORY
+from tests.support.cgroups import RecordingFs, remove_cgroup_tree
 from zoned.backends.base import Event, EventKind
 from zoned.backends.cgroup1 import Cgroup1Backend
 from zoned.cgroupfs import CgroupFs
@@ -65,18 +65,6 @@ for line in sys.stdin:
                 pass
     print("ok " + json.dumps(times), flush=True)
 """
-
-
-class RecordingFs(CgroupFs):
-    """The real CgroupFs, remembering every write (to prove adoption writes nothing)."""
-
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
-        self.writes: list[tuple[str, str, str]] = []
-
-    def write(self, cgroup: str, file: str, value: str) -> None:
-        self.writes.append((cgroup, file, value))
-        super().write(cgroup, file, value)
 
 
 @dataclass
@@ -141,19 +129,6 @@ class Sandbox:
         return f"{self.name}/web"
 
 
-def _remove_tree(root: Path, name: str) -> None:
-    top = root / name
-    if not top.is_dir():
-        return
-    dirs = sorted((Path(d) for d, _, _ in os.walk(top)), key=lambda p: len(p.parts), reverse=True)
-    for d in dirs:
-        procs = (d / "cgroup.procs").read_text().split()
-        for pid in procs:  # only our children can be here; park them at the root
-            with contextlib.suppress(ProcessLookupError):
-                (root / "cgroup.procs").write_text(pid)
-        d.rmdir()
-
-
 @pytest.fixture
 def sandbox(real_v1: tuple[Path, Path]) -> Iterator[Sandbox]:
     box = Sandbox(f"zoned-test-{os.getpid()}-{next(_serial)}")
@@ -170,7 +145,7 @@ def sandbox(real_v1: tuple[Path, Path]) -> Iterator[Sandbox]:
                 if stream is not None:
                     stream.close()
         for root in real_v1:
-            _remove_tree(root, box.name)
+            remove_cgroup_tree(root, box.name)
         assert (V1_CPUSET / "cpuset.memory_pressure_enabled").read_text() == enabled_before
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import V1_CPUSET, V1_MEMORY
 from tests.contract.suite import BackendContract, Cap, Plan, RealHarness, Watch, closing
-from tests.contract.suite import remove_cgroup_tree as remove_tree
+from tests.support.cgroups import remove_cgroup_tree
 from zoned.backends.base import Backend
 from zoned.backends.cgroup1 import Cgroup1Backend
 from zoned.nodelist import parse_nodelist
@@ -71,7 +71,7 @@ class RealV1Harness(RealHarness):
     def close(self) -> None:
         self.close_processes_and_backends()
         for root in (self.cpuset_root, self.memory_root):
-            remove_tree(root, self.parent)
+            remove_cgroup_tree(root, self.parent)
 
 
 @pytest.fixture

@@ -8,13 +8,13 @@ stops it at the end. Waiting is always "poll a condition until a deadline".
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.support.waiting import wait_for as support_wait_for
 from zoned.control import request
 from zoned.daemon import Daemon, Options
 from zoned.service import Notifier
@@ -50,15 +50,8 @@ containers:
 
 
 def wait_for(cond: Callable[[], Any], what: str, deadline_s: float = 10.0) -> Any:
-    """Poll ``cond`` until it returns something true, or fail after the deadline."""
-    end = time.monotonic() + deadline_s
-    while True:
-        got = cond()
-        if got:
-            return got
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+    """Poll ``cond`` (20 ms apart) until it returns something true, or fail after the deadline."""
+    return support_wait_for(cond, what, deadline_s, poll_s=0.02)
 
 
 @dataclass

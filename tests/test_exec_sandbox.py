@@ -10,22 +10,19 @@ and the subtree removed, children first. Waits have deadlines; nothing sleeps bl
 from __future__ import annotations
 
 import contextlib
-import errno
 import itertools
 import os
-import select
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import V1_CPUSET, V1_MEMORY
+from tests.support.cgroups import remove_cgroup_tree
 from zoned.backends.cgroup1 import Cgroup1Backend
-from zoned.classify import children
 from zoned.decl import Amount, ContainerDecl
 
 _serial = itertools.count()
@@ -97,49 +94,7 @@ class Box:
                 os.killpg(p.pid, signal.SIGKILL)
             p.wait(timeout=10)
         for root in self.roots:
-            remove_tree(root, self.name)
-
-
-def descendants(pid: int) -> set[int]:
-    out: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children(PROC, todo.pop()):
-            if child not in out:
-                out.add(child)
-                todo.append(child)
-    return out
-
-
-def remove_tree(root: Path, name: str, deadline_s: float = 10.0) -> None:
-    """Park what is left at the root and remove the subtree, children first."""
-    top = root / name
-    if not top.is_dir():
-        return
-    dirs = sorted((Path(d) for d, _, _ in os.walk(top)), key=lambda p: len(p.parts), reverse=True)
-    end = time.monotonic() + deadline_s
-    for d in dirs:
-        while True:
-            for pid in (d / "cgroup.procs").read_text().split():
-                with contextlib.suppress(ProcessLookupError):
-                    (root / "cgroup.procs").write_text(pid)
-            try:
-                d.rmdir()
-                break
-            except OSError as exc:  # a killed task may still be exiting: EBUSY for a moment
-                if exc.errno != errno.EBUSY or time.monotonic() > end:
-                    raise
-                select.select([], [], [], 0.01)
-
-
-def wait_until(done: Callable[[], bool], deadline_s: float, what: str) -> float:
-    """Poll ``done`` (1 ms apart) until true; the seconds it took. Fails at the deadline."""
-    start = time.monotonic()
-    while not done():
-        if time.monotonic() - start > deadline_s:
-            pytest.fail(f"not within {deadline_s} s: {what}")
-        select.select([], [], [], 0.001)
-    return time.monotonic() - start
+            remove_cgroup_tree(root, self.name)
 
 
 @pytest.fixture(name="box")

@@ -6,16 +6,16 @@ then ``on_readable()``, then a look at the container's ``cgroup.procs``.
 
 from __future__ import annotations
 
-import select
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import V1_MEMORY
-from tests.test_exec_sandbox import Box, box_fixture, descendants, wait_until
+from tests.support.procs import descendants
+from tests.support.waiting import run_until, wait_until
+from tests.test_exec_sandbox import Box, box_fixture
 from zoned.classify import RuleMover
 from zoned.config import load
 from zoned.procwatch import ProcWatch
@@ -41,18 +41,6 @@ def mover(box: Box) -> Iterator[Callable[[str], RuleMover]]:
     yield make
     for m in made:
         m.close()
-
-
-def run_until(m: RuleMover, done: Callable[[], bool], deadline_s: float, what: str) -> float:
-    start = time.monotonic()
-    while not done():
-        left = deadline_s - (time.monotonic() - start)
-        if left <= 0:
-            pytest.fail(f"not within {deadline_s} s: {what} (stats {m.stats})")
-        ready, _, _ = select.select([m.fileno()], [], [], min(left, 0.05))
-        if ready:
-            m.on_readable()
-    return time.monotonic() - start
 
 
 def real_exe(path: str) -> str:

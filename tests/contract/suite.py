@@ -24,10 +24,6 @@ from __future__ import annotations
 import abc
 import contextlib
 import errno
-import os
-import select
-import subprocess
-import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -36,6 +32,8 @@ from typing import Protocol, TypeVar
 
 import pytest
 
+from tests.support.cgroups import CountingFs
+from tests.support.procs import AllocatingChild
 from zoned.backends.base import Backend, Event, EventKind
 from zoned.cgroupfs import CgroupFs
 from zoned.decl import Amount, ContainerDecl
@@ -176,93 +174,19 @@ def decl(name: str) -> ContainerDecl:
 # ---------------------------------------------------------------------------------------
 # Pieces real hosts share (this machine and the VM guests)
 
-# Reads "go" (sent once it is in its cgroup, so every page lands on the container's
-# nodes), touches every page of N MiB, prints "ready", holds until stdin closes.
-CHILD = r"""
-import sys
-n = int(sys.argv[1]) << 20
-sys.stdin.readline()
-b = bytearray(n)
-for i in range(0, n, 4096):
-    b[i] = 1
-print("ready", flush=True)
-sys.stdin.readline()
-"""
 
-
-class ProcessWorkload:
-    """A child python in a real cgroup; see :data:`CHILD`."""
+class ProcessWorkload(AllocatingChild):
+    """A child python in a real cgroup that allocates ``anon_mib`` MiB; see
+    :class:`tests.support.procs.AllocatingChild`."""
 
     def __init__(self, anon_mib: int, move: Callable[[int], None]) -> None:
         """``move(pid)`` puts the child into the container before it allocates."""
-        self.proc = subprocess.Popen(
-            # -S: no site import; the child needs only sys, and starts faster under TCG
-            [sys.executable, "-S", "-c", CHILD, str(anon_mib)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        self.pid = self.proc.pid
-        try:
-            move(self.pid)
-            assert self.proc.stdin is not None
-            self.proc.stdin.write("go\n")
-            self.proc.stdin.flush()
-        except BaseException:
-            self.stop()
-            raise
+        super().__init__(anon_mib * MIB, move)
 
     def ready(self, watch: Watch, deadline_s: float) -> bool:
         # The backend's kernel notifications stay pending (level-triggered fds, eventfd
         # counters) while this waits on the child; the next Watch call collects them.
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], deadline_s)
-        if not ready:
-            pytest.fail(f"workload {self.pid} did not answer within {deadline_s} s")
-        return self.proc.stdout.readline().strip() == "ready"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=30)
-        for pipe in (self.proc.stdin, self.proc.stdout):
-            if pipe is not None:
-                with contextlib.suppress(BrokenPipeError):
-                    pipe.close()
-
-
-class CountingFs(CgroupFs):
-    """The real CgroupFs, counting settings written and cgroups made. Writes to
-    ``cgroup.event_control`` are v1 eventfd registrations, not settings: not counted."""
-
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
-        self.writes: list[tuple[str, str, str]] = []
-
-    def write(self, cgroup: str, file: str, value: str) -> None:
-        if file != "cgroup.event_control":
-            self.writes.append((cgroup, file, value))
-        super().write(cgroup, file, value)
-
-    def mkdir(self, cgroup: str) -> bool:
-        made = super().mkdir(cgroup)
-        if made:
-            self.writes.append((cgroup, "mkdir", ""))
-        return made
-
-
-def remove_cgroup_tree(root: Path, rel: str) -> None:
-    """Remove ``root/rel`` and everything under it, leaves first. Any task still inside
-    (only the harness's own, already killed or about to be) is parked at ``root``."""
-    top = root / rel
-    if not top.is_dir():
-        return
-    dirs = sorted((Path(d) for d, _, _ in os.walk(top)), key=lambda p: len(p.parts), reverse=True)
-    for d in dirs:
-        for pid in (d / "cgroup.procs").read_text().split():
-            with contextlib.suppress(ProcessLookupError):  # exited meanwhile
-                (root / "cgroup.procs").write_text(pid)
-        d.rmdir()
+        return self.said_ready(deadline_s)
 
 
 class RealHarness(Harness):

@@ -9,6 +9,8 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.support.cgroups import remove_cgroup_tree
+
 
 def write(path: Path, value: str) -> str:
     """Write ``value`` with one write(2); return "ok" or the errno's name (e.g. "EINVAL")."""
@@ -31,15 +33,7 @@ def read(path: Path) -> str:
 
 def remove_tree(path: Path, root: Path) -> None:
     """Move every task under ``path`` back to ``root`` and remove the cgroups, leaves first."""
-    if not path.exists():
-        return
-    dirs = sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
-    for d in [*dirs, path]:
-        procs = d / "cgroup.procs"
-        if procs.exists():
-            for pid in read(procs).split():
-                write(root / "cgroup.procs", pid)
-        d.rmdir()
+    remove_cgroup_tree(root, str(path.relative_to(root)))
 
 
 @contextlib.contextmanager

@@ -10,14 +10,15 @@ hand to docs/kernel-checks.md).
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.contract.suite import ProcessWorkload, Watch, remove_cgroup_tree
+from tests.contract.suite import ProcessWorkload, Watch
+from tests.support.cgroups import remove_cgroup_tree
+from tests.support.numa import anon_pages_per_node, numa_stat_pages
 from zoned.backends.base import EventKind
 from zoned.backends.cgroup1 import Cgroup1Backend
 from zoned.decl import Amount, ContainerDecl
@@ -33,25 +34,6 @@ PARENT = "zoned-vmtest-cg1"
 PAGE = os.sysconf("SC_PAGE_SIZE")
 SIZE = 100 * MIB
 DEADLINE_S = 120.0
-
-
-def numa_stat_pages(cgroup: str, item: str = "anon") -> dict[int, int]:
-    """Pages per node of one v1 ``memory.numa_stat`` line (``anon=<total> N0=<pages> …``)."""
-    for line in (MEMORY / cgroup / "memory.numa_stat").read_text().splitlines():
-        if line.startswith(f"{item}="):
-            return {int(n): int(p) for n, p in re.findall(r"\bN(\d+)=(\d+)", line)}
-    raise AssertionError(f"no {item}= line in {cgroup}/memory.numa_stat")
-
-
-def numa_maps_anon_pages(pid: int) -> dict[int, int]:
-    """Pages per node of the process's anonymous mappings, from /proc/PID/numa_maps."""
-    out: dict[int, int] = {}
-    for line in Path(f"/proc/{pid}/numa_maps").read_text().splitlines():
-        if "file=" in line or "anon=" not in line:
-            continue
-        for node, pages in re.findall(r"\bN(\d+)=(\d+)", line):
-            out[int(node)] = out.get(int(node), 0) + int(pages)
-    return out
 
 
 def nonzero(pages: dict[int, int], at_least: int = MIB // PAGE) -> set[int]:
@@ -97,11 +79,11 @@ def test_pages_go_where_zoned_puts_them_and_follow_a_move(
     assert wa.ready(watch, DEADLINE_S) and wb.ready(watch, DEADLINE_S)
 
     want = 0.95 * SIZE / PAGE
-    sa, sb = numa_stat_pages(f"{PARENT}/a"), numa_stat_pages(f"{PARENT}/b")
+    sa, sb = numa_stat_pages(MEMORY / PARENT / "a"), numa_stat_pages(MEMORY / PARENT / "b")
     assert sa.get(2, 0) >= want, sa
     assert sb.get(4, 0) >= want, sb
     assert nonzero(sa) == {2} and nonzero(sb) == {4}, (sa, sb)
-    ma, mb = numa_maps_anon_pages(wa.pid), numa_maps_anon_pages(wb.pid)
+    ma, mb = anon_pages_per_node(wa.pid), anon_pages_per_node(wb.pid)
     assert ma.get(2, 0) >= want and nonzero(ma) == {2}, ma
     assert nonzero(mb) == {4}, mb
     u = b.usage("a")
@@ -114,9 +96,9 @@ def test_pages_go_where_zoned_puts_them_and_follow_a_move(
     )
     wall = time.monotonic() - t0
     res = b.op_result(op)
-    sa_after = numa_stat_pages(f"{PARENT}/a")
-    total_after = numa_stat_pages(f"{PARENT}/a", "total")
-    ma_after = numa_maps_anon_pages(wa.pid)
+    sa_after = numa_stat_pages(MEMORY / PARENT / "a")
+    total_after = numa_stat_pages(MEMORY / PARENT / "a", "total")
+    ma_after = anon_pages_per_node(wa.pid)
     finding(
         "v1 cpuset.mems 2 -> 3 with memory_migrate=1, ~100 MiB anon (TCG)",
         {
@@ -134,5 +116,5 @@ def test_pages_go_where_zoned_puts_them_and_follow_a_move(
     assert sa_after.get(3, 0) >= want and nonzero(sa_after) == {3}, sa_after
     assert ma_after.get(3, 0) >= want and nonzero(ma_after) == {3}, ma_after
     assert b.state("a").nodes == frozenset({3})
-    assert nonzero(numa_maps_anon_pages(wb.pid)) == {4}  # the neighbour did not move
-    assert nonzero(numa_stat_pages(f"{PARENT}/b")) == {4}
+    assert nonzero(anon_pages_per_node(wb.pid)) == {4}  # the neighbour did not move
+    assert nonzero(numa_stat_pages(MEMORY / PARENT / "b")) == {4}

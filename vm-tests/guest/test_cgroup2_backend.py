@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import errno
 import os
-import re
-import selectors
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
 
+from tests.support.cgroups import CountingFs
+from tests.support.numa import anon_pages_per_node
+from tests.support.procs import AllocatingChild
 from zoned.backends.base import Event, EventKind
 from zoned.backends.cgroup2 import Cgroup2Backend
 from zoned.cgroupfs import CgroupFs
@@ -38,62 +38,10 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 START_S = 60.0
 MIGRATE_S = 120.0
 
-ALLOCATOR = """
-import sys
-sys.stdin.readline()                    # go: we are in the container's cgroup now
-n = int(sys.argv[1])
-b = bytearray(n)
-for i in range(0, n, 4096):             # touch every page: bytearray maps zero pages lazily
-    b[i] = 1
-print("ready", flush=True)
-sys.stdin.readline()                    # until told to exit
-"""
 
-
-class Allocator:
-    """A child that allocates ``nbytes`` of anonymous memory inside a given cgroup."""
-
-    def __init__(self, fs: CgroupFs, cgroup: str, nbytes: int) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", ALLOCATOR, str(nbytes)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        self.pid = self.proc.pid
-        fs.move_pid(cgroup, self.pid)  # before it allocates: pages follow the cpuset
-        assert self.proc.stdin is not None
-        self.proc.stdin.write("go\n")
-        self.proc.stdin.flush()
-        self.started = time.monotonic()
-
-    def wait_ready(self, timeout_s: float) -> bool:
-        """True when it printed ready; False on EOF (killed) or timeout."""
-        assert self.proc.stdout is not None
-        with selectors.DefaultSelector() as sel:
-            sel.register(self.proc.stdout, selectors.EVENT_READ)
-            if not sel.select(timeout_s):
-                return False
-        return self.proc.stdout.readline().strip() == "ready"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=30)
-        for pipe in (self.proc.stdin, self.proc.stdout):
-            if pipe is not None:
-                pipe.close()
-
-
-def numa_maps_anon_pages(pid: int) -> dict[int, int]:
-    """Pages per node of the process's anonymous mappings, from /proc/PID/numa_maps."""
-    out: dict[int, int] = {}
-    for line in Path(f"/proc/{pid}/numa_maps").read_text().splitlines():
-        if "file=" in line or "anon=" not in line:
-            continue
-        for node, pages in re.findall(r"\bN(\d+)=(\d+)", line):
-            out[int(node)] = out.get(int(node), 0) + int(pages)
-    return out
+def allocator(fs: CgroupFs, cgroup: str, nbytes: int) -> AllocatingChild:
+    """A child that allocates ``nbytes`` of anonymous memory inside ``cgroup``."""
+    return AllocatingChild(nbytes, partial(fs.move_pid, cgroup))
 
 
 def fds_on(suffix: str) -> list[int]:
@@ -123,24 +71,6 @@ def wait_for(
     return None, seen
 
 
-class CountingFs(CgroupFs):
-    """CgroupFs recording every write and mkdir (to show a restart writes nothing)."""
-
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
-        self.writes: list[tuple[str, str, str]] = []
-
-    def write(self, cgroup: str, file: str, value: str) -> None:
-        self.writes.append((cgroup, file, value))
-        super().write(cgroup, file, value)
-
-    def mkdir(self, cgroup: str) -> bool:
-        created = super().mkdir(cgroup)
-        if created:
-            self.writes.append((cgroup, "mkdir", ""))
-        return created
-
-
 def decl(name: str) -> ContainerDecl:
     return ContainerDecl(name, Amount.nodes(1), Amount.nodes(2))
 
@@ -163,15 +93,15 @@ def new_backend(made: list[Cgroup2Backend], fs: CgroupFs | None = None) -> Cgrou
 
 
 @pytest.fixture
-def allocators() -> Iterator[list[Allocator]]:
-    made: list[Allocator] = []
+def allocators() -> Iterator[list[AllocatingChild]]:
+    made: list[AllocatingChild] = []
     yield made
     for a in made:
         a.stop()
 
 
 def test_pages_go_where_zoned_puts_them_and_follow_a_move(
-    backends: list[Cgroup2Backend], allocators: list[Allocator], finding: Finding
+    backends: list[Cgroup2Backend], allocators: list[AllocatingChild], finding: Finding
 ) -> None:
     b = new_backend(backends)
     b.ensure(decl("a"), frozenset({2}))
@@ -179,8 +109,8 @@ def test_pages_go_where_zoned_puts_them_and_follow_a_move(
     own = Path("/proc/self/cgroup").read_text().strip()
     assert own == f"0::/{PARENT}/zoned.daemon"  # the no-internal-process rule, kept
     size = 100 * MIB
-    a = Allocator(b.fs, f"{PARENT}/a", size)
-    bb = Allocator(b.fs, f"{PARENT}/b", size)
+    a = allocator(b.fs, f"{PARENT}/a", size)
+    bb = allocator(b.fs, f"{PARENT}/b", size)
     allocators += [a, bb]
     assert a.wait_ready(START_S) and bb.wait_ready(START_S)
 
@@ -189,10 +119,10 @@ def test_pages_go_where_zoned_puts_them_and_follow_a_move(
     assert ub.per_node[4].anon >= 0.95 * size, ub
     assert sum(u.anon for n, u in ua.per_node.items() if n != 2) < 1 * MIB
     assert sum(u.anon for n, u in ub.per_node.items() if n != 4) < 1 * MIB
-    maps_a = numa_maps_anon_pages(a.pid)
+    maps_a = anon_pages_per_node(a.pid)
     assert maps_a.get(2, 0) * PAGE >= 0.95 * size, maps_a
     assert set(maps_a) == {2}
-    assert set(numa_maps_anon_pages(bb.pid)) == {4}
+    assert set(anon_pages_per_node(bb.pid)) == {4}
 
     t0 = time.monotonic()
     op = b.start_set_nodes("a", frozenset({3}), MIGRATE_S)
@@ -210,14 +140,14 @@ def test_pages_go_where_zoned_puts_them_and_follow_a_move(
     ua = b.usage("a")
     assert ua.per_node[3].anon >= 0.95 * size, ua
     assert ua.per_node[2].anon < 1 * MIB, ua
-    maps_a = numa_maps_anon_pages(a.pid)
+    maps_a = anon_pages_per_node(a.pid)
     assert set(maps_a) == {3}, maps_a
     assert b.state("a").nodes == frozenset({3})
-    assert set(numa_maps_anon_pages(bb.pid)) == {4}  # the neighbour did not move
+    assert set(anon_pages_per_node(bb.pid)) == {4}  # the neighbour did not move
 
 
 def test_tripwire_and_psi_trigger(
-    backends: list[Cgroup2Backend], allocators: list[Allocator], finding: Finding
+    backends: list[Cgroup2Backend], allocators: list[AllocatingChild], finding: Finding
 ) -> None:
     b = new_backend(backends)
     b.ensure(decl("t"), frozenset({5}))
@@ -231,7 +161,7 @@ def test_tripwire_and_psi_trigger(
 
     wire = 60 * MIB
     b.arm_tripwire("t", wire)
-    alloc = Allocator(b.fs, f"{PARENT}/t", 100 * MIB)
+    alloc = allocator(b.fs, f"{PARENT}/t", 100 * MIB)
     allocators.append(alloc)
     ev, seen = wait_for(b, lambda e: e.kind is EventKind.TRIPWIRE, START_S)
     assert ev is not None, seen
@@ -256,12 +186,12 @@ def test_tripwire_and_psi_trigger(
 
 
 def test_cpuset_oom_kill_is_reported(
-    backends: list[Cgroup2Backend], allocators: list[Allocator], finding: Finding
+    backends: list[Cgroup2Backend], allocators: list[AllocatingChild], finding: Finding
 ) -> None:
     b = new_backend(backends)
     b.ensure(decl("o"), frozenset({6}))
     node6 = b.node_memory()[6].total
-    alloc = Allocator(b.fs, f"{PARENT}/o", node6 + 64 * MIB)  # more than the zone holds
+    alloc = allocator(b.fs, f"{PARENT}/o", node6 + 64 * MIB)  # more than the zone holds
     allocators.append(alloc)
     ev, seen = wait_for(b, lambda e: e.kind is EventKind.OOM_KILL, START_S)
     assert ev is not None, seen
@@ -273,7 +203,7 @@ def test_cpuset_oom_kill_is_reported(
 
 
 def test_errnos_through_the_backend(
-    backends: list[Cgroup2Backend], allocators: list[Allocator], finding: Finding
+    backends: list[Cgroup2Backend], allocators: list[AllocatingChild], finding: Finding
 ) -> None:
     b = new_backend(backends)
     b.ensure(decl("e"), frozenset({1}))
@@ -282,7 +212,7 @@ def test_errnos_through_the_backend(
     assert ev is not None, seen
     finding("v2 cpuset.mems=99 (no such node) via the backend", ev.errno)
     assert (ev.ok, ev.errno) == (False, errno.EINVAL)
-    alloc = Allocator(b.fs, f"{PARENT}/e", 4 * MIB)
+    alloc = allocator(b.fs, f"{PARENT}/e", 4 * MIB)
     allocators.append(alloc)
     assert alloc.wait_ready(START_S)
     with pytest.raises(WriteRefused) as info:
@@ -293,13 +223,13 @@ def test_errnos_through_the_backend(
 
 
 def test_restart_writes_nothing_and_gone_is_reported(
-    backends: list[Cgroup2Backend], allocators: list[Allocator], finding: Finding
+    backends: list[Cgroup2Backend], allocators: list[AllocatingChild], finding: Finding
 ) -> None:
     b1 = new_backend(backends)
     b1.ensure(decl("r"), frozenset({2, 3}))
     b1.ensure(decl("g"), frozenset({1}))
     b1.arm_tripwire("r", 100 * MIB)
-    alloc = Allocator(b1.fs, f"{PARENT}/r", 8 * MIB)
+    alloc = allocator(b1.fs, f"{PARENT}/r", 8 * MIB)
     allocators.append(alloc)
     assert alloc.wait_ready(START_S)
     b1.close()

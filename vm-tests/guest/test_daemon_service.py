@@ -13,12 +13,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.waiting import wait_for
 from zoned.control import request
 
 from .cgtools import read, remove_tree
@@ -51,17 +52,6 @@ containers:
   web:   {{min: {{nodes: 1}}, max: {{nodes: 3}}, priority: 10}}
   batch: {{min: {{nodes: 1}}, max: {{nodes: 2}}}}
 """
-
-
-def wait_for(cond: Callable[[], Any], what: str, deadline_s: float) -> Any:
-    end = time.monotonic() + deadline_s
-    while True:
-        got = cond()
-        if got:
-            return got
-        if time.monotonic() > end:
-            pytest.fail(f"timed out after {deadline_s:g}s waiting for {what}")
-        time.sleep(0.2)
 
 
 class Daemon:

@@ -31,28 +31,28 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import itertools
 import json
 import os
-import re
-import select
-import selectors
 import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
 
 import pytest
 
+from tests.support.cgroups import RecordingFs, remove_cgroup_tree
+from tests.support.numa import anon_pages_per_node
+from tests.support.procs import descendants
+from tests.support.waiting import read_line, run_until, tell
 from zoned.backends.cgroup2 import Cgroup2Backend
 from zoned.cgroupfs import CgroupFs
-from zoned.classify import Move, RuleMover, children
+from zoned.classify import Move, RuleMover
 from zoned.commands import adopt as adopt_command
 from zoned.config import load
 from zoned.decl import Declarations
@@ -88,18 +88,6 @@ for i in range(0, n, 4096):
 print("ready", flush=True)
 sys.stdin.readline()
 """
-
-
-class RecordingFs(CgroupFs):
-    """CgroupFs remembering every write (to show what the backend did and did not do)."""
-
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
-        self.writes: list[tuple[str, str, str]] = []
-
-    def write(self, cgroup: str, file: str, value: str) -> None:
-        self.writes.append((cgroup, file, value))
-        super().write(cgroup, file, value)
 
 
 class Box:
@@ -163,29 +151,7 @@ class Box:
             for pipe in (p.stdin, p.stdout):
                 if pipe is not None:
                     pipe.close()
-        remove_tree(self.parent)
-
-
-def remove_tree(parent: str, deadline_s: float = 10.0) -> None:
-    """Park what is left under ``parent`` at the root, remove the cgroups, leaves first.
-    A killed grandchild may still be exiting (EBUSY for a moment): retried to a deadline."""
-    top = ROOT / parent
-    if not top.is_dir():
-        return
-    dirs = sorted((Path(d) for d, _, _ in os.walk(top)), key=lambda p: len(p.parts), reverse=True)
-    end = time.monotonic() + deadline_s
-    for d in dirs:
-        while True:
-            for pid in (d / "cgroup.procs").read_text().split():
-                with contextlib.suppress(ProcessLookupError):
-                    (ROOT / "cgroup.procs").write_text(pid)
-            try:
-                d.rmdir()
-                break
-            except OSError as exc:
-                if exc.errno != errno.EBUSY or time.monotonic() > end:
-                    raise
-                select.select([], [], [], 0.01)
+        remove_cgroup_tree(ROOT, self.parent)
 
 
 @pytest.fixture
@@ -197,60 +163,12 @@ def box(tmp_path: Path) -> Iterator[Box]:
         b.cleanup()
 
 
-def wait_until(done: Callable[[], bool], deadline_s: float, what: str) -> float:
-    """Poll ``done`` 1 ms apart until true; the seconds it took. Fails at the deadline."""
-    start = time.monotonic()
-    while not done():
-        if time.monotonic() - start > deadline_s:
-            pytest.fail(f"not within {deadline_s} s: {what}")
-        select.select([], [], [], 0.001)
-    return time.monotonic() - start
-
-
-def read_line(p: subprocess.Popen[str], deadline_s: float) -> str:
-    """The child's next line; fails at the deadline (EOF gives "")."""
-    assert p.stdout is not None
-    with selectors.DefaultSelector() as sel:
-        sel.register(p.stdout, selectors.EVENT_READ)
-        if not sel.select(deadline_s):
-            pytest.fail(f"pid {p.pid} said nothing within {deadline_s} s")
-    return p.stdout.readline().strip()
-
-
-def tell(p: subprocess.Popen[str], line: str) -> None:
-    assert p.stdin is not None
-    p.stdin.write(line + "\n")
-    p.stdin.flush()
-
-
 def unified_cgroup(pid: int, task: int | None = None) -> str:
     """The ``0::`` line of ``/proc/PID[/task/TID]/cgroup``."""
     base = Path(f"/proc/{pid}") / (f"task/{task}" if task is not None else "")
     lines = [ln for ln in (base / "cgroup").read_text().splitlines() if ln.startswith("0::")]
     assert len(lines) == 1, lines
     return lines[0]
-
-
-def anon_pages_per_node(pid: int) -> dict[int, int]:
-    """Pages per node of the process's private anonymous mappings (``/proc/PID/numa_maps``)."""
-    out: dict[int, int] = {}
-    for line in Path(f"/proc/{pid}/numa_maps").read_text().splitlines():
-        if "file=" in line or "anon=" not in line:
-            continue
-        for node, pages in re.findall(r"\bN(\d+)=(\d+)", line):
-            out[int(node)] = out.get(int(node), 0) + int(pages)
-    return out
-
-
-def descendants(pid: int) -> set[int]:
-    out: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children(Path("/proc"), todo.pop()):
-            if child not in out:
-                out.add(child)
-                todo.append(child)
-    return out
 
 
 # -- 1. zoned exec -------------------------------------------------------------------------
@@ -399,19 +317,6 @@ def mover(box: Box) -> Iterator[tuple[RuleMover, list[Move]]]:
         yield m, moves
     finally:
         m.close()
-
-
-def run_until(m: RuleMover, done: Callable[[], bool], deadline_s: float, what: str) -> float:
-    """Feed the mover what the connector has (select() on its fd) until ``done``."""
-    start = time.monotonic()
-    while not done():
-        left = deadline_s - (time.monotonic() - start)
-        if left <= 0:
-            pytest.fail(f"not within {deadline_s} s: {what} (stats {m.stats})")
-        ready, _, _ = select.select([m.fileno()], [], [], min(left, 0.05))
-        if ready:
-            m.on_readable()
-    return time.monotonic() - start
 
 
 def in_web(box: Box, pid: int) -> bool:

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.waiting import wait_for as support_wait_for
 from zoned.control import request
 
 from .cgtools import read
@@ -36,14 +37,7 @@ CONFIG = Path("/etc/zoned/zoned.yaml")
 
 
 def wait_for(cond: Callable[[], Any], what: str, deadline_s: float = 120.0) -> Any:
-    end = time.monotonic() + deadline_s
-    while True:
-        got = cond()
-        if got:
-            return got
-        if time.monotonic() > end:
-            pytest.fail(f"timed out after {deadline_s:g}s waiting for {what}")
-        time.sleep(0.2)
+    return support_wait_for(cond, what, deadline_s)
 
 
 def sh(*argv: str) -> subprocess.CompletedProcess[str]:
