@@ -45,23 +45,19 @@ from types import MappingProxyType
 
 from zoned import memstat, v1events
 from zoned.backends.base import (
-    Backend,
     CgroupState,
     Event,
     EventKind,
-    NodeMemory,
     OpKind,
-    OpResult,
     Usage,
 )
 from zoned.backends.fdloop import IN, FdLoop, Outcome
+from zoned.backends.realhost import FdLoopBackend
 from zoned.cgroupfs import CgroupFs
 from zoned.decl import ContainerDecl
 from zoned.errors import BackendError, CgroupGone, EffectiveMismatch, WriteRefused
 from zoned.hierarchy import v1_roots
-from zoned.model import Topology
 from zoned.nodelist import format_nodelist, parse_nodelist
-from zoned.topology import read_node_memory, read_topology
 from zoned.v1events import Registration, Watch
 
 log = logging.getLogger(__name__)
@@ -89,7 +85,7 @@ class _Managed:
     oom_kills: int = 0  # last seen memory.oom_control oom_kill
 
 
-class Cgroup1Backend(Backend):
+class Cgroup1Backend(FdLoopBackend):
     """cgroup v1 cpuset + memory. Only the engine's thread may call it (see Backend)."""
 
     name = "cgroup1"
@@ -133,8 +129,6 @@ class Cgroup1Backend(Backend):
         self.cpuset = fs_factory(cpuset_root)
         self.memory = fs_factory(memory_root)
         self.parent = parent.strip("/")
-        self._proc_root = proc_root
-        self._sys_root = sys_root
         self._adopt = dict(adopt)
         self._pressure_level = pressure_level
         self._pressure_mode = pressure_mode
@@ -142,7 +136,8 @@ class Cgroup1Backend(Backend):
         self._next_oom_poll = 0.0
         self._reclaim_steps = reclaim_steps
         self.page_size = page_size or os.sysconf("SC_PAGE_SIZE")
-        self._loop = FdLoop(workers=workers, clock=clock, name="zoned-v1-op")
+        loop = FdLoop(workers=workers, clock=clock, name="zoned-v1-op")
+        super().__init__(loop, sys_root=sys_root, proc_root=proc_root)
         self._managed: dict[str, _Managed] = {}
         # Older kernels mounted with cpuset_v2_mode, or without the effective files, only
         # have cpuset.mems; it then is what the kernel holds.
@@ -157,19 +152,6 @@ class Cgroup1Backend(Backend):
             log.info("enabled cpuset.memory_pressure_enabled at %s", self.cpuset.root)
 
     # -- clock and host --------------------------------------------------------------
-
-    def now(self) -> float:
-        return self._loop.now()
-
-    def topology(self) -> Topology:
-        """Read under the injected sys and proc roots; raises TopologyError."""
-        return read_topology(self._sys_root, self._proc_root)
-
-    def node_memory(self) -> Mapping[int, NodeMemory]:
-        return {
-            n: NodeMemory(total=total, free=free, file=file)
-            for n, (total, free, file) in read_node_memory(self._sys_root, self._proc_root).items()
-        }
 
     # -- paths -----------------------------------------------------------------------
 
@@ -390,9 +372,6 @@ class Cgroup1Backend(Backend):
         if refused is not None:
             return Outcome(ok=False, reclaimed=reclaimed, error=str(refused), errno=refused.errno)
         return Outcome(ok=True, reclaimed=reclaimed)
-
-    def op_result(self, op: int) -> OpResult:
-        return self._loop.op_result(op)
 
     # -- notifications ---------------------------------------------------------------
 

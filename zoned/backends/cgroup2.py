@@ -50,16 +50,14 @@ from functools import partial
 from pathlib import Path
 
 from zoned.backends.base import (
-    Backend,
     CgroupState,
     Event,
     EventKind,
-    NodeMemory,
     OpKind,
-    OpResult,
     Usage,
 )
 from zoned.backends.fdloop import ERR, PRI, FdLoop, Outcome
+from zoned.backends.realhost import FdLoopBackend
 from zoned.cgroupfs import CgroupFs, translated
 from zoned.decl import ContainerDecl, Declarations
 from zoned.errors import (
@@ -69,11 +67,9 @@ from zoned.errors import (
     Unsupported,
     WriteRefused,
 )
-from zoned.model import Topology
 from zoned.nodelist import format_nodelist, parse_nodelist
 from zoned.psi import PsiTrigger, check_spec, describe, open_trigger, trigger_spec
 from zoned.sizes import format_size
-from zoned.topology import read_node_memory, read_topology
 from zoned.v2stat import (
     bytes_outside,
     parse_controllers,
@@ -110,7 +106,7 @@ class _Container:
     gone: bool = False
 
 
-class Cgroup2Backend(Backend):
+class Cgroup2Backend(FdLoopBackend):
     """Containers as leaf cgroups under ``parent`` on the v2 hierarchy at ``cgroup_root``.
 
     Construction writes nothing; :meth:`prepare` (called by the first :meth:`ensure`)
@@ -147,13 +143,12 @@ class Cgroup2Backend(Backend):
         self.parent = parent.strip("/")
         if not self.parent:
             raise ValueError("zoned's parent cgroup cannot be the root")
-        self.sys_root = sys_root
-        self.proc_root = proc_root
         self.daemon_leaf = daemon_leaf
         self.adopted = {n: p.strip("/") for n, p in (adopted or {}).items()}
         self.psi = None if psi is None else check_spec(psi)
         self.pid = pid
-        self._loop = loop or FdLoop(workers=workers, clock=clock, name="zoned-cg2")
+        loop = loop or FdLoop(workers=workers, clock=clock, name="zoned-cg2")
+        super().__init__(loop, sys_root=sys_root, proc_root=proc_root)
         self._containers: dict[str, _Container] = {}
         self._prepared = False
 
@@ -266,18 +261,6 @@ class Cgroup2Backend(Backend):
         return c
 
     # -- reading -------------------------------------------------------------------------
-
-    def now(self) -> float:
-        return self._loop.now()
-
-    def topology(self) -> Topology:
-        return read_topology(self.sys_root, self.proc_root)
-
-    def node_memory(self) -> Mapping[int, NodeMemory]:
-        return {
-            n: NodeMemory(total=total, free=free, file=file)
-            for n, (total, free, file) in read_node_memory(self.sys_root, self.proc_root).items()
-        }
 
     def _read_state(self, name: str, path: str) -> CgroupState:
         fs = self.fs
@@ -439,9 +422,6 @@ class Cgroup2Backend(Backend):
             return Outcome(reclaimed=got)
 
         return self._loop.submit(OpKind.RECLAIM, name, op, deadline_s)
-
-    def op_result(self, op: int) -> OpResult:
-        return self._loop.op_result(op)
 
     # -- tripwire ------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from zoned.backends.base import Backend
 from zoned.backends.cgroup1 import Cgroup1Backend
 from zoned.backends.cgroup2 import DEFAULT_DAEMON_LEAF, Cgroup2Backend
 from zoned.backends.fdloop import FdLoop
+from zoned.backends.realhost import FdLoopBackend
 from zoned.decl import Declarations
 from zoned.errors import TopologyError, Unsupported
 from zoned.hierarchy import CgroupMount, parse_mountinfo
@@ -312,7 +313,5 @@ def open_backend(
 
 def fd_loop_of(backend: Backend) -> FdLoop | None:
     """The FdLoop behind a real backend's ``wait``, so the daemon can watch its own fds
-    (control socket, signals) in the same epoll. Both real backends keep it as ``_loop``
-    (cgroup2 also takes one as ``loop=``); a public accessor would be better."""
-    loop = getattr(backend, "loop", None) or getattr(backend, "_loop", None)
-    return loop if isinstance(loop, FdLoop) else None
+    (control socket, signals) in the same epoll; None for a backend without one."""
+    return backend.loop if isinstance(backend, FdLoopBackend) else None
