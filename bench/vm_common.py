@@ -8,13 +8,14 @@ Benchmarks print numbers; they assert nothing about timing.
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import math
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ for how to run them). Sections are replaced as a whole when their benchmark runs
 __all__ = [
     "Boot",
     "GuestRun",
+    "bench_parser",
+    "gather_runs",
     "load_runs",
     "machine",
     "percentile",
@@ -76,6 +79,34 @@ def run_guest_script(
     data["host_load"] = [round(load_before, 1), round(os.getloadavg()[0], 1)]
     out.write_text(json.dumps(data, indent=1))
     return GuestRun(boot, r, data)
+
+
+def bench_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The command line every VM benchmark starts from (its description: the first paragraph
+    of ``doc``): ``--no-docs``, ``--note`` and ``--from`` (re-render saved runs)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0] if doc else None)
+    ap.add_argument("--no-docs", action="store_true", help="print only")
+    ap.add_argument("--note", default="", help="a sentence added to the section's header")
+    ap.add_argument("--from", dest="saved", help="re-render from saved run dirs (comma-sep.)")
+    return ap
+
+
+def gather_runs(
+    saved: str | None,
+    script: str,
+    boots: Iterable[tuple[Boot, Sequence[str], str]],
+    *,
+    timeout_s: float = 900,
+) -> list[GuestRun]:
+    """The runs to report: re-read from ``saved`` (see :func:`load_runs`) when given, else
+    one boot per ``(boot, args, name)`` running ``bench/guest/<script>`` (``boots`` is only
+    iterated then)."""
+    if saved:
+        return load_runs(saved)
+    return [
+        run_guest_script(boot, script, args, timeout_s=timeout_s, name=name)
+        for boot, args, name in boots
+    ]
 
 
 def load_runs(dirs: str) -> list[GuestRun]:

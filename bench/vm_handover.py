@@ -12,7 +12,6 @@ of docs/benchmarks.md.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import subprocess
@@ -27,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.vm_common import (
     Boot,
     GuestRun,
-    load_runs,
+    bench_parser,
+    gather_runs,
     machine,
     md_table,
-    run_guest_script,
     today,
     write_section,
 )
@@ -124,30 +123,26 @@ def calibration_rows(runs: Sequence[GuestRun]) -> list[list[object]]:
     return rows
 
 
+def boot_of(spec: str) -> Boot:
+    """``6.1-v2`` → the numa=fake=8, 2 GiB boot of that kernel and cgroup mode."""
+    kernel, cgroup = spec.split("-")
+    assert cgroup in ("v1", "v2")
+    return Boot(kernel=kernel, numa="8", mem="2G", cgroup="v1" if cgroup == "v1" else "v2")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    ap = bench_parser(__doc__)
     ap.add_argument("--boots", default="6.1-v2,6.12-v2,6.1-v1")
     ap.add_argument("--sizes", default="32,64,128,192")
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--no-docs", action="store_true", help="print only")
-    ap.add_argument("--note", default="", help="a sentence added to the section's header")
-    ap.add_argument("--from", dest="saved", help="re-render from saved run dirs (comma-sep.)")
     args = ap.parse_args(argv)
 
-    runs: list[GuestRun] = load_runs(args.saved) if args.saved else []
-    for spec in [] if args.saved else args.boots.split(","):
-        kernel, cgroup = spec.split("-")
-        assert cgroup in ("v1", "v2")
-        boot = Boot(kernel=kernel, numa="8", mem="2G", cgroup="v1" if cgroup == "v1" else "v2")
-        runs.append(
-            run_guest_script(
-                boot,
-                "handover.py",
-                ["--sizes", args.sizes, "--reps", str(args.reps)],
-                timeout_s=900,
-                name=f"bench-handover-{spec}",
-            )
-        )
+    guest_args = ["--sizes", args.sizes, "--reps", str(args.reps)]
+    runs = gather_runs(
+        args.saved,
+        "handover.py",
+        ((boot_of(spec), guest_args, f"bench-handover-{spec}") for spec in args.boots.split(",")),
+    )
     anon = md_table(
         [
             "kernel, cgroup",

@@ -11,7 +11,6 @@ docs/benchmarks.md.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 from collections.abc import Sequence
@@ -24,10 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.vm_common import (
     Boot,
     GuestRun,
-    load_runs,
+    bench_parser,
+    gather_runs,
     machine,
     md_table,
-    run_guest_script,
     today,
     write_section,
 )
@@ -139,26 +138,23 @@ def placed(run: GuestRun, label: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    ap = bench_parser(__doc__)
     ap.add_argument("--numa", default="4,8,16,64")
     ap.add_argument("--kernel", default="6.1")
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--no-docs", action="store_true", help="print only")
-    ap.add_argument("--note", default="", help="a sentence added to the section's header")
-    ap.add_argument("--from", dest="saved", help="re-render from saved run dirs (comma-sep.)")
     args = ap.parse_args(argv)
-    runs: list[GuestRun] = load_runs(args.saved) if args.saved else []
-    for n in [] if args.saved else args.numa.split(","):
-        boot = Boot(kernel=args.kernel, numa=n, mem=MEM.get(n, "2G"), cgroup="v2")
-        runs.append(
-            run_guest_script(
-                boot,
-                "nodecount.py",
+    runs = gather_runs(
+        args.saved,
+        "nodecount.py",
+        (
+            (
+                Boot(kernel=args.kernel, numa=n, mem=MEM.get(n, "2G"), cgroup="v2"),
                 ["--reps", str(args.reps)],
-                timeout_s=900,
-                name=f"bench-nc-{n}",
+                f"bench-nc-{n}",
             )
-        )
+            for n in args.numa.split(",")
+        ),
+    )
     rows = [row(run) for run in runs]
     base = rows[0]
     table_rows = []

@@ -12,7 +12,6 @@ table and writes the section "Tripwire to action (real kernel)" of docs/benchmar
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,11 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.vm_common import (
     Boot,
     GuestRun,
-    load_runs,
+    bench_parser,
+    gather_runs,
     machine,
     md_table,
     percentile,
-    run_guest_script,
     today,
     write_section,
 )
@@ -79,27 +78,24 @@ def rows_for(run: GuestRun) -> list[list[object]]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    ap = bench_parser(__doc__)
     ap.add_argument("--kernels", default="6.1,6.12")
     ap.add_argument("--events", type=int, default=60)
     ap.add_argument("--numa", default="16")
-    ap.add_argument("--no-docs", action="store_true", help="print only")
-    ap.add_argument("--note", default="", help="a sentence added to the section's header")
-    ap.add_argument("--from", dest="saved", help="re-render from saved run dirs (comma-sep.)")
     args = ap.parse_args(argv)
 
-    runs: list[GuestRun] = load_runs(args.saved) if args.saved else []
-    for kernel in [] if args.saved else args.kernels.split(","):
-        boot = Boot(kernel=kernel, numa=args.numa, mem="2G", cgroup="v2")
-        runs.append(
-            run_guest_script(
-                boot,
-                "tripwire_latency.py",
+    runs = gather_runs(
+        args.saved,
+        "tripwire_latency.py",
+        (
+            (
+                Boot(kernel=kernel, numa=args.numa, mem="2G", cgroup="v2"),
                 ["--events", str(args.events)],
-                timeout_s=900,
-                name=f"bench-tripwire-{kernel}",
+                f"bench-tripwire-{kernel}",
             )
-        )
+            for kernel in args.kernels.split(",")
+        ),
+    )
     rows = [row for run in runs for row in rows_for(run)]
     table = md_table(["kernel, topology", "interval", "events", "ms p50 / p99"], rows)
     print(table)
