@@ -58,6 +58,7 @@ from zoned.decl import ContainerDecl
 from zoned.errors import BackendError, CgroupGone, EffectiveMismatch, WriteRefused
 from zoned.hierarchy import v1_roots
 from zoned.nodelist import format_nodelist, parse_nodelist
+from zoned.rules import container_path
 from zoned.v1events import Registration, Watch
 
 log = logging.getLogger(__name__)
@@ -151,17 +152,13 @@ class Cgroup1Backend(FdLoopBackend):
         ):
             log.info("enabled cpuset.memory_pressure_enabled at %s", self.cpuset.root)
 
-    # -- clock and host --------------------------------------------------------------
-
     # -- paths -----------------------------------------------------------------------
 
     def path_of(self, name: str) -> str:
         """The cgroup path (relative to both roots) of a container."""
         if name in self._managed:
             return self._managed[name].path
-        if name in self._adopt:
-            return self._adopt[name].strip("/")
-        return f"{self.parent}/{name}" if self.parent else name
+        return container_path(self.parent, name, self._adopt.get(name))
 
     def _effective(self, path: str) -> frozenset[int]:
         return parse_nodelist(self.cpuset.read(path, self._effective_mems))

@@ -69,6 +69,7 @@ from zoned.errors import (
 )
 from zoned.nodelist import format_nodelist, parse_nodelist
 from zoned.psi import PsiTrigger, check_spec, describe, open_trigger, trigger_spec
+from zoned.rules import container_path
 from zoned.sizes import format_size
 from zoned.v2stat import (
     bytes_outside,
@@ -251,7 +252,7 @@ class Cgroup2Backend(FdLoopBackend):
         c = self._containers.get(name)
         if c is not None:
             return c.path
-        return self.adopted.get(name) or _join(self.parent, name)
+        return container_path(self.parent, name, self.adopted.get(name))
 
     def _track(self, name: str) -> _Container:
         c = self._containers.get(name)
