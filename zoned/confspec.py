@@ -154,6 +154,19 @@ POLICY_FIELDS: tuple[Field, ...] = (
         "Use directed reclaim when a donor's pages do not fit its other nodes.",
         default=_POLICY["reclaim_before_evacuate"],
     ),
+    Field(
+        "rewarm_interval_s",
+        NumberKind(0, low_open=True, what="seconds"),
+        "Re-warm the shared zone (re-read shared_paths no longer cached) this long after the"
+        " previous re-warm ended; only when shared_paths and a shared zone are declared.",
+        default=_POLICY["rewarm_interval_s"],
+    ),
+    Field(
+        "rewarm_mib_s",
+        NumberKind(0, low_open=True, what="MiB per second"),
+        "Read budget of a shared-zone re-warm.",
+        default=_POLICY["rewarm_mib_s"],
+    ),
 )
 
 # One rule of a container's ``match:`` (zoned.rules.MatchRule): every key given must hold.

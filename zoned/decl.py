@@ -73,6 +73,8 @@ class PolicyDecl:
     psi_window_ms: int = 1000
     migrate_timeout_s: float = 120.0  # a cpuset.mems write (page migration) deadline
     reclaim_before_evacuate: bool = True  # directed reclaim when a donor's pages don't fit
+    rewarm_interval_s: float = 60.0  # re-warm the shared zone this long after the last one
+    rewarm_mib_s: float = 32.0  # the re-warm's read budget, MiB per second
 
 
 @dataclass(frozen=True)
