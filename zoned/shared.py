@@ -319,11 +319,18 @@ def run_helper(
     move: bool = False,
     rate: float | None = None,
     timeout_s: float = HELPER_TIMEOUT_S,
+    ensure: bool = True,
 ) -> dict[str, Any]:
-    """Start the helper, place it in zoned.shared, hand it the files, return its answer."""
+    """Start the helper, place it in zoned.shared, hand it the files, return its answer.
+
+    ``ensure=False``: the caller made zoned.shared already (``shared_cgroup``), e.g. on the
+    daemon's loop thread, so that this may run on a worker: a backend's ``ensure``
+    registers notification fds and must run on the loop's thread.
+    """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}")
-    shared_cgroup(backend, nodes)
+    if ensure:
+        shared_cgroup(backend, nodes)
     proc = subprocess.Popen(
         [sys.executable, "-m", "zoned.shared", "--helper"],
         stdin=subprocess.PIPE,
@@ -363,8 +370,10 @@ def warm(
     method: str = "read",
     move: bool = False,
     rate: float | None = None,
+    ensure: bool = True,
 ) -> WarmReport:
-    """Warm ``paths`` into the shared zone and report where their pages are afterwards."""
+    """Warm ``paths`` into the shared zone and report where their pages are afterwards.
+    ``ensure``: as for :func:`run_helper`."""
     if not nodes:
         raise SharedZoneError("no shared zone: declare host.shared (a count or node list)")
     t0 = time.monotonic()
@@ -380,7 +389,7 @@ def warm(
             reports.append(FileReport(str(f), 0, error="not a regular file"))
             continue
         files.append(f)
-    answer = run_helper(backend, nodes, files, method=method, move=move, rate=rate)
+    answer = run_helper(backend, nodes, files, method=method, move=move, rate=rate, ensure=ensure)
     for item in answer["files"]:
         r = FileReport(item["path"], item.get("size", 0), read=item.get("read", 0))
         r.error = item.get("error") or item.get("moved_error")
@@ -410,17 +419,21 @@ def rewarm(
     budget_bytes_per_s: float,
     *,
     move: bool = False,
+    ensure: bool = True,
 ) -> WarmReport:
     """Re-read what of ``paths`` is no longer resident, at most ``budget_bytes_per_s``.
 
     Resident pages are skipped (by mincore, in the helper), so a warm shared zone costs
     one mincore per file. Blocking: the daemon runs it off its event loop (a worker) and
     picks the budget (docs/shared-zone.md). ``move`` also promotes pages cached on
-    containers' nodes into the shared zone.
+    containers' nodes into the shared zone. ``ensure=False``: zoned.shared exists (the
+    daemon makes it on its loop thread before it hands this to a worker).
     """
     if budget_bytes_per_s <= 0:
         raise ValueError("the re-warm budget must be positive")
-    return warm(backend, nodes, paths, method="read", move=move, rate=budget_bytes_per_s)
+    return warm(
+        backend, nodes, paths, method="read", move=move, rate=budget_bytes_per_s, ensure=ensure
+    )
 
 
 def shared_warnings(decls: Declarations) -> list[str]:
