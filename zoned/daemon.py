@@ -23,6 +23,16 @@ re-reading. 5 s is far below the engine's time constants (``cooldown_s`` 10 s,
 ``idle_return_s`` minutes), so no decision waits noticeably on it; the engine's own
 ``run`` uses 1 s, five times the wake-ups for nothing on an idle host.
 
+Beside the engine (``zoned.sidecars``), in the same epoll: the process connector of the
+rule mover, only while some container declares ``match:`` (moves are logged with
+``CONTAINER=``; no connector → a warning, rules off); the kernel's uevent socket (real
+backends), whose NODE_CHANGE events make the daemon re-read the topology and log what
+changed (the engine keeps its node set until a restart re-places). One more timed
+wake-up exists **only when shared paths and a shared zone are declared**: the shared-zone
+re-warm, run on the loop's worker pool once after admission and then
+``policy.rewarm_interval_s`` (60 s) after the previous one ended, at
+``policy.rewarm_mib_s`` (32 MiB/s).
+
 Signals: SIGTERM/SIGINT stop the loop; containers keep running in their zones unless
 ``release_on_stop``. SIGHUP reloads (as ``zoned reload``): an invalid configuration is
 refused with its problems logged and the running one is kept; a valid one is applied as a
@@ -39,7 +49,7 @@ import signal
 import socket
 import socketserver
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -49,8 +59,8 @@ from zoned import config as zconfig
 from zoned import statefile
 from zoned import status as zstatus
 from zoned.actions import Lend, Reclaim, Return
-from zoned.backends.base import Backend, CgroupState, Event, EventKind
-from zoned.backends.fdloop import IN, FdCallback
+from zoned.backends.base import Backend, CgroupState, Event, EventKind, OpKind
+from zoned.backends.fdloop import IN, FdCallback, FdLoop, Outcome
 from zoned.backends.select import check_host, fd_loop_of, open_backend
 from zoned.control import DEFAULT_SOCKET, Client, ControlServer
 from zoned.decl import ContainerDecl, Declarations
@@ -71,6 +81,19 @@ from zoned.nodelist import format_nodelist
 from zoned.placement import place
 from zoned.policy import keeps_min, may_grow
 from zoned.service import Notifier
+from zoned.shared import HELPER_TIMEOUT_S, SHARED_LEAF, shared_cgroup
+from zoned.shared import rewarm as shared_rewarm
+from zoned.sidecars import (
+    MIB,
+    MoverFactory,
+    RewarmFn,
+    RewarmSchedule,
+    RuleWiring,
+    default_mover,
+    rewarm_summary,
+    topology_change,
+)
+from zoned.uevents import UeventSource
 
 if TYPE_CHECKING:
     # Imported when used: prometheus_client alone is ~12 MiB of RSS, the simulator ~7 MiB,
@@ -92,6 +115,16 @@ class LoopHost(Protocol):
     def poll_once(self, timeout_s: float | None) -> list[Event]: ...
 
 
+class NodeEvents(Protocol):
+    """What the daemon uses of :class:`zoned.uevents.UeventSource`."""
+
+    def fileno(self) -> int: ...
+
+    def drain(self) -> list[Event]: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass
 class Options:
     """``zoned run``'s options (see ``zoned run --help``)."""
@@ -109,6 +142,13 @@ class Options:
     metrics: str | None = None
     group: int | None = None
     fallback_poll_s: float = FALLBACK_POLL_S
+
+
+def rewarm_on_worker(
+    backend: Backend, nodes: frozenset[int], paths: Sequence[str], budget_bytes_per_s: float
+) -> object:
+    """The daemon's re-warm on a worker: zoned.shared was made on the loop's thread."""
+    return shared_rewarm(backend, nodes, paths, budget_bytes_per_s, ensure=False)
 
 
 # -- the zone map at start ---------------------------------------------------------------
@@ -249,6 +289,8 @@ def config_diff(old: Declarations, new: Declarations) -> tuple[list[str], list[s
         a, b = getattr(old.host, key), getattr(new.host, key)
         if a != b:
             refusals.append(f"host.{key} changed ({a!r} → {b!r}): that needs a restart")
+    if old.host.shared_paths != new.host.shared_paths:
+        changes.append("host.shared_paths changed")
     if old.host.headroom_pct != new.host.headroom_pct:
         changes.append(f"host.headroom_pct {old.host.headroom_pct:g} → {new.host.headroom_pct:g}")
     for f in dataclasses.fields(old.policy):
@@ -275,6 +317,9 @@ def config_diff(old: Declarations, new: Declarations) -> tuple[list[str], list[s
             for f in ("min", "max", "priority")
             if getattr(a, f) != getattr(b, f)
         ]
+        diffs += [
+            f"{f} changed" for f in ("match", "shared_paths") if getattr(a, f) != getattr(b, f)
+        ]
         if diffs:
             changes.append(f"{name}: " + ", ".join(diffs))
     return refusals, sorted(changes)
@@ -300,7 +345,14 @@ class Daemon:
         notifier: Notifier | None = None,
         install_signals: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        mover_factory: MoverFactory | None = None,
+        node_events: Callable[[], NodeEvents] | None = None,
+        rewarm_fn: RewarmFn | None = None,
     ) -> None:
+        """The three hooks replace what the daemon runs beside the engine (tests): the
+        rule mover, the uevent source (default: the kernel's, on real backends only) and
+        the shared-zone re-warm (default: ``zoned.shared.rewarm``, on real backends only).
+        """
         self.opts = opts
         self.notifier = notifier or Notifier()
         self.install_signals = install_signals
@@ -325,6 +377,17 @@ class Daemon:
         self._wake_w.setblocking(False)
         self._speed = 1.0
         self._metrics_server: socketserver.BaseServer | None = None
+        self._fdloop: FdLoop | None = None
+        self._mover_factory = mover_factory
+        self._node_events_factory = node_events
+        self._rewarm_fn = rewarm_fn
+        self._rewarm_prepare: Callable[[Backend, frozenset[int]], object] | None = None
+        self.rules: RuleWiring | None = None
+        self.node_events: NodeEvents | None = None
+        self.host_topology: Topology | None = None  # as last re-read (hot-plug)
+        self.topology_reads = 0
+        self.rewarm = RewarmSchedule()
+        self._rewarm_report: object = None
 
     # -- start ---------------------------------------------------------------------------
 
@@ -345,6 +408,7 @@ class Daemon:
             decls = zconfig.load(o.config) if o.config is not None else sc.decls
             sim = dataclasses.replace(sc, decls=decls).backend()
             paced = PacedSim(sim, speed=o.sim_speed)
+            self._fdloop = paced.loop
             self._speed = o.sim_speed
             self.backend_name = f"sim ({Path(o.backend[4:]).name}, x{o.sim_speed:g})"
             return decls, paced, paced
@@ -367,6 +431,12 @@ class Daemon:
             if loop is None:
                 backend.close()
                 raise Unsupported(f"backend {backend.name} has no event loop to share")
+            self._fdloop = loop
+            if self._node_events_factory is None:
+                self._node_events_factory = lambda: UeventSource(sys_root=o.sys_root)
+            if self._rewarm_fn is None:
+                self._rewarm_fn = rewarm_on_worker
+                self._rewarm_prepare = shared_cgroup
             self.backend_name = f"cgroup {hc.hierarchy} ({hc.cgroup_root})"
             return decls, backend, loop
 
@@ -412,6 +482,7 @@ class Daemon:
             o.socket, self._host, self._handle, group=o.group, proc_root=o.proc_root
         )
         self._host.add_fd(self._wake_r.fileno(), IN, self._on_wake)
+        self._start_sidecars(decls)
         if self.install_signals:
             signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
             for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -420,6 +491,136 @@ class Daemon:
         self.notifier.ready(self.status_line())
         self._after_change()
         log.info("ready: %s", self.status_line())
+
+    # -- beside the engine: rules on exec, node hot-plug, shared-zone re-warm -------------
+
+    def _start_sidecars(self, decls: Declarations) -> None:
+        assert self.backend is not None and self._host is not None and self.engine is not None
+        self.host_topology = self.topology
+        self.rules = RuleWiring(
+            self.backend, self.opts.proc_root, self._mover_factory or default_mover
+        )
+        self.rules.apply(decls, self._host, writes=not self.engine.dry_run)
+        self._note_rule_warnings()
+        if self._node_events_factory is not None and self.engine.juggle:
+            try:
+                src = self._node_events_factory()
+            except OSError as exc:
+                why = f"node hot-plug is not watched: the uevent socket cannot be opened ({exc})"
+                log.warning("%s", why)
+                self.warnings.append(why)
+            else:
+                self.node_events = src
+                self._host.add_fd(src.fileno(), IN, lambda revents: src.drain())
+        self._plan_rewarm()
+
+    def _note_rule_warnings(self) -> None:
+        assert self.rules is not None
+        self.warnings += [w for w in self.rules.warnings if w not in self.warnings]
+
+    def _on_node_change(self, changes: list[Event]) -> None:
+        """Re-read the topology after NODE_CHANGE events (one re-read per loop round) and
+        say what changed; the engine keeps its node set (docs/service.md, "The loop")."""
+        assert self.backend is not None and self.engine is not None
+        what = "; ".join(ev.detail or "node change" for ev in changes[:4])
+        if len(changes) > 4:
+            what += f"; and {len(changes) - 4} more"
+        try:
+            new = self.backend.topology()
+        except ZonedError as exc:
+            log.warning("node change (%s): cannot re-read the topology: %s", what, exc)
+            return
+        self.topology_reads += 1
+        old = self.host_topology or new
+        self.host_topology = new
+        info, warnings = topology_change(old, new, self.engine.zonemap)
+        log.info("node change (%s): %s", what, "; ".join(info))
+        for w in warnings:
+            log.warning("node change: %s", w)
+            if w not in self.warnings:
+                self.warnings.append(w)
+
+    def _plan_rewarm(self) -> None:
+        """Schedule the shared-zone re-warm at once when it is wanted and not scheduled
+        (after admission, after a reload that declares shared paths); unschedule it when
+        it is not wanted (so no periodic wake-up without shared paths)."""
+        e, sched = self.engine, self.rewarm
+        assert e is not None and self.backend is not None
+        on = (
+            self._rewarm_fn is not None
+            and self._fdloop is not None
+            and not e.dry_run
+            and RewarmSchedule.wanted(e.decls, e.zonemap) is not None
+        )
+        if not on:
+            sched.next_at = None
+        elif sched.next_at is None and sched.running_op is None:
+            sched.next_at = self.backend.now()
+
+    def _start_rewarm(self) -> None:
+        e, loop, fn, backend = self.engine, self._fdloop, self._rewarm_fn, self.backend
+        assert e is not None and loop is not None and fn is not None and backend is not None
+        want = RewarmSchedule.wanted(e.decls, e.zonemap)
+        if want is None:
+            self.rewarm.next_at = None
+            return
+        nodes, paths = want
+        budget = e.decls.policy.rewarm_mib_s * MIB
+        if self._rewarm_prepare is not None:
+            try:  # on this thread: a backend's ensure registers fds with the loop
+                self._rewarm_prepare(backend, nodes)
+            except ZonedError as exc:
+                log.warning("shared zone re-warm: cannot make %s: %s", SHARED_LEAF, exc)
+                self.rewarm.finished(backend.now(), e.decls.policy.rewarm_interval_s)
+                return
+
+        def job() -> Outcome:
+            self._rewarm_report = fn(backend, nodes, paths, budget)
+            return Outcome()
+
+        op = loop.submit(OpKind.REWARM, SHARED_LEAF, job, HELPER_TIMEOUT_S)
+        self.rewarm.started(op)
+        log.debug(
+            "shared zone re-warm started (op %d): %d path(s) into node %s at %g MiB/s",
+            op,
+            len(paths),
+            format_nodelist(nodes),
+            e.decls.policy.rewarm_mib_s,
+        )
+
+    def _rewarm_done(self, ev: Event) -> None:
+        e, loop = self.engine, self._fdloop
+        assert e is not None and loop is not None and self.backend is not None
+        with contextlib.suppress(KeyError):
+            loop.op_result(ev.op or 0)
+        report, self._rewarm_report = self._rewarm_report, None
+        if ev.ok:
+            log.info("shared zone re-warmed: %s", rewarm_summary(report))
+        else:
+            log.warning("shared zone re-warm failed: %s", ev.detail)
+        self.rewarm.finished(self.backend.now(), e.decls.policy.rewarm_interval_s)
+        self._plan_rewarm()
+
+    def _side_events(self, events: list[Event]) -> list[Event]:
+        """Handle what is the daemon's own (NODE_CHANGE, the re-warm's end); the rest (and
+        NODE_CHANGE too, which the engine ignores) go on to the engine."""
+        rest: list[Event] = []
+        changes: list[Event] = []
+        for ev in events:
+            if (
+                ev.kind is EventKind.OP_FINISHED
+                and ev.op is not None
+                and ev.op == self.rewarm.running_op
+                and ev.container == SHARED_LEAF
+            ):
+                self._rewarm_done(ev)
+                continue
+            if ev.kind is EventKind.NODE_CHANGE:
+                changes.append(ev)
+            rest.append(ev)
+        if changes:
+            self._on_node_change(changes)
+        return rest
 
     # -- signals and wake-ups ------------------------------------------------------------
 
@@ -457,7 +658,9 @@ class Daemon:
             waits = [(next_tick - backend.now()) / self._speed]
             if next_dog is not None:
                 waits.append(next_dog - self._clock())
-            events = host.poll_once(max(0.0, min(waits)))
+            if self.rewarm.next_at is not None:
+                waits.append((self.rewarm.next_at - backend.now()) / self._speed)
+            events = self._side_events(host.poll_once(max(0.0, min(waits))))
             self.wakeups += 1
             if self._sig.names:
                 names, self._sig.names = self._sig.names, []
@@ -479,6 +682,8 @@ class Daemon:
                 if self._reload_pending and not engine.pending():
                     self.reload()
                 self._after_change()
+            if self.rewarm.next_at is not None and backend.now() >= self.rewarm.next_at:
+                self._start_rewarm()
             if next_dog is not None and self._clock() >= next_dog:
                 self.notifier.watchdog()
                 next_dog = self._clock() + (dog or 0.0)
@@ -509,6 +714,13 @@ class Daemon:
             self._save()
         if self.install_signals:
             signal.set_wakeup_fd(-1)
+        if self._host is not None:
+            if self.rules is not None:
+                self.rules.close(self._host)
+            if self.node_events is not None:
+                self._host.remove_fd(self.node_events.fileno())
+                self.node_events.close()
+                self.node_events = None
         if self.backend is not None:
             self.backend.close()
         self._wake_r.close()
@@ -802,6 +1014,10 @@ class Daemon:
         e.reconfigure(new, zmap)
         for lend in lends:
             e.override(lend)
+        if self.rules is not None and self._host is not None:
+            self.rules.apply(new, self._host, writes=not e.dry_run)
+            self._note_rule_warnings()
+        self._plan_rewarm()
         for ch in changes:
             log.info("reload: %s", ch)
         e.log.append(
