@@ -57,10 +57,12 @@ containers:
 """
 
 # What differs from the shipped unit here, and why: the project's Python lives under
-# /root (pyenv), which ProtectHome=yes hides; a shorter watchdog keeps the hang test quick.
+# /root (pyenv), which ProtectHome=yes hides, and the project itself may be a CI clone under
+# /tmp, which PrivateTmp=yes hides; a shorter watchdog keeps the hang test quick.
 DROPIN = """\
 [Service]
 ProtectHome=no
+PrivateTmp=no
 WatchdogSec=10s
 RestartSec=1s
 """

@@ -231,7 +231,12 @@ def test_first_reader_pays_without_shared_zone(host: Host, finding: Finding) -> 
         "a": {m: round(v / MIB, 1) for m, v in after["a"].items()},
     })  # fmt: skip
     assert moved["on_shared"] >= 0.9 * s, moved
-    assert _close(after["a"]["zones"], a) and _close(after["a"]["static"], a + s), after
+    # Measured against a's own charge before the promote, which also holds whatever its
+    # worker faulted first (interpreter and libraries over 9p: a few MiB that vary by boot):
+    # the zones charge drops by exactly what moved; the memcg charge does not drop.
+    want_zones = delta["a"]["zones"] - moved["on_shared"]
+    assert _close(after["a"]["zones"], want_zones), (after, want_zones)
+    assert _close(after["a"]["static"], a + s), after
 
 
 def test_shared_zone_holds_the_file(host: Host, finding: Finding) -> None:
