@@ -19,6 +19,11 @@ def anon_pages_per_node(pid: int) -> dict[int, int]:
     return out
 
 
+def stray_bytes(pages: dict[int, int], nodes: set[int], page: int = 4096) -> int:
+    """Bytes of ``pages`` (pages per node) that lie outside ``nodes``."""
+    return sum(n for node, n in pages.items() if node not in nodes) * page
+
+
 def numa_stat_pages(memcg: Path, item: str = "anon") -> dict[int, int]:
     """Pages per node of one v1 ``memory.numa_stat`` line (``anon=<total> N0=<pages> …``)
     of the memory cgroup directory ``memcg``."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cgroups import CountingFs
-from tests.support.numa import anon_pages_per_node
+from tests.support.numa import anon_pages_per_node, stray_bytes
 from tests.support.procs import AllocatingChild
 from zoned.backends.base import Event, EventKind
 from zoned.backends.cgroup2 import Cgroup2Backend
@@ -121,8 +121,10 @@ def test_pages_go_where_zoned_puts_them_and_follow_a_move(
     assert sum(u.anon for n, u in ub.per_node.items() if n != 4) < 1 * MIB
     maps_a = anon_pages_per_node(a.pid)
     assert maps_a.get(2, 0) * PAGE >= 0.95 * size, maps_a
-    assert set(maps_a) == {2}
-    assert set(anon_pages_per_node(bb.pid)) == {4}
+    # A few interpreter-startup pages can predate the move into the cgroup and stay put.
+    assert stray_bytes(maps_a, {2}) < 1 * MIB, maps_a
+    maps_b = anon_pages_per_node(bb.pid)
+    assert stray_bytes(maps_b, {4}) < 1 * MIB, maps_b
 
     t0 = time.monotonic()
     op = b.start_set_nodes("a", frozenset({3}), MIGRATE_S)
@@ -141,9 +143,11 @@ def test_pages_go_where_zoned_puts_them_and_follow_a_move(
     assert ua.per_node[3].anon >= 0.95 * size, ua
     assert ua.per_node[2].anon < 1 * MIB, ua
     maps_a = anon_pages_per_node(a.pid)
-    assert set(maps_a) == {3}, maps_a
+    assert stray_bytes(maps_a, {3}) < 1 * MIB, maps_a
     assert b.state("a").nodes == frozenset({3})
-    assert set(anon_pages_per_node(bb.pid)) == {4}  # the neighbour did not move
+    after_b = anon_pages_per_node(bb.pid)
+    assert after_b.get(4, 0) * PAGE >= 0.95 * size, after_b  # the neighbour did not move
+    assert stray_bytes(after_b, {4}) < 1 * MIB, after_b
 
 
 def test_tripwire_and_psi_trigger(
