@@ -264,8 +264,10 @@ class BackendContract:
         b1 = harness.backend(plan)
         want = frozenset(harness.nodes()[:1])
         b1.ensure(decl("r"), want)
+        b1.ensure(decl("zoned.shared"), want)  # zoned's own cgroup: never listed
         w = harness.spawn(b1, "r", 8)
         assert w.ready(Watch(b1), harness.deadline_s)
+        assert set(b1.existing()) == {"r"}
         b1.close()
 
         b2 = harness.backend(plan)

@@ -29,6 +29,16 @@ from zoned.decl import ContainerDecl
 from zoned.errors import Unsupported
 from zoned.model import Topology
 
+# zoned's own cgroups under its parent (the v2 daemon leaf, the shared-zone helper's
+# cgroup) start with this; they are never containers, and declarations may not use it.
+INTERNAL_PREFIX = "zoned."
+
+
+def is_internal(name: str) -> bool:
+    """Whether ``name`` is one of zoned's own cgroups rather than a container."""
+    return name.startswith(INTERNAL_PREFIX)
+
+
 # ---------------------------------------------------------------------------------------
 # What a backend reports
 

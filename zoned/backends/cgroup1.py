@@ -50,6 +50,7 @@ from zoned.backends.base import (
     EventKind,
     OpKind,
     Usage,
+    is_internal,
 )
 from zoned.backends.fdloop import IN, FdLoop, Outcome
 from zoned.backends.realhost import FdLoopBackend
@@ -169,9 +170,11 @@ class Cgroup1Backend(FdLoopBackend):
         found: dict[str, str] = {}
         if self.cpuset.exists(self.parent):
             for child in self.cpuset.children(self.parent):
-                found[child.rsplit("/", 1)[-1]] = child
+                base = child.rsplit("/", 1)[-1]
+                if not is_internal(base):
+                    found[base] = child
         found.update({n: p.strip("/") for n, p in self._adopt.items()})
-        found.update({m.name: m.path for m in self._managed.values()})
+        found.update({m.name: m.path for m in self._managed.values() if not is_internal(m.name)})
         out: dict[str, CgroupState] = {}
         for name, path in sorted(found.items()):
             if not (self.cpuset.exists(path) and self.memory.exists(path)):

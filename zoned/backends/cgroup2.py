@@ -55,6 +55,7 @@ from zoned.backends.base import (
     EventKind,
     OpKind,
     Usage,
+    is_internal,
 )
 from zoned.backends.fdloop import ERR, PRI, FdLoop, Outcome
 from zoned.backends.realhost import FdLoopBackend
@@ -271,7 +272,8 @@ class Cgroup2Backend(FdLoopBackend):
         return CgroupState(name=name, path=path, nodes=nodes, pids=pids, tripwire=high)
 
     def existing(self) -> Mapping[str, CgroupState]:
-        """Children of ``parent`` (but the daemon leaf) and the adopted paths; read only.
+        """Children of ``parent`` (but zoned's own: the daemon leaf, ``zoned.*``) and the
+        adopted paths; read only.
 
         A cgroup removed while being read is left out (an ordinary race).
         """
@@ -280,7 +282,7 @@ class Cgroup2Backend(FdLoopBackend):
         if self.fs.exists(self.parent):
             for child in self.fs.children(self.parent):
                 base = child.rsplit("/", 1)[-1]
-                if base != self.daemon_leaf:
+                if base != self.daemon_leaf and not is_internal(base):
                     found.append((base, child))
         found += [(n, p) for n, p in self.adopted.items() if self.fs.exists(p)]
         for name, path in found:

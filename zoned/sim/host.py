@@ -78,6 +78,7 @@ from zoned.backends.base import (
     OpKind,
     OpResult,
     Usage,
+    is_internal,
 )
 from zoned.decl import AmountUnit, ContainerDecl
 from zoned.errors import CgroupGone, Unsupported, WriteRefused
@@ -375,7 +376,11 @@ class SimBackend(Backend):
         }
 
     def existing(self) -> Mapping[str, CgroupState]:
-        return {name: self._state(c) for name, c in self._ctrs.items() if not c.gone}
+        return {
+            name: self._state(c)
+            for name, c in self._ctrs.items()
+            if not c.gone and not is_internal(name)
+        }
 
     def state(self, name: str) -> CgroupState:
         return self._state(self._live(name))
