@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from zoned.classify import comm, is_kernel_thread, locate, proc_cgroup
-from zoned.config import DEFAULT_PATH
+from zoned.commands._locate import add_locate_args
 from zoned.errors import BackendError, CgroupGone
 from zoned.rules import RuleSet, cgroup_within
 
@@ -53,14 +53,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("pids", nargs="+", type=int, metavar="PID")
     p.add_argument("--force", action="store_true", help="take pids from other containers too")
     p.add_argument("--json", action="store_true", help="print results as JSON")
-    p.add_argument("--config", type=Path, default=DEFAULT_PATH, metavar="FILE")
-    p.add_argument(
-        "--cgroup-root",
-        type=Path,
-        metavar="DIR",
-        help="where the hierarchy is (v1: DIR/cpuset and DIR/memory); default: from mountinfo",
-    )
-    p.add_argument("--proc-root", type=Path, default=Path("/proc"), metavar="DIR")
+    add_locate_args(p)
     p.set_defaults(func=run)
 
 

@@ -17,10 +17,9 @@ import errno
 import os
 import signal
 import sys
-from pathlib import Path
 
 from zoned.classify import locate
-from zoned.config import DEFAULT_PATH
+from zoned.commands._locate import add_locate_args
 from zoned.errors import ZonedError
 
 FAILED = 125
@@ -52,14 +51,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("container", metavar="CONTAINER")
     p.add_argument("cmd", nargs="+", metavar="CMD", help="the command (put it after --)")
-    p.add_argument("--config", type=Path, default=DEFAULT_PATH, metavar="FILE")
-    p.add_argument(
-        "--cgroup-root",
-        type=Path,
-        metavar="DIR",
-        help="where the hierarchy is (v1: DIR/cpuset and DIR/memory); default: from mountinfo",
-    )
-    p.add_argument("--proc-root", type=Path, default=Path("/proc"), metavar="DIR")
+    add_locate_args(p)
     p.set_defaults(func=run)
 
 
