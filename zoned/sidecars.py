@@ -219,6 +219,9 @@ class RewarmSchedule:
     next_at: float | None = None
     running_op: int | None = None
     runs: int = 0
+    brought_forward: int = 0  # re-warms made due early by a page-cache drop
+    ended_at: float | None = None
+    peak_file_bytes: int = 0  # the shared nodes' FilePages, most seen since the last end
 
     @staticmethod
     def wanted(decls: Declarations, zmap: ZoneMap) -> tuple[frozenset[int], list[str]] | None:
@@ -235,6 +238,28 @@ class RewarmSchedule:
 
     def finished(self, now: float, interval_s: float) -> None:
         self.running_op, self.next_at = None, now + interval_s
+        self.ended_at, self.peak_file_bytes = now, 0
+
+    def observe(self, now: float, file_bytes: int, drop_frac: float, min_gap_s: float) -> bool:
+        """Note the shared nodes' page cache (``FilePages`` summed) seen at ``now``.
+
+        When it has fallen more than ``drop_frac`` below the most seen since the last
+        re-warm ended, and that end is at least ``min_gap_s`` ago, the next re-warm is
+        brought forward to ``now``; returns True then. Does nothing while one runs, before
+        the first has ended, or with ``drop_frac`` 0 (off). The gap keeps a shared zone too
+        small for its files from being re-read back to back.
+        """
+        if self.running_op is not None or self.ended_at is None or self.next_at is None:
+            return False
+        self.peak_file_bytes = max(self.peak_file_bytes, file_bytes)
+        dropped = file_bytes < self.peak_file_bytes * (1.0 - drop_frac)
+        if drop_frac <= 0 or not dropped or now - self.ended_at < min_gap_s:
+            return False
+        if self.next_at <= now:
+            return False  # already due
+        self.next_at = now
+        self.brought_forward += 1
+        return True
 
 
 def rewarm_summary(report: object) -> str:
