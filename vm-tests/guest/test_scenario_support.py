@@ -1,19 +1,25 @@
 """What the in-guest scenarios share (no tests here): a scenario's daemon, workloads, the
-kernel's own files, and the same scenario on the simulator with the guest's node sizes.
+kernel's own files, and the same scenario on the simulator with the guest's nodes.
 
 A scenario is ``config/scenarios/vm-<name>.yaml``: its ``config:`` is written as the
 daemon's zoned.yaml (unique ``host.parent`` per scenario), and ``zoned run`` is started as
-a subprocess. A config with ``hierarchy: v1`` runs on the v1 hierarchies the guest's init
-mounted (``ZONED_VM_CGROUP_V1_*``): a container is a cgroup in both, its workloads join
-both, and ``Run.cg`` is its memory cgroup. Everything is cleaned up whatever happens:
-workloads killed, the daemon stopped with SIGTERM (killed if it does not stop), the cgroups
-removed.
+a subprocess. ``fitted(name)`` is that document with its ``topology:`` replaced by the
+guest's own nodes (count and MemTotal, as ``zoned.topology.read_topology`` reads them); a
+test that must size its config or workloads to the topology (``numa=fake=8`` or the uneven
+``numa=fake=256M``) edits that document, using ``plan_of`` (the placement the daemon will
+make), and hands it to both ``scenario`` and ``sim_run``: the daemon and the simulator
+twin run the same config and workloads on the same nodes.
+
+A config with ``hierarchy: v1`` runs on the v1 hierarchies the guest's init mounted
+(``ZONED_VM_CGROUP_V1_*``): a container is a cgroup in both, its workloads join both, and
+``Run.cg`` is its memory cgroup. Everything is cleaned up whatever happens: workloads
+killed, the daemon stopped with SIGTERM (killed if it does not stop), the cgroups removed.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
+import copy
 import errno
 import json
 import os
@@ -34,11 +40,13 @@ from tests.test_vm_scenarios_sim import Step, sequence
 from zoned.commands.simulate import SimRun, json_report, run_scenario
 from zoned.control import request
 from zoned.errors import ZonedError
-from zoned.sim import load_scenario
-from zoned.sizes import MIB
+from zoned.placement import Placement, place
+from zoned.sim.scenario import loads_scenario
+from zoned.sizes import MIB, parse_size
+from zoned.topology import read_topology
 
 from .cgtools import read, remove_tree, write
-from .conftest import PROJECT, RUN_DIR, node_mem_total, online_nodes, parse_list
+from .conftest import PROJECT, RUN_DIR, parse_list
 
 ROOT = Path("/sys/fs/cgroup")
 V1_CPUSET = Path(os.environ.get("ZONED_VM_CGROUP_V1_CPUSET", "/run/cgroup-v1/cpuset"))
@@ -62,7 +70,38 @@ def wait_for(cond: Callable[[], Any], what: str, deadline_s: float) -> Any:
 
 
 def guest_sizes() -> dict[int, int]:
-    return {n: node_mem_total(n) for n in online_nodes()}
+    """Each online node's MemTotal in bytes, as zoned reads it."""
+    return {n.id: n.mem_total for n in read_topology().nodes}
+
+
+def fitted(name: str) -> dict[str, Any]:
+    """``vm-<name>.yaml`` as a document, its ``topology:`` replaced by this guest's nodes
+    (every online node, in id order, at its MemTotal)."""
+    doc: dict[str, Any] = yaml.safe_load((SCENARIOS / f"{name}.yaml").read_text())
+    doc["topology"] = {"nodes": [f"{size // 1024}K" for _, size in sorted(guest_sizes().items())]}
+    return doc
+
+
+def plan_of(doc: dict[str, Any]) -> Placement:
+    """The placement zoned makes of ``doc``'s config on this guest (the daemon's start)."""
+    return place(read_topology(), loads_scenario(yaml.safe_dump(doc)).decls)
+
+
+def nodes_of(plan: Placement, container: str) -> tuple[int, ...]:
+    return next(c.nodes for c in plan.containers if c.name == container)
+
+
+def mib(size: str | int) -> int:
+    """A scenario size (``300M``) in whole MiB."""
+    return parse_size(size) // MIB
+
+
+def ramp_mib(doc: dict[str, Any], container: str) -> int:
+    """The anon size of ``container``'s first ramp in the scenario's workloads."""
+    spec = doc["workloads"][container]
+    phases = spec["phases"] if isinstance(spec, dict) else spec
+    ramp = next(p["ramp"] for p in phases if "ramp" in p)
+    return mib(ramp["anon"])
 
 
 def keyed(path: Path) -> dict[str, int]:
@@ -190,9 +229,9 @@ class Workload:
 class Run:
     """One scenario in the guest: its config, daemon and workloads."""
 
-    def __init__(self, name: str, tmp: Path) -> None:
+    def __init__(self, name: str, tmp: Path, doc: dict[str, Any] | None = None) -> None:
         self.name = name
-        self.doc: dict[str, Any] = yaml.safe_load((SCENARIOS / f"{name}.yaml").read_text())
+        self.doc: dict[str, Any] = copy.deepcopy(doc) if doc is not None else fitted(name)
         self.config: dict[str, Any] = self.doc["config"]
         self.v1 = self.config["host"].get("hierarchy") == "v1"
         self.roots = (V1_CPUSET, V1_MEMORY) if self.v1 else (ROOT,)
@@ -325,8 +364,9 @@ class Run:
 
 
 @contextlib.contextmanager
-def scenario(name: str, tmp: Path) -> Iterator[Run]:
-    run = Run(name, tmp)
+def scenario(name: str, tmp: Path, doc: dict[str, Any] | None = None) -> Iterator[Run]:
+    """Scenario ``name`` (``doc``, default ``fitted(name)``) in the guest; cleaned up after."""
+    run = Run(name, tmp, doc)
     for parent, root in zip(run.parents, run.roots, strict=True):
         remove_tree(parent, root)  # a crashed earlier run's leftovers
     try:
@@ -336,18 +376,21 @@ def scenario(name: str, tmp: Path) -> Iterator[Run]:
     assert not any(p.exists() for p in run.parents)
 
 
-def sim_full(name: str, mode: str = "zoned") -> SimRun:
-    """The scenario on the simulator with this guest's node sizes."""
-    sc = load_scenario(SCENARIOS / f"{name}.yaml")
-    sizes = guest_sizes()
-    nodes = tuple(dataclasses.replace(n, size=sizes.get(n.id, n.size)) for n in sc.nodes)
-    return run_scenario(dataclasses.replace(sc, nodes=nodes), mode)
+def sim_full(name: str, mode: str = "zoned", doc: dict[str, Any] | None = None) -> SimRun:
+    """The scenario (``doc``, default ``fitted(name)``) on the simulator with this guest's
+    nodes: the same count, ids and sizes."""
+    doc = fitted(name) if doc is None else doc
+    nodes = doc["topology"]["nodes"]
+    assert len(nodes) == len(guest_sizes()), f"{name}: the twin's topology is not the guest's"
+    return run_scenario(loads_scenario(yaml.safe_dump(doc), f"{name}.yaml (fitted)"), mode)
 
 
-def sim_run(name: str, mode: str = "zoned") -> tuple[list[Step], int, list[dict[str, Any]]]:
-    """The scenario on the simulator with this guest's node sizes: (sequence, OOM kills,
+def sim_run(
+    name: str, mode: str = "zoned", doc: dict[str, Any] | None = None
+) -> tuple[list[Step], int, list[dict[str, Any]]]:
+    """The scenario on the simulator with this guest's nodes: (sequence, OOM kills,
     decisions)."""
-    run = sim_full(name, mode)
+    run = sim_full(name, mode, doc)
     decisions: list[dict[str, Any]] = json_report(run, None)["decisions"]
     return sequence(decisions), run.oom_kills, decisions
 
