@@ -1,39 +1,87 @@
-"""Scenario *grow before OOM* (config/scenarios/vm-grow.yaml) on cgroup v2, 6.1 and 6.12.
+"""Scenario *grow before OOM* (config/scenarios/vm-grow.yaml) on cgroup v2: 6.1 and 6.12
+with numa=fake=8, and 6.1 with the uneven numa=fake=256M.
 
-"app" holds one node; its workload grows 300 MiB of anonymous memory at 30 MiB/s. With
-zoned running, the tripwire (memory.high) holds it while zoned lends a free node, and it
-finishes with no OOM kill. The same workload in the same kind of cgroup on the same node
-without zoned is OOM-killed by the kernel: the test can fail.
+"app" holds one node; its workload grows anonymous memory at 30 MiB/s to a size fitted to
+the topology (``fit``: about 300 MiB on both): more than app's one node holds, under the
+tripwire of that node plus the one zoned will lend. With zoned running, the tripwire
+(memory.high) holds it while zoned lends a free node, and it finishes with no OOM kill.
+The same workload in the same kind of cgroup on the same node without zoned is OOM-killed
+by the kernel: the test can fail.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.test_vm_scenarios_sim import EXPECTED, coarse, reason_kind
+from zoned.model import FREE
+from zoned.sizes import MIB
 
 from .conftest import Finding
-from .test_scenario_support import Kmsg, Workload, bare_cgroup, keyed, scenario, sim_run
+from .test_scenario_support import (
+    Kmsg,
+    Workload,
+    bare_cgroup,
+    fitted,
+    guest_sizes,
+    keyed,
+    nodes_of,
+    plan_of,
+    ramp_mib,
+    scenario,
+    sim_run,
+)
 
 pytestmark = pytest.mark.boot(kernel=("6.1", "6.12"), cgroup="v2")
 
-ARGS = ("anon", "--mib", "300", "--rate", "30")
+RATE = 30  # MiB/s
+
+
+def fit() -> tuple[dict[str, Any], list[int], int]:
+    """vm-grow on this guest's nodes: (the document, app's planned node, the lent one).
+
+    app's workload is sized halfway between what its one node holds and the tripwire of
+    that node plus the lowest free node (the one zoned lends first): it cannot fit without
+    a lend and fits with it, whatever the node sizes."""
+    doc = fitted("vm-grow")
+    plan = plan_of(doc)
+    sizes = guest_sizes()
+    app = list(nodes_of(plan, "app"))
+    free = sorted(plan.zonemap.nodes_with(FREE))
+    assert len(app) == 1 and free, (app, free)
+    cap0, cap1 = sizes[app[0]], sizes[app[0]] + sizes[free[0]]
+    trip = cap1 * int(doc["config"]["policy"]["tripwire_pct"]) / 100
+    size = round((cap0 + trip) / 2 / MIB / 4) * 4
+    assert cap0 < size * MIB < trip, (cap0, size, trip)
+    doc["workloads"]["app"]["phases"][0] = {
+        "ramp": {"anon": f"{size}M", "over_s": round(size / RATE, 1)}
+    }
+    return doc, app, free[0]
 
 
 def test_grow_before_oom(tmp_path: Path, finding: Finding) -> None:
     t_begin = time.monotonic()
-    with scenario("vm-grow", tmp_path) as run:
+    scn, planned, lend = fit()
+    args = ("anon", "--mib", str(ramp_mib(scn, "app")), "--rate", str(RATE))
+    sizes = guest_sizes()
+    finding(
+        "grow: fitted",
+        {"app_node": planned, "lowest_free": lend, "workload": args, "node_sizes": sizes},
+    )
+    with scenario("vm-grow", tmp_path, scn) as run:
         finding("grow: daemon ready (s)", round(run.start_daemon(), 1))
         before = run.holds("app")
-        assert len(before) == 1 and run.effective("app") == before
-        w = run.workload("app", *ARGS)
+        assert before == planned and run.effective("app") == before
+        w = run.workload("app", *args)
         assert w.finish(), "the workload was killed although zoned was running"
         doc = run.status()
         app = run.container("app", doc)
         assert len(app["nodes"]) == 2 and run.effective("app") == app["nodes"]
+        assert app["nodes"] == sorted([*planned, lend]), (app["nodes"], lend)
         events = keyed(run.cg("app") / "memory.events")
         assert events["oom_kill"] == 0, events
         assert w.pid not in run.kmsg.killed()
@@ -56,7 +104,7 @@ def test_grow_before_oom(tmp_path: Path, finding: Finding) -> None:
             },
         )
         kernel = run.kernel_sequence()
-    sim, sim_ooms, _ = sim_run("vm-grow")
+    sim, sim_ooms, _ = sim_run("vm-grow", doc=scn)
     finding("grow: sequences", {"kernel": kernel, "sim": sim})
     assert coarse(kernel) == coarse(sim) == coarse(EXPECTED["vm-grow"])
     assert sim_ooms == 0
@@ -64,7 +112,7 @@ def test_grow_before_oom(tmp_path: Path, finding: Finding) -> None:
     # Without zoned: the same cgroup on the same node, no daemon, no memory.high.
     with bare_cgroup("zoned-vmtest-scn-grow-bare", before) as cg:
         kmsg = Kmsg()
-        bare = Workload(cg, *ARGS)
+        bare = Workload(cg, *args)
         try:
             finished = bare.finish()
             events = keyed(cg / "memory.events")
@@ -82,6 +130,6 @@ def test_grow_before_oom(tmp_path: Path, finding: Finding) -> None:
         )
         assert not finished, "without zoned the workload should not fit its one node"
         assert events["oom_kill"] >= 1 and bare.pid in killed
-    _, static_ooms, _ = sim_run("vm-grow", "static-zones")
+    _, static_ooms, _ = sim_run("vm-grow", "static-zones", scn)
     assert static_ooms >= 1
     finding("grow: scenario s (both halves)", round(time.monotonic() - t_begin, 1))
