@@ -26,7 +26,7 @@ from zoned.sizes import MIB
 
 from .conftest import Finding
 
-pytestmark = pytest.mark.boot(kernel="6.1", cgroup="v1")
+pytestmark = pytest.mark.boot(kernel="6.1", cgroup="v1", numa="8")  # nodes 3 and 4
 
 CPUSET = Path(os.environ.get("ZONED_VM_CGROUP_V1_CPUSET", "/run/cgroup-v1/cpuset"))
 MEMORY = Path(os.environ.get("ZONED_VM_CGROUP_V1_MEMORY", "/run/cgroup-v1/memory"))

@@ -28,7 +28,7 @@ from zoned.sizes import MIB
 from .cgtools import remove_tree, write
 from .conftest import Finding
 
-pytestmark = pytest.mark.boot(cgroup="v2")
+pytestmark = pytest.mark.boot(cgroup="v2", numa="8")  # nodes 1-6 by id
 
 ROOT = Path("/sys/fs/cgroup")
 PARENT = "zoned-vmtest-cg2"

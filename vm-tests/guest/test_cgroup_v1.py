@@ -12,7 +12,7 @@ import pytest
 from .cgtools import read, remove_tree, sleeper, write
 from .conftest import Finding, online_nodes
 
-pytestmark = pytest.mark.boot(cgroup="v1")
+pytestmark = pytest.mark.boot(cgroup="v1", numa="8")  # hard-coded node ids
 
 CPUSET = Path(os.environ.get("ZONED_VM_CGROUP_V1_CPUSET", "/run/cgroup-v1/cpuset"))
 MEMORY = Path(os.environ.get("ZONED_VM_CGROUP_V1_MEMORY", "/run/cgroup-v1/memory"))

@@ -10,7 +10,7 @@ import pytest
 from .cgtools import read, remove_tree, sleeper, write
 from .conftest import Finding, online_nodes
 
-pytestmark = pytest.mark.boot(cgroup="v2")
+pytestmark = pytest.mark.boot(cgroup="v2", numa="8")  # hard-coded node ids
 
 ROOT = Path("/sys/fs/cgroup")
 

@@ -77,7 +77,7 @@ class RealV2Harness(RealHarness):
         remove_cgroup_tree(ROOT, PARENT)
 
 
-@pytest.mark.boot(cgroup="v2")
+@pytest.mark.boot(cgroup="v2", numa="8")
 class TestV2Contract(BackendContract):
     """Every contract item on cgroup v2 (6.1 and 6.12)."""
 
@@ -89,7 +89,7 @@ class TestV2Contract(BackendContract):
         assert not (ROOT / PARENT).exists()
 
 
-@pytest.mark.boot(kernel="6.1", cgroup="v1")
+@pytest.mark.boot(kernel="6.1", cgroup="v1", numa="8")
 class TestV1Contract(BackendContract):
     """Every contract item on cgroup v1 cpuset + memory (6.1)."""
 

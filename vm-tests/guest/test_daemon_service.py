@@ -26,6 +26,9 @@ from .cgtools import read, remove_tree
 from .conftest import BOOT, PROJECT, Finding, parse_list
 
 PARENT = "zoned-vmtest-daemon"
+# The summary line and node counts below are those of numa=fake=8.
+pytestmark = pytest.mark.boot(numa="8")
+
 START_S = 120.0  # python start-up and admission under TCG
 MOVE_S = 120.0
 

@@ -62,7 +62,7 @@ from zoned.sizes import MIB
 
 from .conftest import PROJECT, Finding
 
-pytestmark = pytest.mark.boot(cgroup="v2")
+pytestmark = pytest.mark.boot(cgroup="v2", numa="8")  # web on node 1, other on node 2
 
 ROOT = Path("/sys/fs/cgroup")
 PAGE = os.sysconf("SC_PAGE_SIZE")

@@ -19,7 +19,7 @@ from .cgtools import read
 from .conftest import Finding
 from .test_scenario_support import keyed, scenario, sim_run, wait_for
 
-pytestmark = pytest.mark.boot(kernel="6.1", cgroup="v2")
+pytestmark = pytest.mark.boot(kernel="6.1", cgroup="v2", numa="8")
 
 
 def test_nothing_to_lend(tmp_path: Path, finding: Finding) -> None:

@@ -40,7 +40,7 @@ def psi_some_total(cg: Path) -> int:
     return int(m.group(1))
 
 
-@pytest.mark.boot(kernel="6.1", cgroup="v2")
+@pytest.mark.boot(kernel="6.1", cgroup="v2", numa="8")
 def test_psi_trigger(tmp_path: Path, finding: Finding) -> None:
     with scenario("vm-pressure", tmp_path) as run:
         finding("psi: daemon ready (s)", round(run.start_daemon(), 1))
@@ -81,7 +81,7 @@ def test_psi_trigger(tmp_path: Path, finding: Finding) -> None:
     assert sim_full("vm-pressure").backend.stats().containers["press"].pressure_events >= 1
 
 
-@pytest.mark.boot(kernel="6.1", cgroup="v1")
+@pytest.mark.boot(kernel="6.1", cgroup="v1", numa="8")
 def test_v1_pressure_level_and_oom_control(tmp_path: Path, finding: Finding) -> None:
     cache = RUN_DIR / "scenario-v1notify.bin"  # on the 9p share (cache=loose): page cache
     try:
