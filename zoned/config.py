@@ -169,6 +169,19 @@ def _cross_checks(decls: Declarations, bad_paths: set[str]) -> list[Problem]:
                     "shared nodes that are not reserved",
                 )
             )
+    tmpfs = decls.host.shared_tmpfs
+    has_zone = bool(decls.host.shared_nodes or decls.host.shared_count)
+    if tmpfs and not has_zone and clean("host.shared"):
+        out.append(
+            _problem(
+                decls,
+                "host.shared_tmpfs",
+                f"{len(tmpfs)} shared tmpfs mount point"
+                + ("s" if len(tmpfs) != 1 else "")
+                + " but no shared zone (host.shared is 0)",
+                "a shared zone for their mpol=bind (host.shared: a count or a list of nodes)",
+            )
+        )
     pol = decls.policy
     if pol.psi_some_ms > pol.psi_window_ms and clean("policy.psi_"):
         key = (

@@ -14,6 +14,7 @@ from typing import Any
 
 from zoned.confkinds import (
     JSON,
+    SIZE_PATTERN,
     AmountKind,
     BoolKind,
     EnumKind,
@@ -32,8 +33,19 @@ from zoned.confkinds import (
     parse_mapping,
     section_schema,
 )
-from zoned.decl import ContainerDecl, HostDecl, PolicyDecl
-from zoned.yamlpos import TAG_NULL, MappingNode, Node, ScalarNode, Sink
+from zoned.decl import ContainerDecl, HostDecl, PolicyDecl, TmpfsDecl
+from zoned.sizes import parse_size
+from zoned.yamlpos import (
+    TAG_INT,
+    TAG_NULL,
+    TAG_STR,
+    MappingNode,
+    Node,
+    ScalarNode,
+    SequenceNode,
+    Sink,
+    describe,
+)
 
 # A container name becomes a cgroup directory name.
 NAME_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$"
@@ -44,6 +56,12 @@ NAME_EXPECTED = (
 # A cgroup path relative to the cgroup root: no empty, '.' or '..' parts.
 CGROUP_PATTERN = r"^(?!.*(^|/)\.\.?(/|$))/?[^/]+(/[^/]+)*$"
 ABS_PATH_PATTERN = r"^/"
+# A mount point: absolute and normalised (no empty, '.' or '..' parts, no trailing /), not /.
+MOUNT_POINT_PATTERN = r"^(?!.*/\.\.?(/|$))(/[^/]+)+$"
+MOUNT_POINT_EXPECTED = (
+    "an absolute path to a directory other than /, like /srv/shared"
+    " (no '.', '..' or empty parts, no trailing /)"
+)
 
 
 def _defaults(cls: type) -> dict[str, Any]:
@@ -53,6 +71,122 @@ def _defaults(cls: type) -> dict[str, Any]:
             value = f.default
             out[f.name] = list(value) if isinstance(value, tuple) else value
     return out
+
+
+@dataclass
+class SizeKind(Kind):
+    """A size above zero: ``256M``, ``1.5GiB`` or a number of bytes."""
+
+    expected: str = "a size above zero like 256M, 2G or 1.5GiB, or a number of bytes"
+
+    def parse(self, node: Node, path: str, sink: Sink) -> int | None:
+        if isinstance(node, ScalarNode) and node.tag == TAG_INT:
+            value = parse_size(str(node.value)) if node.value.lstrip("+").isdigit() else 0
+            if value >= 1:
+                return value
+        elif (
+            isinstance(node, ScalarNode)
+            and node.tag == TAG_STR
+            and re.search(SIZE_PATTERN, node.value)
+        ):
+            return parse_size(node.value)
+        self.bad(node, path, sink)
+        return None
+
+    def schema(self) -> JSON:
+        return {
+            "oneOf": [
+                {"type": "integer", "minimum": 1, "description": "bytes"},
+                {"type": "string", "pattern": SIZE_PATTERN, "description": "256M, 2G, 1.5GiB"},
+            ]
+        }
+
+
+MODE_KIND = StrKind(
+    r"^[0-7]{3,4}$", "an octal mode as a quoted string, like '1777' (YAML reads 0750 as 488)"
+)
+
+# One item of ``host.shared_tmpfs`` written as a mapping (zoned.decl.TmpfsDecl).
+TMPFS_FIELDS: tuple[Field, ...] = (
+    Field(
+        "path",
+        StrKind(MOUNT_POINT_PATTERN, MOUNT_POINT_EXPECTED),
+        "The mount point; created (mode 0755, with its parents) when missing.",
+        required=True,
+    ),
+    Field(
+        "size",
+        SizeKind(),
+        "The tmpfs size limit; when omitted, the kernel's default (half of RAM).",
+    ),
+    Field(
+        "mode",
+        MODE_KIND,
+        "Mode of the tmpfs's root directory, set when zoned mounts it.",
+        default="1777",
+    ),
+)
+
+
+@dataclass
+class TmpfsListKind(Kind):
+    """``host.shared_tmpfs``: mount points, each a path or ``{path, size, mode}``; each
+    path once. Items are located as ``path[i]``; a mapping's keys as ``path[i].key``."""
+
+    expected: str = (
+        "a list of mount points, each an absolute path or {path: ..., size: ..., mode: ...}"
+    )
+
+    def parse(self, node: Node, path: str, sink: Sink) -> tuple[TmpfsDecl, ...] | None:
+        if isinstance(node, ScalarNode) and node.tag == TAG_NULL:
+            return ()
+        if not isinstance(node, SequenceNode):
+            self.bad(node, path, sink)
+            return None
+        out: list[TmpfsDecl] = []
+        first: dict[str, Node] = {}
+        ok = True
+        for i, item in enumerate(node.value):
+            item_path = f"{path}[{i}]"
+            sink.locate(item_path, item)
+            decl = self._item(item, item_path, sink)
+            if decl is None:
+                ok = False
+            elif decl.path in first:
+                where = sink.at(first[decl.path])
+                sink.found(
+                    item,
+                    item_path,
+                    f"{decl.path} again (first at {where})",
+                    "each mount point once",
+                )
+                ok = False
+            else:
+                first[decl.path] = item
+                out.append(decl)
+        return tuple(out) if ok else None
+
+    def _item(self, item: Node, path: str, sink: Sink) -> TmpfsDecl | None:
+        if isinstance(item, ScalarNode):
+            where = TMPFS_FIELDS[0].kind.parse(item, path, sink)
+            return None if where is None else TmpfsDecl(path=where)
+        if not isinstance(item, MappingNode):
+            sink.found(item, path, describe(item), "a path or {path: ..., size: ..., mode: ...}")
+            return None
+        before = len(sink.problems)
+        values = parse_mapping(item, path, TMPFS_FIELDS, sink)
+        if values is None or len(sink.problems) > before:
+            return None
+        if "mode" in values:
+            values["mode"] = int(values["mode"], 8)
+        return TmpfsDecl(**values)
+
+    def schema(self) -> JSON:
+        item = section_schema(TMPFS_FIELDS)
+        return {
+            "type": ["array", "null"],
+            "items": {"oneOf": [TMPFS_FIELDS[0].kind.schema(), item]},
+        }
 
 
 _HOST = _defaults(HostDecl)
@@ -102,6 +236,14 @@ HOST_FIELDS: tuple[Field, ...] = (
         PathListKind(),
         "Files or directories zoned warms into the shared zone's page cache (zoned shared warm).",
         default=_HOST["shared_paths"],
+    ),
+    Field(
+        "shared_tmpfs",
+        TmpfsListKind(),
+        "tmpfs mounts zoned makes with mpol=bind:<shared nodes> (zoned shared mount, and the"
+        " daemon at start): only containers with shared: true place pages of files they create"
+        " there on the shared zone; others allocate on their own nodes.",
+        default=_HOST["shared_tmpfs"],
     ),
 )
 

@@ -48,6 +48,15 @@ class Amount:
 
 
 @dataclass(frozen=True)
+class TmpfsDecl:
+    """A shared tmpfs zoned mounts with ``mpol=bind:<shared nodes>`` (zoned.sharedfs)."""
+
+    path: str  # the mount point: absolute, normalised, not /
+    size: int | None = None  # bytes; None: the kernel's default (half of RAM)
+    mode: int = 0o1777  # of its root directory, applied when zoned mounts it
+
+
+@dataclass(frozen=True)
 class HostDecl:
     """Where and how zoned runs on this host."""
 
@@ -58,6 +67,7 @@ class HostDecl:
     shared_nodes: tuple[int, ...] = ()  # explicit shared zone nodes, or...
     shared_count: int = 0  # ...a count of pool nodes to set aside as shared
     shared_paths: tuple[str, ...] = ()  # files/directories warmed into the shared zone
+    shared_tmpfs: tuple[TmpfsDecl, ...] = ()  # tmpfs mounts bound to the shared zone
     headroom_pct: float = 15.0  # each container keeps this much of its zones' capacity free
 
 
