@@ -83,6 +83,8 @@ from zoned.policy import keeps_min, may_grow
 from zoned.service import Notifier
 from zoned.shared import HELPER_TIMEOUT_S, SHARED_LEAF, shared_cgroup
 from zoned.shared import rewarm as shared_rewarm
+from zoned.sharedfs import MountFn, libc_mount
+from zoned.sharedfs import ensure as ensure_shared_tmpfs
 from zoned.sidecars import (
     MIB,
     MoverFactory,
@@ -348,10 +350,13 @@ class Daemon:
         mover_factory: MoverFactory | None = None,
         node_events: Callable[[], NodeEvents] | None = None,
         rewarm_fn: RewarmFn | None = None,
+        tmpfs_mount: MountFn | None = None,
     ) -> None:
-        """The three hooks replace what the daemon runs beside the engine (tests): the
-        rule mover, the uevent source (default: the kernel's, on real backends only) and
-        the shared-zone re-warm (default: ``zoned.shared.rewarm``, on real backends only).
+        """The hooks replace what the daemon runs beside the engine (tests): the rule
+        mover, the uevent source (default: the kernel's, on real backends only), the
+        shared-zone re-warm (default: ``zoned.shared.rewarm``, on real backends only) and
+        the mount(2) of the shared tmpfs at start (default: ``zoned.sharedfs.libc_mount``,
+        on real backends only).
         """
         self.opts = opts
         self.notifier = notifier or Notifier()
@@ -381,6 +386,7 @@ class Daemon:
         self._mover_factory = mover_factory
         self._node_events_factory = node_events
         self._rewarm_fn = rewarm_fn
+        self._tmpfs_mount = tmpfs_mount
         self._rewarm_prepare: Callable[[Backend, frozenset[int]], object] | None = None
         self.rules: RuleWiring | None = None
         self.node_events: NodeEvents | None = None
@@ -437,6 +443,8 @@ class Daemon:
             if self._rewarm_fn is None:
                 self._rewarm_fn = rewarm_on_worker
                 self._rewarm_prepare = shared_cgroup
+            if self._tmpfs_mount is None:
+                self._tmpfs_mount = libc_mount
             self.backend_name = f"cgroup {hc.hierarchy} ({hc.cgroup_root})"
             return decls, backend, loop
 
@@ -473,6 +481,7 @@ class Daemon:
         failed = [c.name for c in decls.containers if c.name not in self.engine.managed]
         if failed and not (o.dry_run or single):
             log.warning("not managed after admission: %s (see above)", ", ".join(failed))
+        self._mount_shared_tmpfs(decls)
         if o.metrics:
             from zoned.metrics import Metrics, serve
 
@@ -491,6 +500,40 @@ class Daemon:
         self.notifier.ready(self.status_line())
         self._after_change()
         log.info("ready: %s", self.status_line())
+
+    def _mount_shared_tmpfs(self, decls: Declarations) -> None:
+        """Mount ``host.shared_tmpfs`` on the shared zone's nodes (zoned.sharedfs), before
+        READY=1. A failure is logged as an error and kept among the warnings (``zoned
+        status``): the zones do not depend on it, and a restart would not mend it. Not in
+        a private mount namespace (containers would not see the tmpfs), nor on the
+        simulator; a dry run only logs what it would do. Never unmounted on stop."""
+        tmpfs = decls.host.shared_tmpfs
+        e = self.engine
+        if not tmpfs or self._tmpfs_mount is None or e is None:
+            return
+        nodes = e.zonemap.nodes_with(SHARED)
+        try:
+            report = ensure_shared_tmpfs(
+                tmpfs,
+                nodes,
+                proc_root=self.opts.proc_root,
+                dry_run=e.dry_run,
+                mount=self._tmpfs_mount,
+                refuse_private_namespace=True,
+            )
+        except ZonedError as exc:
+            failures = [f"not mounted: {exc}"]
+        else:
+            failures = []
+            for out in report.outcomes:
+                line = out.line(report.dry_run)
+                if out.ok:
+                    log.info("shared tmpfs: %s", line)
+                else:
+                    failures.append(line)
+        for line in failures:
+            log.error("shared tmpfs: %s", line)
+            self.warnings.append(f"shared tmpfs: {line}")
 
     # -- beside the engine: rules on exec, node hot-plug, shared-zone re-warm -------------
 

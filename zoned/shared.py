@@ -457,6 +457,21 @@ def shared_warnings(decls: Declarations) -> list[str]:
             f"the shared zone ({nodes}) has no shared_paths and no container with shared: "
             "true: it stays empty"
         )
+    tmpfs = ", ".join(t.path for t in host.shared_tmpfs)
+    sharers = [c.name for c in decls.containers if c.shared]
+    if tmpfs and has_zone and not sharers:
+        out.append(
+            f"shared_tmpfs ({tmpfs}) is bound to the shared zone ({nodes}), but no container "
+            "has shared: true: every container's cpuset cuts the mount's mpol=bind, so what "
+            "they write there lands on their own nodes and nothing of it on the shared zone"
+        )
+    if tmpfs and has_zone and sharers:
+        out.append(
+            f"shared_tmpfs ({tmpfs}): only files created by a container with shared: true "
+            f"({', '.join(sharers)}) get the mount's mpol=bind; a file another container "
+            "creates there gets no policy (its pages go to its writers' own nodes, even when "
+            "a shared: true container writes it)"
+        )
     for c in decls.containers:
         if c.shared and has_zone:
             out.append(

@@ -3,12 +3,17 @@
     zoned shared warm  [--config F] [--json] [--method read|mmap|fadvise] [--move]
                        [--rate BYTES_PER_S] [PATH ...]
     zoned shared where [--json] PATH ...
+    zoned shared mount [--config F] [--json] [--dry-run] [--sysfs-root D] [--proc-root D]
 
 ``warm`` runs the helper in ``<parent>/zoned.shared`` (cpuset.mems = the shared nodes),
 which reads the paths (default: host.shared_paths and every container's shared_paths)
 into the page cache; then reports, per file, bytes read, bytes resident and where the
 resident pages are (bytes by node, and how much is on the shared nodes). ``--move`` also
 migrates pages already cached on other nodes into the shared zone. ``where`` only reports.
+``mount`` mounts each ``host.shared_tmpfs`` as a tmpfs with ``mpol=bind:<shared nodes>``,
+remounts one with another policy, keeps one that is right, refuses anything else there
+(``zoned.sharedfs``); it never unmounts. Exit status 1 when any mount point is refused
+or fails.
 
 JSON, version 1 (bytes; node keys are strings)::
 
@@ -17,6 +22,16 @@ JSON, version 1 (bytes; node keys are strings)::
      "files": [{"path": "/data/x", "size": 67108864, "read": 67108864,
                 "resident": 67108864, "nodes": {"5": 67108864}, "on_shared": 67108864,
                 "error": null}]}
+
+``mount --json`` (version 1)::
+
+    {"version": 1, "config": "/etc/zoned/zoned.yaml", "shared_nodes": [7],
+     "dry_run": false, "namespace": null, "ok": true,
+     "mounts": [{"path": "/srv/shared", "target": "/srv/shared", "action": "mount",
+                 "reason": "nothing is mounted there", "before": "an empty directory",
+                 "options": "mpol=bind:7,mode=1777,size=268435456", "done": true,
+                 "ok": true, "error": null, "errno": null,
+                 "after": "a tmpfs (mpol=bind:7, size 256M)"}]}
 """
 
 from __future__ import annotations
@@ -32,6 +47,7 @@ from zoned.shared import METHODS, declared_paths, expand, where
 from zoned.sizes import format_size, parse_size
 
 if TYPE_CHECKING:
+    from zoned.decl import Declarations
     from zoned.shared import WarmReport
 
 JSON_VERSION = 1
@@ -58,6 +74,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("paths", nargs="+", metavar="PATH")
     q.add_argument("--json", action="store_true", help="machine-readable output")
     q.set_defaults(func=run_where)
+    m = ssub.add_parser(
+        "mount", help="mount the declared shared tmpfs with mpol=bind:<the shared nodes>"
+    )
+    m.add_argument("--config", type=Path, default=DEFAULT_PATH, metavar="FILE")
+    m.add_argument("--dry-run", action="store_true", help="decide and show; mount nothing")
+    m.add_argument("--json", action="store_true", help="machine-readable output")
+    m.add_argument("--sysfs-root", type=Path, default=Path("/sys"), metavar="DIR",
+                   help="sysfs root, for a shared zone declared as a count")  # fmt: skip
+    m.add_argument("--proc-root", type=Path, default=Path("/proc"), metavar="DIR",
+                   help="procfs root: mountinfo and mount namespaces")  # fmt: skip
+    m.set_defaults(func=run_mount)
 
 
 def run_warm(args: argparse.Namespace) -> int:
@@ -124,3 +151,34 @@ def run_where(args: argparse.Namespace) -> int:
                 f"{format_size(item['resident'])} [{nodes}]"
             )
     return 1 if failed else 0
+
+
+def declared_shared_nodes(decls: Declarations, sys_root: Path, proc_root: Path) -> frozenset[int]:
+    """The shared zone's nodes: the declared list, or a count taken from the topology as
+    placement takes it (``zoned.ownership.shared_nodes``)."""
+    if decls.host.shared_nodes or not decls.host.shared_count:
+        return frozenset(decls.host.shared_nodes)
+    from zoned.ownership import shared_nodes  # numpy: only for a count
+    from zoned.topology import read_topology
+
+    return shared_nodes(decls, read_topology(sys_root, proc_root))
+
+
+def run_mount(args: argparse.Namespace) -> int:
+    from zoned.sharedfs import MountReport, ensure
+
+    decls = load(args.config)
+    tmpfs = decls.host.shared_tmpfs
+    if tmpfs:
+        nodes = declared_shared_nodes(decls, args.sysfs_root, args.proc_root)
+        report = ensure(tmpfs, nodes, proc_root=args.proc_root, dry_run=args.dry_run)
+    else:
+        report = MountReport(frozenset(), args.dry_run)
+    if args.json:
+        doc = {"version": JSON_VERSION, "config": str(args.config), **report.as_json()}
+        print(json.dumps(doc, indent=2))
+    elif not tmpfs:
+        print(f"{args.config}: no host.shared_tmpfs declared: nothing to mount")
+    else:
+        print("\n".join(report.lines()))
+    return 0 if report.ok else 1
