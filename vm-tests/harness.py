@@ -576,8 +576,8 @@ BOOTS: dict[str, Boot] = {
     "6.12-numa8-v2": Boot(kernel="6.12", numa="8", cgroup="v2"),
     # The size form on 2 GiB: 7 uneven nodes. Node 0 spans 288 MiB (256 MiB of RAM plus a
     # 32 MiB step over the hole below 1 MiB), nodes 1-5 256 MiB, and node 6 takes the
-    # 224 MiB remainder (less than one more node) too: 479 MiB. MemTotal (6.1):
-    # 281/252/252/244/216/252/472 MiB (vm-tests/README.md).
+    # 224 MiB remainder (less than one more node) too: 479 MiB. MemTotal (6.1): 281, five
+    # of ~252 (one of nodes 3-5 at 208-216, varying by boot), 472 MiB (vm-tests/README.md).
     "6.1-numa256M-v2": Boot(kernel="6.1", numa="256M", cgroup="v2"),
 }
 
