@@ -161,7 +161,9 @@ def test_shared_tmpfs_places_pages_by_who_creates_and_who_writes(
     finding("zoned shared mount: mountinfo", line)
     assert _mpol() == f"bind:{SHARED}"
     assert oct(MOUNT.stat().st_mode & 0o7777) == "0o1777"
-    assert _mount(host.config)["action"] == "keep"
+    again = zoned("shared", "mount", "--config", str(host.config), timeout_s=CLI_S).stdout
+    finding("zoned shared mount, second run", again)
+    assert f"{MOUNT}: kept: already a tmpfs with mpol=bind:{SHARED}" in again
 
     sharer, plain = host.own["sharer"], host.own["plain"]
     f = {name: MOUNT / f"{name}.bin" for name in ("s", "p", "s_then_p", "p_then_s")}
@@ -211,11 +213,15 @@ def test_remount_binds_new_files_to_the_new_nodes_only(
     host: Host, tmp_path: Path, finding: Finding
 ) -> None:
     assert 6 not in host.own.values(), host.own  # node 6 stays free for the new binding
-    assert _mount(host.config)["action"] == "mount"
+    first = zoned("shared", "mount", "--config", str(host.config), timeout_s=CLI_S).stdout
+    finding("zoned shared mount, first run", first)
+    assert f"{MOUNT}: mounted with mpol=bind:{SHARED},mode=1777,size=" in first
+    assert _mpol() == f"bind:{SHARED}"
     old = MOUNT / "old.bin"
     _write(None, "create", old, 8)  # this process's cpuset: every node
     moved = _config(tmp_path / "moved.yaml", 6)
     second = _mount(moved)
+    finding("zoned shared mount after the shared zone moved to node 6 (json)", second)
     assert second["action"] == "remount", second
     assert _mpol() == "bind:6"
     _write(None, "append", old, 8)
