@@ -11,7 +11,10 @@ Start-up, in order; any failure before READY=1 exits with the problem and writes
    only the others are placed, on the nodes left. The hints under ``--state-dir`` only
    supply the reason and time of each assignment; a missing or corrupt file is ignored.
    A restart therefore changes nothing that is already right;
-4. ``Engine.admit()``, the control socket, READY=1.
+4. ``Engine.admit()``; then the shared tmpfs (``host.shared_tmpfs``) is mounted, kept or
+   remounted with ``mpol=bind:<shared nodes>`` (``zoned.sharedfs``): a failure is logged
+   and kept among the warnings, not fatal, and nothing is mounted from a private mount
+   namespace; the control socket, READY=1. Stopping never unmounts it.
 
 The loop wakes for: backend events (tripwires, PSI, OOM, finished writes), control
 clients, signals, the systemd watchdog (half of ``WatchdogSec``) and the **fallback
