@@ -309,6 +309,14 @@ POLICY_FIELDS: tuple[Field, ...] = (
         "Read budget of a shared-zone re-warm.",
         default=_POLICY["rewarm_mib_s"],
     ),
+    Field(
+        "rewarm_drop_pct",
+        NumberKind(0, 100, high_open=True, what=_PCT),
+        "Re-warm the shared zone early when its nodes' page cache (FilePages) falls this many"
+        " percent below the most seen since the last re-warm (not within 10 s of it); 0: only"
+        " at rewarm_interval_s.",
+        default=_POLICY["rewarm_drop_pct"],
+    ),
 )
 
 # One rule of a container's ``match:`` (zoned.rules.MatchRule): every key given must hold.

@@ -34,7 +34,9 @@ changed (the engine keeps its node set until a restart re-places). One more time
 wake-up exists **only when shared paths and a shared zone are declared**: the shared-zone
 re-warm, run on the loop's worker pool once after admission and then
 ``policy.rewarm_interval_s`` (60 s) after the previous one ended, at
-``policy.rewarm_mib_s`` (32 MiB/s).
+``policy.rewarm_mib_s`` (32 MiB/s); sooner when a step sees the shared nodes' FilePages
+``policy.rewarm_drop_pct`` (5 %) below their peak since the last one (at least 10 s after
+it). A reload that changes ``host.shared_tmpfs`` mounts or remounts (never unmounts).
 
 Signals: SIGTERM/SIGINT stop the loop; containers keep running in their zones unless
 ``release_on_stop``. SIGHUP reloads (as ``zoned reload``): an invalid configuration is
@@ -66,7 +68,7 @@ from zoned.backends.base import Backend, CgroupState, Event, EventKind, OpKind
 from zoned.backends.fdloop import IN, FdCallback, FdLoop, Outcome
 from zoned.backends.select import check_host, fd_loop_of, open_backend
 from zoned.control import DEFAULT_SOCKET, Client, ControlServer
-from zoned.decl import ContainerDecl, Declarations
+from zoned.decl import ContainerDecl, Declarations, TmpfsDecl
 from zoned.engine import Engine, LogRecord
 from zoned.errors import ConfigError, ControlError, PlacementError, Unsupported, ZonedError
 from zoned.model import (
@@ -98,6 +100,7 @@ from zoned.sidecars import (
     rewarm_summary,
     topology_change,
 )
+from zoned.sizes import format_size
 from zoned.uevents import UeventSource
 
 if TYPE_CHECKING:
@@ -108,6 +111,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FALLBACK_POLL_S = 5.0
+# Prefix of the warnings about the shared tmpfs: each mount run replaces the last ones.
+TMPFS_WARNING = "shared tmpfs: "
+# An early re-warm (page cache dropped) never starts sooner than this after the last one
+# ended, so a shared zone too small for its files is not re-read back to back.
+REWARM_EARLY_GAP_S = 10.0
 
 
 class LoopHost(Protocol):
@@ -296,6 +304,8 @@ def config_diff(old: Declarations, new: Declarations) -> tuple[list[str], list[s
             refusals.append(f"host.{key} changed ({a!r} → {b!r}): that needs a restart")
     if old.host.shared_paths != new.host.shared_paths:
         changes.append("host.shared_paths changed")
+    if old.host.shared_tmpfs != new.host.shared_tmpfs:
+        changes.append("host.shared_tmpfs changed")
     if old.host.headroom_pct != new.host.headroom_pct:
         changes.append(f"host.headroom_pct {old.host.headroom_pct:g} → {new.host.headroom_pct:g}")
     for f in dataclasses.fields(old.policy):
@@ -512,6 +522,8 @@ class Daemon:
         simulator; a dry run only logs what it would do. Never unmounted on stop."""
         tmpfs = decls.host.shared_tmpfs
         e = self.engine
+        # What an earlier run (start, an earlier reload) warned about is replaced.
+        self.warnings = [w for w in self.warnings if not w.startswith(TMPFS_WARNING)]
         if not tmpfs or self._tmpfs_mount is None or e is None:
             return
         nodes = e.zonemap.nodes_with(SHARED)
@@ -536,7 +548,24 @@ class Daemon:
                     failures.append(line)
         for line in failures:
             log.error("shared tmpfs: %s", line)
-            self.warnings.append(f"shared tmpfs: {line}")
+            self.warnings.append(f"{TMPFS_WARNING}{line}")
+
+    def _reapply_rules(self, new: Declarations) -> None:
+        """After a reload: the ``match:`` rules of the new declarations."""
+        if self.rules is not None and self._host is not None and self.engine is not None:
+            self.rules.apply(new, self._host, writes=not self.engine.dry_run)
+            self._note_rule_warnings()
+
+    def _reload_shared_tmpfs(self, old: tuple[TmpfsDecl, ...], new: Declarations) -> None:
+        """After a reload: mount new mount points, remount changed ones. One no longer
+        declared stays mounted (unmounting would destroy its files), said in the log."""
+        if new.host.shared_tmpfs == old:
+            return
+        paths = {t.path for t in new.host.shared_tmpfs}
+        for t in old:
+            if t.path not in paths:
+                log.info("shared tmpfs: %s no longer declared; left mounted", t.path)
+        self._mount_shared_tmpfs(new)
 
     # -- beside the engine: rules on exec, node hot-plug, shared-zone re-warm -------------
 
@@ -602,6 +631,27 @@ class Daemon:
             sched.next_at = None
         elif sched.next_at is None and sched.running_op is None:
             sched.next_at = self.backend.now()
+
+    def _observe_shared_cache(self) -> None:
+        """Hand the shared nodes' page cache (from the step's snapshot) to the re-warm
+        schedule: a drop of ``policy.rewarm_drop_pct`` brings the next re-warm forward."""
+        e, backend = self.engine, self.backend
+        assert e is not None and backend is not None
+        snap = e.last_snapshot
+        if snap is None or self.rewarm.next_at is None:
+            return
+        nodes = e.zonemap.nodes_with(SHARED)
+        file_bytes = sum(snap.nodes[n].file for n in nodes if n in snap.nodes)
+        pct = e.decls.policy.rewarm_drop_pct
+        if self.rewarm.observe(backend.now(), file_bytes, pct / 100, REWARM_EARLY_GAP_S):
+            log.info(
+                "shared zone: page cache on node %s fell to %s (peak %s, more than %g%% down): "
+                "re-warm now",
+                format_nodelist(nodes),
+                format_size(file_bytes),
+                format_size(self.rewarm.peak_file_bytes),
+                pct,
+            )
 
     def _start_rewarm(self) -> None:
         e, loop, fn, backend = self.engine, self._fdloop, self._rewarm_fn, self.backend
@@ -724,6 +774,7 @@ class Daemon:
                             self.metrics.tripwire(ev.container, ev.at)
                 engine.step(events)
                 self.steps += 1
+                self._observe_shared_cache()
                 next_tick = backend.now() + fallback
                 if self._reload_pending and not engine.pending():
                     self.reload()
@@ -1057,12 +1108,12 @@ class Daemon:
                 lends += [
                     Lend(n, c.name, f"{c.name}: min raised to {c.min} (reload)") for n in extra
                 ]
+        old_tmpfs = e.decls.host.shared_tmpfs
         e.reconfigure(new, zmap)
         for lend in lends:
             e.override(lend)
-        if self.rules is not None and self._host is not None:
-            self.rules.apply(new, self._host, writes=not e.dry_run)
-            self._note_rule_warnings()
+        self._reapply_rules(new)
+        self._reload_shared_tmpfs(old_tmpfs, new)
         self._plan_rewarm()
         for ch in changes:
             log.info("reload: %s", ch)
