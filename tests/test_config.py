@@ -24,8 +24,8 @@ SYS_8NODE = TESTS / "data" / "sys-8node"
 PROC_8NODE = TESTS / "data" / "proc-8node"
 
 NAME = (
-    "expected a name of letters, digits, '_', '.' and '-', not starting with '.'"
-    " (it becomes a cgroup directory name)"
+    "expected a name of letters, digits, '_', '.' and '-', not starting with '.' nor 'zoned.'"
+    " (it becomes a cgroup directory name; zoned.* are zoned's own)"
 )
 SIZE = "expected a size above zero like 768M, 2G or 1.5GiB, a number of bytes, or {nodes: N}"
 ONCE = "expected each container defined once, in the main file or in one drop-in"
@@ -92,6 +92,7 @@ EXPECTED: dict[str, list[str]] = {
         f"zoned.yaml:2:3: containers..hidden: found container name '.hidden'; {NAME}",
         f"zoned.yaml:4:3: containers.my app: found container name 'my app'; {NAME}",
         f"zoned.yaml:6:3: containers.a/b: found container name 'a/b'; {NAME}",
+        f"zoned.yaml:10:3: containers.zoned.shared: found container name 'zoned.shared'; {NAME}",
     ],
     "out_of_range": [
         "zoned.yaml:2:20: host.reserved_nodes[0]: found integer -1; expected a node id,"

@@ -48,10 +48,11 @@ from zoned.yamlpos import (
 )
 
 # A container name becomes a cgroup directory name.
-NAME_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$"
+# "zoned." is kept for zoned's own cgroups beside the containers (zoned.backends.base).
+NAME_PATTERN = r"^(?!zoned\.)[A-Za-z0-9_-][A-Za-z0-9_.-]*$"
 NAME_EXPECTED = (
-    "a name of letters, digits, '_', '.' and '-', not starting with '.'"
-    " (it becomes a cgroup directory name)"
+    "a name of letters, digits, '_', '.' and '-', not starting with '.' nor 'zoned.'"
+    " (it becomes a cgroup directory name; zoned.* are zoned's own)"
 )
 # A cgroup path relative to the cgroup root: no empty, '.' or '..' parts.
 CGROUP_PATTERN = r"^(?!.*(^|/)\.\.?(/|$))/?[^/]+(/[^/]+)*$"
