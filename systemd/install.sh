@@ -74,6 +74,11 @@ if [ ! -e "$d/etc/zoned/zoned.yaml" ]; then
     say "edit /etc/zoned/zoned.yaml and containers.d/, then: zoned check /etc/zoned/zoned.yaml"
 fi
 
+# The unit's ExecStartPre mounts host.shared_tmpfs through nsenter (util-linux).
+if [ -z "$d" ] && [ ! -x /usr/bin/nsenter ]; then
+    say "warning: no /usr/bin/nsenter (util-linux): the unit cannot mount host.shared_tmpfs"
+fi
+
 if [ -z "$d" ] && [ -d /run/systemd/system ]; then
     systemctl daemon-reload
     say "systemctl daemon-reload done; start with: systemctl enable --now zoned"
