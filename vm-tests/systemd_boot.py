@@ -11,7 +11,8 @@ upper, the project is mounted read-write at its own path, then ``switch_root`` i
 * ``/etc/systemd/system/zoned.service``: the project's unit, with ExecStart pointing at
   the project's venv and a drop-in for what only this environment needs (see
   ``DROPIN``),
-* ``/etc/zoned/zoned.yaml`` (``ZONED_CONFIG`` below),
+* ``/etc/zoned/zoned.yaml`` (``ZONED_CONFIG`` below: node 7 shared, a shared tmpfs at
+  ``/srv/zoned-shared`` that the unit's ExecStartPre mounts),
 * ``zoned-vmtest.service``: runs ``run.sh`` (the command) after zoned.service, writes
   its exit status and the journal to the run directory, and powers off.
 
@@ -49,11 +50,15 @@ host:
   hierarchy: v2
   parent: zoned
   reserved_nodes: [0]
+  # the shared zone and a tmpfs bound to it, mounted by the unit's ExecStartPre
+  shared: [7]
+  shared_tmpfs:
+    - {path: /srv/zoned-shared, size: 64M}
 policy:
   cooldown_s: 2
 containers:
   web:   {min: {nodes: 1}, max: {nodes: 3}, priority: 10}
-  batch: {min: {nodes: 1}, max: {nodes: 2}}
+  batch: {min: {nodes: 1}, max: {nodes: 2}, shared: true}
 """
 
 # What differs from the shipped unit here, and why: the project's Python lives under
