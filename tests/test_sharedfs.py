@@ -25,6 +25,7 @@ from zoned.daemon import Options
 from zoned.decl import TmpfsDecl
 from zoned.errors import BackendError, ConfigError, WriteRefused
 from zoned.model import SHARED
+from zoned.mountinfo import MountEntry, parse_mountinfo, read_mounts
 from zoned.shared import shared_warnings
 from zoned.sharedfs import (
     MS_NOATIME,
@@ -36,7 +37,6 @@ from zoned.sharedfs import (
     MS_REMOUNT,
     MS_STRICTATIME,
     NEW_MOUNT_FLAGS,
-    MountEntry,
     Mpol,
     PathKind,
     PathState,
@@ -45,11 +45,9 @@ from zoned.sharedfs import (
     ensure,
     libc_mount,
     mount_flags,
-    parse_mountinfo,
     perform,
     plan,
     probe_path,
-    read_mounts,
     shown_size,
     top_mount,
     translate,

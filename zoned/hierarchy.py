@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from zoned import mountinfo
 from zoned.errors import Unsupported
 
 # Super-block options of a v1 cgroup mount that are not controller names.
@@ -25,41 +26,20 @@ class CgroupMount:
     controllers: frozenset[str]
 
 
-def _unescape(field: str) -> str:
-    """mountinfo escapes space, tab, newline and backslash as ``\\ooo`` octal."""
-    out: list[str] = []
-    i = 0
-    while i < len(field):
-        if field[i] == "\\" and field[i + 1 : i + 4].isdigit():
-            out.append(chr(int(field[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
 def parse_mountinfo(text: str) -> list[CgroupMount]:
     """The cgroup and cgroup2 mounts listed in a mountinfo text, in file order."""
     mounts: list[CgroupMount] = []
-    for line in text.splitlines():
-        fields = line.split()
-        if "-" not in fields:
+    for m in mountinfo.parse_mountinfo(text):
+        if m.fstype not in ("cgroup", "cgroup2"):
             continue
-        sep = fields.index("-")
-        if sep < 5 or len(fields) < sep + 4:
-            continue
-        fstype = fields[sep + 1]
-        if fstype not in ("cgroup", "cgroup2"):
-            continue
-        opts = set(fields[sep + 3].split(","))
+        opts = set(m.super_options)
         controllers = frozenset(o for o in opts if o not in _NOT_CONTROLLERS and "=" not in o)
         mounts.append(
             CgroupMount(
-                mount_point=Path(_unescape(fields[4])),
-                root=_unescape(fields[3]),
-                version=2 if fstype == "cgroup2" else 1,
-                controllers=controllers if fstype == "cgroup" else frozenset(),
+                mount_point=Path(m.mount_point),
+                root=m.root,
+                version=2 if m.fstype == "cgroup2" else 1,
+                controllers=controllers if m.fstype == "cgroup" else frozenset(),
             )
         )
     return mounts

@@ -54,7 +54,8 @@ from pathlib import Path
 from typing import Any
 
 from zoned.decl import TmpfsDecl
-from zoned.errors import BackendError, Unsupported, WriteRefused
+from zoned.errors import BackendError, WriteRefused
+from zoned.mountinfo import MountEntry, read_mounts
 from zoned.nodelist import format_nodelist, parse_nodelist
 from zoned.sizes import format_size
 
@@ -90,89 +91,16 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 # mountinfo
 
 
-@dataclass(frozen=True)
-class MountEntry:
-    """One line of ``/proc/PID/mountinfo`` (proc(5))."""
-
-    mount_id: int
-    parent_id: int
-    root: str
-    mount_point: str
-    options: tuple[str, ...]  # per-mount: rw, nosuid, relatime, ...
-    fstype: str
-    source: str
-    super_options: tuple[str, ...]  # per-superblock: rw, size=65536k, mpol=bind:7, ...
-
-    def super_option(self, key: str) -> str | None:
-        """The value of ``key=value`` among the super options (``""`` for a bare flag)."""
-        for opt in self.super_options:
-            name, sep, value = opt.partition("=")
-            if name == key:
-                return value if sep else ""
-        return None
-
-    def describe(self) -> str:
-        """``tmpfs (mpol=bind:7, size 64M)``, ``ext4 from /dev/sda1``: for reasons."""
-        if self.fstype != "tmpfs":
-            return f"a {self.fstype} mount from {self.source}"
-        parts = [f"mpol={self.super_option('mpol')}" if self.super_option("mpol") else "no mpol"]
-        size = shown_size(self)
-        parts.append(f"size {format_size(size)}" if size is not None else "default size")
-        if "ro" in self.options:
-            parts.append("read-only")
-        return f"a tmpfs ({', '.join(parts)})"
-
-
-def _unescape(text: str) -> str:
-    """mountinfo writes space, tab, newline and backslash as ``\\ooo`` (octal)."""
-    out: list[str] = []
-    i = 0
-    while i < len(text):
-        if text[i] == "\\" and len(text) >= i + 4 and text[i + 1 : i + 4].isdigit():
-            out.append(chr(int(text[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(text[i])
-            i += 1
-    return "".join(out)
-
-
-def parse_mountinfo(text: str) -> list[MountEntry]:
-    """Every mount of a mountinfo text, in file order; malformed lines are skipped."""
-    out: list[MountEntry] = []
-    for line in text.splitlines():
-        fields = line.split(" ")
-        if "-" not in fields[6:]:
-            continue
-        sep = fields.index("-", 6)
-        if len(fields) < sep + 4:
-            continue
-        try:
-            mount_id, parent_id = int(fields[0]), int(fields[1])
-        except ValueError:
-            continue
-        out.append(
-            MountEntry(
-                mount_id=mount_id,
-                parent_id=parent_id,
-                root=_unescape(fields[3]),
-                mount_point=_unescape(fields[4]),
-                options=tuple(fields[5].split(",")),
-                fstype=fields[sep + 1],
-                source=_unescape(fields[sep + 2]),
-                super_options=tuple(fields[sep + 3].split(",")),
-            )
-        )
-    return out
-
-
-def read_mounts(proc_root: Path = Path("/proc")) -> list[MountEntry]:
-    """This process's mounts. Raises Unsupported when mountinfo cannot be read."""
-    path = proc_root / "self" / "mountinfo"
-    try:
-        return parse_mountinfo(path.read_text())
-    except OSError as exc:
-        raise Unsupported(f"cannot read {path}: {exc.strerror or exc}") from exc
+def describe_mount(m: MountEntry) -> str:
+    """``a tmpfs (mpol=bind:7, size 64M)``, ``an ext4 mount from /dev/sda1``: for reasons."""
+    if m.fstype != "tmpfs":
+        return f"a {m.fstype} mount from {m.source}"
+    parts = [f"mpol={m.super_option('mpol')}" if m.super_option("mpol") else "no mpol"]
+    size = shown_size(m)
+    parts.append(f"size {format_size(size)}" if size is not None else "default size")
+    if "ro" in m.options:
+        parts.append("read-only")
+    return f"a tmpfs ({', '.join(parts)})"
 
 
 def top_mount(mounts: Sequence[MountEntry], target: str) -> MountEntry | None:
@@ -338,7 +266,7 @@ def _decide(
             data=data,
             create=missing,
         )
-    before = current.describe()
+    before = describe_mount(current)
     if current.fstype != "tmpfs":
         return act(
             Verb.REFUSE,
@@ -381,7 +309,7 @@ def _decide(
 
 
 def _before(current: MountEntry | None, st: PathState) -> str:
-    return current.describe() if current is not None else st.kind.value
+    return describe_mount(current) if current is not None else st.kind.value
 
 
 # ---------------------------------------------------------------------------------------
@@ -610,7 +538,7 @@ def _verify(
     by_path = {d.path: d for d in declared}
     for o in report.outcomes:
         current = top_mount(mounts, o.action.target)
-        o.after = current.describe() if current is not None else None
+        o.after = describe_mount(current) if current is not None else None
         if not o.done:
             continue
         path = o.action.path

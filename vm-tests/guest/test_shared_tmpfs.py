@@ -135,7 +135,8 @@ def _policy(path: Path) -> str:
 
 
 def _mpol() -> str | None:
-    from zoned.sharedfs import read_mounts, top_mount
+    from zoned.mountinfo import read_mounts
+    from zoned.sharedfs import top_mount
 
     m = top_mount(read_mounts(), str(MOUNT))
     assert m is not None and m.fstype == "tmpfs", m
