@@ -473,8 +473,9 @@ def namespace_note(proc_root: Path = Path("/proc")) -> str | None:
         return None
     return (
         f"this process's mount namespace ({mine}) is not PID 1's ({init}): a tmpfs mounted"
-        " here is not seen outside it; run `zoned shared mount` in the host's namespace (in"
-        " the unit: ExecStartPre=+zoned shared mount --config FILE)"
+        " here is not seen outside it; run `zoned shared mount` in the host's namespace (the"
+        " shipped unit does, before the daemon starts: ExecStartPre=-+nsenter --target 1"
+        " --mount -- zoned shared mount; `systemctl restart zoned` applies a change)"
     )
 
 
