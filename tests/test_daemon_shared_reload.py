@@ -135,3 +135,39 @@ def test_with_drop_pct_zero_only_the_interval_counts(tmp_path: Path) -> None:
     d, calls = run_with_cache_drop(tmp_path, 0)
     assert len(calls) == 1, calls
     assert d.rewarm.brought_forward == 0
+
+
+def test_an_eviction_before_the_first_step_after_the_end_is_seen(tmp_path: Path) -> None:
+    """The shared node holds 100 MiB while a re-warm runs (the daemon reads it at the end)
+    and 90 MiB from the moment it has ended, before any step: the early re-warm still
+    comes (measured in the guest: vm-tests/guest/test_shared_rewarm.py)."""
+    import threading
+
+    calls: list[float] = []
+    go = threading.Event()
+
+    def fake(backend: Backend, nodes: frozenset[int], paths: Sequence[str], budget: float) -> str:
+        assert go.wait(10), "the test did not release the first re-warm"
+        calls.append(backend.now())
+        return "fake report"
+
+    config = wiring.shared_config(tmp_path, 1000, 8)
+    with wiring.daemon(tmp_path, config, speed=100, rewarm_fn=fake) as d:
+        assert d.backend is not None and d.engine is not None
+        real = d.backend.node_memory
+        shared = d.engine.zonemap.nodes_with(SHARED)
+
+        def node_memory() -> Mapping[int, NodeMemory]:
+            file = 100 * MIB if d.rewarm.running_op is not None else 90 * MIB
+            return {n: dataclasses.replace(m, file=file) if n in shared else m
+                    for n, m in real().items()}  # fmt: skip
+
+        d.backend.node_memory = node_memory  # type: ignore[method-assign]
+        go.set()
+        wait_for(lambda: d.rewarm.ended_at is not None, "the first re-warm", deadline_s=10)
+        ended, backend = d.rewarm.ended_at, d.backend
+        assert ended is not None
+        limit = ended + REWARM_EARLY_GAP_S + 5
+        wait_for(lambda: len(calls) >= 2 or backend.now() > limit, "a re-warm or the gap", 10)
+    assert len(calls) >= 2 and d.rewarm.brought_forward >= 1, calls
+    assert calls[1] - calls[0] < 1000

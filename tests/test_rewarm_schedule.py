@@ -70,3 +70,17 @@ def test_unscheduled_is_left_unscheduled() -> None:
     s.observe(120.0, 100 * MIB, DROP, GAP)
     assert not s.observe(121.0, 0, DROP, GAP)
     assert s.next_at is None
+
+
+def test_the_level_at_the_end_is_the_first_peak() -> None:
+    """An eviction before the first step after a re-warm is still a drop from the level
+    read at its end (the daemon passes it); without it, that step's reading is the peak."""
+    s = RewarmSchedule(next_at=0.0)
+    s.started(1)
+    s.finished(100.0, 600.0, 34 * MIB)
+    assert s.peak_file_bytes == 34 * MIB
+    assert s.observe(111.0, 2 * MIB, DROP, GAP)  # evicted before any step saw 34 MiB
+    blind = ended_at(100.0, 600.0)
+    assert not blind.observe(111.0, 2 * MIB, DROP, GAP)
+    assert not blind.observe(120.0, 2 * MIB, DROP, GAP)
+    assert blind.next_at == 700.0

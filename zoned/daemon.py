@@ -690,11 +690,19 @@ class Daemon:
         with contextlib.suppress(KeyError):
             loop.op_result(ev.op or 0)
         report, self._rewarm_report = self._rewarm_report, None
+        # The peak a drop is measured from, read at the end (before the line that says so):
+        # left to the next step, an eviction before that step (up to fallback_poll_s later)
+        # would be that step's baseline, never seen as a drop.
+        try:
+            mem = self.backend.node_memory()
+            cached = sum(mem[n].file for n in e.zonemap.nodes_with(SHARED) if n in mem)
+        except (OSError, ZonedError):
+            cached = 0
         if ev.ok:
             log.info("shared zone re-warmed: %s", rewarm_summary(report))
         else:
             log.warning("shared zone re-warm failed: %s", ev.detail)
-        self.rewarm.finished(self.backend.now(), e.decls.policy.rewarm_interval_s)
+        self.rewarm.finished(self.backend.now(), e.decls.policy.rewarm_interval_s, cached)
         self._plan_rewarm()
 
     def _side_events(self, events: list[Event]) -> list[Event]:

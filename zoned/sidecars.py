@@ -236,9 +236,12 @@ class RewarmSchedule:
         self.running_op, self.next_at = op, None
         self.runs += 1
 
-    def finished(self, now: float, interval_s: float) -> None:
+    def finished(self, now: float, interval_s: float, file_bytes: int = 0) -> None:
+        """A re-warm ended at ``now``. ``file_bytes``: the shared nodes' ``FilePages`` read
+        then, the first peak a drop is measured from. Without it (0) the first step's
+        reading is, so an eviction before that step is never seen as a drop."""
         self.running_op, self.next_at = None, now + interval_s
-        self.ended_at, self.peak_file_bytes = now, 0
+        self.ended_at, self.peak_file_bytes = now, file_bytes
 
     def observe(self, now: float, file_bytes: int, drop_frac: float, min_gap_s: float) -> bool:
         """Note the shared nodes' page cache (``FilePages`` summed) seen at ``now``.
