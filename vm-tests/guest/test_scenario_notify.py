@@ -61,7 +61,10 @@ def test_psi_trigger(tmp_path: Path, finding: Finding) -> None:
         events = keyed(cg / "memory.events")
         stall = psi_some_total(cg) - stall0
         assert events["high"] >= 1 and events["oom_kill"] == 0, events
-        assert stall >= 100_000, stall  # the trigger's threshold, in the kernel's own count
+        # The kernel saw the stall. Not ">= 100 ms": the trigger sums its own per-window
+        # growth (rtpoll), ``total=`` is the averaging side's count, and under TCG on a
+        # busy host the latter read 94 ms when the trigger had fired (CI, 2026-11-26).
+        assert stall >= 50_000, stall
         assert w.proc.poll() is None, "the throttled workload died"
         finding(
             "psi: pressure event",
