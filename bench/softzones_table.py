@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.vm_common import (  # noqa: E402
     Boot,
+    GuestRun,
     machine,
     md_table,
     run_guest_script,
@@ -231,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         data = dict(run_guest_script(boot, "softzones_table.py", [], timeout_s=1800,
                                      name="softzones").data)  # fmt: skip
     scan = scan_rate()
-    text = body(data, scan, machine())
+    text = body(data, scan, machine([GuestRun(None, None, data)]))
     print(text)
     write_section(KEY, TITLE, text)
     return 0
