@@ -267,3 +267,30 @@ def test_reload_waits_for_hand_overs_in_flight(tmp_path: Path) -> None:
         doc = r.status()
         assert doc["daemon"]["reload_pending"] is False
         assert any(d["kind"] == "reload" for d in doc["decisions"])
+
+
+# -- stopping ------------------------------------------------------------------------------
+
+ONE_EMPTY = """\
+name: test
+duration_s: 100000
+topology: {count: 4, size: 256M}
+config:
+  host: {reserved_nodes: [0]}
+  containers:
+    web:   {min: {nodes: 1}, max: {nodes: 2}}
+    batch: {min: {nodes: 1}, max: {nodes: 2}}
+workloads:
+  web:
+    - {idle_s: 100000}
+"""
+
+
+@pytest.mark.parametrize("release", [False, True])
+def test_release_on_stop_removes_only_empty_containers(tmp_path: Path, release: bool) -> None:
+    with running(tmp_path, scenario=ONE_EMPTY, release_on_stop=release) as r:
+        backend = r.daemon.backend
+        assert backend is not None
+        assert set(backend.existing()) == {"web", "batch"}
+    # web has a process: kept either way; batch is empty: removed only when asked
+    assert set(backend.existing()) == ({"web"} if release else {"web", "batch"})

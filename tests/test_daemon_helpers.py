@@ -86,6 +86,7 @@ def running(
     state: str | None = None,
     fallback_poll_s: float = 0.5,
     metrics: str | None = None,
+    release_on_stop: bool = False,
 ) -> Iterator[Running]:
     sc = tmp_path / "scenario.yaml"
     sc.write_text(scenario)
@@ -111,6 +112,7 @@ def running(
         state_dir=state_dir,
         fallback_poll_s=fallback_poll_s,
         metrics=metrics,
+        release_on_stop=release_on_stop,
     )
     d = Daemon(opts, notifier=Notifier(env={}, send=send), install_signals=False)
     r = Running(d, sock, cfg, state_dir, sent)

@@ -113,3 +113,20 @@ def test_daemon_serves_metrics_and_counts_an_override(tmp_path: Path) -> None:
         assert 'zoned_node_owner{kind="free",node="3",owner="free"}' not in text
         assert 'zoned_decisions_total{kind="lend",outcome="started",reason="operator"} 1.0' in text
     assert not path.exists()  # the daemon removed its metrics socket on stop
+
+
+def test_daemon_serves_metrics_over_tcp_and_frees_the_port_on_stop(tmp_path: Path) -> None:
+    import socket
+    import urllib.request
+
+    from tests.test_daemon_helpers import running
+
+    with socket.socket() as probe:  # a port free right now
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with running(tmp_path, metrics=f"127.0.0.1:{port}"):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+        assert 'zoned_container_nodes{container="web"} 1.0' in text
+    with socket.socket() as again:  # shut down with the daemon: the port binds again
+        again.bind(("127.0.0.1", port))

@@ -173,10 +173,10 @@ class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer
     daemon_threads = True
 
 
-def serve(metrics: Metrics, where: str) -> socketserver.BaseServer | None:
+def serve(metrics: Metrics, where: str) -> socketserver.BaseServer:
     """Start serving ``where`` (``HOST:PORT`` or ``unix:/path``) on a thread.
 
-    Returns the unix server (to shut down) or None for TCP (prometheus_client's thread)."""
+    Returns the server, for the caller to shut down. Port 0 picks a free port (logged)."""
     if where.startswith("unix:"):
         path = Path(where[5:])
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -200,9 +200,9 @@ def serve(metrics: Metrics, where: str) -> socketserver.BaseServer | None:
         log.info("metrics on %s", where)
         return srv
     host, _, port = where.rpartition(":")
-    start_http_server(int(port), addr=host or "127.0.0.1", registry=metrics.registry)
-    log.info("metrics on http://%s:%s/metrics", host or "127.0.0.1", port)
-    return None
+    tcp, _thread = start_http_server(int(port), addr=host or "127.0.0.1", registry=metrics.registry)
+    log.info("metrics on http://%s:%s/metrics", host or "127.0.0.1", tcp.server_port)
+    return tcp
 
 
 __all__ = ["Metrics", "serve"]
