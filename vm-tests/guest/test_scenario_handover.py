@@ -1,6 +1,6 @@
 """Scenarios *reclaim and evacuate* and *directed reclaim* (config/scenarios/vm-evacuate.yaml,
-vm-directed.yaml) on cgroup v2, 6.1: evacuate with numa=fake=8 and the uneven
-numa=fake=256M, directed with numa=fake=8 only (see test_directed_reclaim).
+vm-directed.yaml) on cgroup v2: both on 6.1 and 6.12 with numa=fake=8, evacuate also on
+6.1 with the uneven numa=fake=256M (directed not: see test_directed_reclaim).
 
 Every pool node is lent ("filler" holds all but three at its min: four with numa=fake=8,
 three with 256M; the operator lends the last free node to "donor"). The donor's memory
@@ -42,7 +42,7 @@ from .test_scenario_support import (
     wait_for,
 )
 
-pytestmark = pytest.mark.boot(kernel="6.1", cgroup="v2")
+pytestmark = pytest.mark.boot(kernel=("6.1", "6.12"), cgroup="v2")
 
 DRAINED = 16 * MIB  # the engine's own bound for "evacuated" (engine.DRAINED_BYTES)
 OVER = 14  # MiB past a tripwire: what the yaml's 140 MiB is on a ~252 MiB node at 50%
@@ -179,10 +179,10 @@ def test_directed_reclaim(tmp_path: Path, finding: Finding) -> None:
     The donor's memory is page cache: read(2) of a sparse file on the project's 9p share.
     9p mounted cache=loose reads through the page cache (measured: numa_stat ``file`` on
     the donor's nodes, reclaimable by memory.reclaim); tmpfs would not do (shmem: not
-    reclaimable without swap). Measured on 6.1: a cpuset.mems change migrates only pages
-    the tasks map (the kernel walks their page tables), so page cache that was only read
-    stays on the taken node (the hand-over's "left behind", charged to the donor and
-    reclaimable there): only its anon is drained."""
+    reclaimable without swap). Measured on 6.1 and 6.12: a cpuset.mems change migrates
+    only pages the tasks map (the kernel walks their page tables), so page cache that was
+    only read stays on the taken node (the hand-over's "left behind", charged to the donor
+    and reclaimable there): only its anon is drained."""
     cache = RUN_DIR / "scenario-directed.bin"  # sparse, on the 9p share: real page cache
     try:
         with scenario("vm-directed", tmp_path) as run:
