@@ -129,4 +129,7 @@ def test_daemon_serves_metrics_over_tcp_and_frees_the_port_on_stop(tmp_path: Pat
             text = resp.read().decode()
         assert 'zoned_container_nodes{container="web"} 1.0' in text
     with socket.socket() as again:  # shut down with the daemon: the port binds again
+        # SO_REUSEADDR: the scrape's closed connection may sit in TIME-WAIT; Linux still
+        # refuses the bind while anything listens there.
+        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         again.bind(("127.0.0.1", port))
