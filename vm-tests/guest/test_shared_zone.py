@@ -13,6 +13,13 @@ Charges are compared as differences from a baseline taken after the workers star
 before they allocated, within TOLERANCE (python's own small allocations, page tables).
 The file lives on the project share (9p, cache=loose) so that it can be dropped from the
 page cache before each scenario.
+
+The same tests run on the v2 boot and on the v1 boot (cpuset and memory as separate v1
+hierarchies under /run/cgroup-v1, cgroup2 for the rest: a hybrid host). On v1 the config
+leaves ``host.hierarchy: auto`` and the default ``cgroup_root``, as a hybrid host's would,
+and the backend zoned picks is checked to be cgroup1 on those two mounts. Besides zoned's
+own reports, each memcg's page-cache bytes per node are read straight from the kernel's
+``memory.numa_stat`` (v2: ``file N0=<bytes> …``; v1: ``file=<pages> N0=<pages> …``).
 """
 
 from __future__ import annotations
@@ -28,12 +35,21 @@ from typing import Any
 
 import pytest
 
+from zoned.shared import SHARED_LEAF
+
 from .cgtools import remove_tree
-from .conftest import RUN_DIR, Finding, zoned
+from .conftest import BOOT, RUN_DIR, Finding, zoned
 
-pytestmark = pytest.mark.boot(kernel="6.1", cgroup="v2", numa="8")
+pytestmark = pytest.mark.boot(kernel="6.1", cgroup=("v1", "v2"), numa="8")
 
-ROOT = Path("/sys/fs/cgroup")
+V1 = BOOT["cgroup"] == "v1"
+V2_ROOT = Path("/sys/fs/cgroup")
+CPUSET = Path(os.environ.get("ZONED_VM_CGROUP_V1_CPUSET", "/run/cgroup-v1/cpuset"))
+MEMORY = Path(os.environ.get("ZONED_VM_CGROUP_V1_MEMORY", "/run/cgroup-v1/memory"))
+# The hierarchies a task joins, cpuset first (its next allocations land on its nodes).
+ROOTS = (CPUSET, MEMORY) if V1 else (V2_ROOT,)
+MEMCG_ROOT = MEMORY if V1 else V2_ROOT
+PAGE = os.sysconf("SC_PAGE_SIZE")
 PARENT = f"zoned-t8-{os.getpid()}"
 MIB = 1 << 20
 FILE_MIB = 32
@@ -66,7 +82,8 @@ def _config(path: Path, shared_file: Path | None) -> Path:
     """Node 7 is the shared zone in both scenarios; only the second one warms it."""
     paths = f"  shared_paths: [{shared_file}]\n" if shared_file else ""
     path.write_text(
-        f"host:\n  hierarchy: v2\n  parent: {PARENT}\n  reserved_nodes: [0]\n"
+        f"host:\n  hierarchy: {'auto' if V1 else 'v2'}\n  parent: {PARENT}\n"
+        "  reserved_nodes: [0]\n"
         f"  shared: [7]\n{paths}"
         "containers:\n  a:\n    min: {nodes: 1}\n  b:\n    min: {nodes: 1}\n"
     )
@@ -74,22 +91,53 @@ def _config(path: Path, shared_file: Path | None) -> Path:
 
 
 def _cold_file(path: Path, mib: int) -> Path:
-    """A file of random bytes, written, synced and dropped from the page cache."""
+    """A file of random bytes, written, synced and dropped from the page cache.
+
+    POSIX_FADV_DONTNEED first; ``drop_caches`` only if pages are left: dropping every
+    cache makes the next python processes (workers, helper, CLI) read the interpreter
+    and libraries again over 9p, which under TCG cost most of these tests' time.
+    """
+    from zoned.shared import where
+
     with path.open("wb") as f:
         f.write(os.urandom(mib * MIB))
         f.flush()
         os.fsync(f.fileno())
         os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-    Path("/proc/sys/vm/drop_caches").write_text("3\n")
-    from zoned.shared import where
-
+    if where(path, locate=False).resident:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
     left = where(path, locate=False).resident
-    assert left == 0, f"{path}: {left} bytes still cached after drop_caches"
+    assert left == 0, f"{path}: {left} bytes still cached after DONTNEED and drop_caches"
     return path
+
+
+def memcg_file_by_node(name: str) -> dict[int, int]:
+    """Page-cache bytes per node charged to ``<parent>/<name>``'s memcg, read from the
+    kernel's memory.numa_stat (v2 ``file N0=<bytes>``, v1 ``file=<pages> N0=<pages>``)."""
+    text = (MEMCG_ROOT / PARENT / name / "memory.numa_stat").read_text()
+    for line in text.splitlines():
+        key, _, rest = line.partition(" ")
+        if (V1 and key.startswith("file=")) or (not V1 and key == "file"):
+            unit = PAGE if V1 else 1
+            pairs = (f.split("=") for f in rest.split())
+            return {int(n[1:]): int(v) * unit for n, v in pairs}
+    raise AssertionError(f"no file line in {name}'s memory.numa_stat:\n{text}")
+
+
+def memcg_charge(name: str) -> int:
+    """``<parent>/<name>``'s memcg charge: memory.current (v2), memory.usage_in_bytes (v1)."""
+    f = "memory.usage_in_bytes" if V1 else "memory.current"
+    return int((MEMCG_ROOT / PARENT / name / f).read_text())
+
+
+def _mib(d: dict[int, int]) -> dict[int, float]:
+    return {n: round(b / MIB, 1) for n, b in sorted(d.items()) if abs(b) >= MIB // 10}
 
 
 @pytest.fixture
 def host(tmp_path: Path) -> Iterator[Host]:
+    from zoned.backends.cgroup1 import Cgroup1Backend
+    from zoned.backends.cgroup2 import Cgroup2Backend
     from zoned.config import load
     from zoned.ownership import readonly_backend
     from zoned.placement import place
@@ -98,6 +146,11 @@ def host(tmp_path: Path) -> Iterator[Host]:
     decls = load(cfg)
     backend = readonly_backend(decls)
     try:
+        if V1:  # auto and the default cgroup_root found the v1 mounts of this hybrid host
+            assert isinstance(backend, Cgroup1Backend), type(backend)
+            assert (backend.cpuset.root, backend.memory.root) == (CPUSET, MEMORY)
+        else:
+            assert isinstance(backend, Cgroup2Backend), type(backend)
         plan = place(backend.topology(), decls)
         nodes = {c.name: frozenset(c.nodes) for c in plan.containers}
         for c in decls.containers:
@@ -105,16 +158,17 @@ def host(tmp_path: Path) -> Iterator[Host]:
         yield Host(cfg, nodes, frozenset({7}))
     finally:
         backend.close()
-        remove_tree(ROOT / PARENT, ROOT)
+        for root in ROOTS:
+            remove_tree(root / PARENT, root)
 
 
 class Worker:
     """A python process started inside a container's cgroup; allocates on ``go``."""
 
     def __init__(self, name: str, anon_mib: int, path: Path) -> None:
-        procs = ROOT / PARENT / name / "cgroup.procs"
+        join = " && ".join(f"echo $$ > {root / PARENT / name / 'cgroup.procs'}" for root in ROOTS)
         self.proc = subprocess.Popen(
-            ["sh", "-c", f'echo $$ > {procs} && exec "$0" -c "$1" "$2" "$3"',
+            ["sh", "-c", f'{join} && exec "$0" -c "$1" "$2" "$3"',
              sys.executable, WORKER, str(anon_mib), str(path)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
@@ -168,12 +222,24 @@ def _run(
     """Start both workers, baseline, a then b allocate and read; return the deltas, the
     CLI's usage JSON and its sharing JSON. ``promote``: then run ``zoned sharing
     --promote`` (its JSON goes in the sharing JSON as "promote_run", with the charges
-    measured afterwards as "after_promote")."""
+    measured afterwards as "after_promote"). The sharing JSON also carries each memcg's
+    page-cache bytes per node (``memcg_file_by_node``) since the baseline: "memcg_read"
+    after the reads, "memcg_after_promote" after the promote."""
     workers = {n: Worker(n, ANON_MIB[n], path) for n in ("a", "b")}
+
+    def memcg_delta() -> dict[str, dict[int, int]]:
+        now = {n: memcg_file_by_node(n) for n in workers}
+        return {
+            n: {k: now[n].get(k, 0) - base[n].get(k, 0) for k in now[n].keys() | base[n].keys()}
+            for n in workers
+        }
+
     try:
         before = _usage_now(host.config)
+        base = {n: memcg_file_by_node(n) for n in workers}
         workers["a"].go()
         workers["b"].go()
+        memcg_read = memcg_delta()
         usage = json.loads(
             zoned("usage", "--config", str(host.config), "--json", timeout_s=CLI_S).stdout
         )
@@ -185,6 +251,8 @@ def _run(
             share["promote_run"] = json.loads(zoned(*args, timeout_s=CLI_S).stdout)
             now = _usage_now(host.config)
             share["after_promote"] = {n: {m: now[n][m] - before[n][m] for m in now[n]} for n in now}
+            share["memcg_after_promote"] = memcg_delta()
+        share["memcg_read"] = memcg_read
     finally:
         for w in workers.values():
             w.stop()
@@ -217,6 +285,15 @@ def test_first_reader_pays_without_shared_zone(host: Host, finding: Finding) -> 
         "a": {"zones": a + s, "static": a + s, "partial": a + s},
         "b": {"zones": b, "static": b, "partial": b + s},
     })  # fmt: skip
+    # The kernel's own per-node memcg view (numa_stat): a pays for the file, on its node;
+    # b, which found it cached, pays nothing for it.
+    read = share["memcg_read"]
+    finding("no shared zone: memcg page cache since baseline, MiB by node", {
+        n: _mib(d) for n, d in read.items()
+    })  # fmt: skip
+    assert sum(v for k, v in read["a"].items() if k in host.nodes["a"]) >= 0.95 * s, read
+    assert _close(sum(read["a"].values()), s), read
+    assert abs(sum(read["b"].values())) < TOLERANCE, read
     pair = [x for x in share["shares"] if x["mapper"] == "b" and x["owner"] == "a"]
     assert pair, f"zoned sharing did not see b mapping a's pages: {share['shares']}"
     assert _close(pair[0]["file"], s), pair[0]
@@ -225,12 +302,17 @@ def test_first_reader_pays_without_shared_zone(host: Host, finding: Finding) -> 
     # helper); a's zones charge drops by the file, its memcg keeps the charge.
     (moved,) = [f for f in share["promote_run"]["promoted"]["files"] if f["path"] == str(path)]
     after = share["after_promote"]
+    memcg_a = share["memcg_after_promote"]["a"]
     finding("promote: file placement and a's deltas after (MiB)", {
         "on_shared": round(moved["on_shared"] / MIB, 1),
         "stayed": round((moved["resident"] - moved["on_shared"]) / MIB, 1),
         "a": {m: round(v / MIB, 1) for m, v in after["a"].items()},
+        "a_memcg_file_by_node": _mib(memcg_a),
     })  # fmt: skip
     assert moved["on_shared"] >= 0.9 * s, moved
+    # a's memcg still holds the migrated pages, now counted on the shared node.
+    assert sum(v for k, v in memcg_a.items() if k in host.shared) >= 0.9 * s, memcg_a
+    assert _close(sum(memcg_a.values()), s), memcg_a
     # Measured against a's own charge before the promote, which also holds whatever its
     # worker faulted first (interpreter and libraries over 9p: a few MiB that vary by boot):
     # the zones charge drops by exactly what moved; the memcg charge does not drop.
@@ -249,6 +331,13 @@ def test_shared_zone_holds_the_file(host: Host, finding: Finding) -> None:
     finding("shared warm (read) placement", {"nodes": f["nodes"], "mems": warm["helper_mems"]})
     assert warm["helper_mems"] == "7"
     assert f["on_shared"] == f["resident"] == FILE_MIB * MIB, f
+    # The helper's memcg (zoned.shared) pays for what it read, on the shared node.
+    held = memcg_file_by_node(SHARED_LEAF)
+    finding("shared warm: zoned.shared memcg (MiB)", {
+        "charge": round(memcg_charge(SHARED_LEAF) / MIB, 1), "file_by_node": _mib(held),
+    })  # fmt: skip
+    assert sum(v for k, v in held.items() if k in host.shared) >= FILE_MIB * MIB, held
+    assert memcg_charge(SHARED_LEAF) >= FILE_MIB * MIB
     delta, usage, share = _run(host, path)
     finding("shared zone: charge deltas MiB", {
         n: {m: round(v / MIB, 1) for m, v in d.items()} for n, d in delta.items()
@@ -258,6 +347,8 @@ def test_shared_zone_holds_the_file(host: Host, finding: Finding) -> None:
         "a": {"zones": a, "static": a, "partial": a + s},
         "b": {"zones": b, "static": b, "partial": b + s},
     })  # fmt: skip
+    read = share["memcg_read"]
+    assert all(abs(sum(d.values())) < TOLERANCE for d in read.values()), read
     assert usage["shared_zone_used"] >= s
     for mapper in ("a", "b"):
         on_shared = [
@@ -276,13 +367,15 @@ def test_warm_methods_place_pages_on_the_shared_node(host: Host, finding: Findin
     """read(2), mmap+touch and POSIX_FADV_WILLNEED from the helper: where do pages land?"""
     from zoned.config import load
     from zoned.ownership import readonly_backend
-    from zoned.shared import warm
+    from zoned.shared import warm, where
 
     backend = readonly_backend(load(host.config))
     try:
         placed: dict[str, dict[str, float]] = {}
-        for method in ("read", "mmap", "fadvise"):
-            path = _cold_file(RUN_DIR / f"shared-{method}.bin", 8)
+        methods = ("read", "mmap", "fadvise")
+        paths = {m: _cold_file(RUN_DIR / f"shared-{m}.bin", 8) for m in methods}
+        for method, path in paths.items():
+            assert where(path, locate=False).resident == 0, f"{path} warmed before its turn"
             (f,) = warm(backend, host.shared, [str(path)], method=method).files
             placed[method] = {
                 "resident_mib": f.resident / MIB,
