@@ -35,6 +35,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.numa import memory_bound_to
 from zoned.shared import SHARED_LEAF
 
 from .cgtools import remove_tree
@@ -55,6 +56,7 @@ MIB = 1 << 20
 FILE_MIB = 32
 ANON_MIB = {"a": 48, "b": 24}
 TOLERANCE = 6 * MIB  # per charge, plus 5 %
+PCP_SLACK = 8 * MIB  # freed pages on per-CPU lists, uncounted in MemFree (2 CPUs)
 CLI_S = 300  # a CLI run under TCG on a busy host can take a minute
 
 WORKER = r"""
@@ -151,11 +153,18 @@ def host(tmp_path: Path) -> Iterator[Host]:
             assert (backend.cpuset.root, backend.memory.root) == (CPUSET, MEMORY)
         else:
             assert isinstance(backend, Cgroup2Backend), type(backend)
-        plan = place(backend.topology(), decls)
+        topo = backend.topology()
+        plan = place(topo, decls)
         nodes = {c.name: frozenset(c.nodes) for c in plan.containers}
         for c in decls.containers:
             backend.ensure(c, nodes[c.name])
-        yield Host(cfg, nodes, frozenset({7}))
+        shared = frozenset({7})
+        # The zones charge is node-wide: keep this process and the CLIs it runs (usage,
+        # sharing, the promote) off a's, b's and the shared nodes, or what spills there
+        # from a full node 0 counts as theirs (14 MiB once, on v1 in CI).
+        measured = shared.union(*nodes.values())
+        with memory_bound_to(frozenset(n.id for n in topo.nodes) - measured):
+            yield Host(cfg, nodes, shared)
     finally:
         backend.close()
         for root in ROOTS:
@@ -316,8 +325,14 @@ def test_first_reader_pays_without_shared_zone(host: Host, finding: Finding) -> 
     # Measured against a's own charge before the promote, which also holds whatever its
     # worker faulted first (interpreter and libraries over 9p: a few MiB that vary by boot):
     # the zones charge drops by exactly what moved; the memcg charge does not drop.
+    # The zones charge is MemTotal - MemFree of a's node, and the 32 MiB the migration
+    # freed there pass through the per-CPU free lists, which MemFree does not count: up to
+    # PCP_SLACK more. Still far from the 32 MiB a promote that moved nothing would leave.
     want_zones = delta["a"]["zones"] - moved["on_shared"]
-    assert _close(after["a"]["zones"], want_zones), (after, want_zones)
+    assert abs(after["a"]["zones"] - want_zones) <= TOLERANCE + PCP_SLACK + want_zones * 0.05, (
+        after,
+        want_zones,
+    )
     assert _close(after["a"]["static"], a + s), after
 
 
