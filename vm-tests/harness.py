@@ -610,6 +610,16 @@ class GuestResult:
         )
 
 
+# QEMU 7.2's TCG (Debian 12) faults on the masked-off lanes of VMASKMOVPS/PD and VPMASKMOVD/Q
+# loads, which real CPUs never do: numpy 2's AVX2 sort reads an array's tail that way, so
+# np.sort of an array ending just before an unmapped page segfaulted in the guest
+# (pagemap.sorted_unique under `zoned usage`). With AVX off, AVX2, FMA and F16C (all
+# VEX-encoded) go too: "-avx" alone left the guest's cpuinfo listing avx2. Checked by
+# guest/test_cpu_model.py; measured in vm-tests/README.md ("The guest CPU"). ZONED_VM_CPU
+# overrides it (ZONED_VM_CPU=max brings the fault back).
+TCG_CPU = os.environ.get("ZONED_VM_CPU", "max,-avx,-avx2,-fma,-f16c")
+
+
 def accel() -> str:
     """TCG unless ZONED_VM_ACCEL says otherwise (the KVM here cannot run stock kernels)."""
     return os.environ.get("ZONED_VM_ACCEL", "tcg")
@@ -633,7 +643,7 @@ def qemu_argv(boot: Boot, kernel: Kernel, initramfs: Path, run_dir: Path) -> lis
         "-accel",
         accel(),
         "-cpu",
-        "max" if accel() == "tcg" else "host",
+        TCG_CPU if accel() == "tcg" else "host",
         "-m",
         boot.mem,
         "-smp",
