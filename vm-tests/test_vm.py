@@ -1,96 +1,99 @@
-"""One test per boot configuration: boot it once, run all matching guest tests inside it.
+"""One test per boot part: boot a configuration, run its share of the guest tests inside it.
 
-The guest runs ``pytest vm-tests/guest`` against its own /sys and /proc; this test passes
-when that pytest passes, and shows the guest's failures and console tail when it does not.
+The guest runs ``pytest`` on ``vm-tests/guest`` (or one part of it) against its own /sys
+and /proc; this test passes when that pytest passes, and shows the guest's failures, the
+test that was running and the console tail when it does not.
+
+A configuration whose guest tests take long is split into parts (``PARTS``), each its own
+boot, so that no boot comes near its time limit on a busy machine: the explicit parts list
+guest test files, and the last part runs every other file, so a new guest test always runs
+somewhere.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 from conftest import BOOT_REPORTS, need
-from harness import BOOTS, GuestResult, HarnessError, run_in_guest
+from guestrun import GUEST, findings, guest_pytest, junit_summary, progress_report
+from harness import BOOTS, PROJECT, HarnessError, run_in_guest
 
-# Boot plus the guest's pytest start over 9p is 10-20 s under TCG; the tests themselves are
-# small. A guest that needs longer than this is stuck.
+# Boot plus the guest's pytest start over 9p is 10-20 s under TCG. Every part takes at most
+# about a third of this on a quiet machine (vm-tests/README.md); a guest that needs longer
+# is stuck.
 TIMEOUT_S = float(os.environ.get("ZONED_VM_TIMEOUT", "600"))
 
-GUEST_PYTEST = [
-    "python",
-    "-m",
-    "pytest",
-    "-q",
-    "-rfEs",
-    "--color=no",
-    "-p",
-    "no:cacheprovider",  # the host's / is read-only in the guest
-    "-p",
-    "no:hypothesispytest",  # importing hypothesis costs 7.6 s under TCG; no guest test uses it
-    "--junitxml={run_dir}/junit.xml",
-    "vm-tests/guest",
-]
+# Boot name -> the guest test files of each explicit part; "rest" runs the others.
+PARTS: dict[str, list[list[str]]] = {
+    # 317 s of guest tests in one boot (CI, 2026-12-04): four boots of 70-95 s of tests each.
+    "6.1-numa8-v2": [
+        ["test_shared_zone.py", "test_shared_tmpfs.py"],
+        ["test_shared_rewarm.py", "test_scenario_handover.py"],
+        ["test_scenario_grow.py", "test_scenario_nolend.py", "test_scenario_notify.py"],
+    ],
+    # 163 s in one boot, 108 of them the shared zone on v1.
+    "6.1-numa8-v1": [["test_shared_zone.py"]],
+}
 
 
-def junit_summary(path: Path) -> tuple[list[str], list[str]]:
-    """(one line per test with its outcome, the failure texts) from the guest's JUnit XML."""
-    if not path.exists():
-        return [], []
-    lines: list[str] = []
-    failures: list[str] = []
-    for case in ET.parse(path).getroot().iter("testcase"):
-        name = f"{case.get('classname')}::{case.get('name')}"
-        outcome = "passed"
-        for child in case:
-            if child.tag in ("failure", "error", "skipped"):
-                outcome = child.tag
-                text = f"{child.get('message', '')}\n{child.text or ''}".strip()
-                if child.tag != "skipped":
-                    failures.append(f"--- {name} ({outcome})\n{text[-3000:]}")
-                else:
-                    outcome = f"skipped: {child.get('message', '')}"
-        lines.append(f"{name}: {outcome} ({case.get('time')} s)")
-    return lines, failures
-
-
-def findings(result: GuestResult) -> list[dict[str, object]]:
-    path = result.run_dir / "findings.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def boot_parts() -> list[tuple[str, str, list[str], list[str]]]:
+    """(test id, boot name, paths to run, paths to leave out) for every boot and part."""
+    out: list[tuple[str, str, list[str], list[str]]] = []
+    for name in BOOTS:
+        explicit = [[f"{GUEST}/{f}" for f in files] for files in PARTS.get(name, [])]
+        if not explicit:
+            out.append((name, name, [GUEST], []))
+            continue
+        for i, paths in enumerate(explicit, start=1):
+            out.append((f"{name}-part{i}", name, paths, []))
+        rest = [p for paths in explicit for p in paths]
+        out.append((f"{name}-rest", name, [GUEST], rest))
+    return out
 
 
 @pytest.mark.vm
-@pytest.mark.parametrize("boot_name", list(BOOTS))
-def test_guest_suite(boot_name: str, vm_prerequisites: None) -> None:
+@pytest.mark.parametrize(
+    ("boot_name", "paths", "ignore"),
+    [
+        pytest.param(name, paths, ignore, id=test_id)
+        for test_id, name, paths, ignore in boot_parts()
+    ],
+)
+def test_guest_suite(
+    run_name: str, boot_name: str, paths: list[str], ignore: list[str], vm_prerequisites: None
+) -> None:
+    missing = [p for p in [*paths, *ignore] if not (PROJECT / p).exists()]
+    assert not missing, f"PARTS names guest test files that do not exist: {missing}"
     boot = BOOTS[boot_name]
     try:
-        result = run_in_guest(boot, GUEST_PYTEST, timeout_s=TIMEOUT_S, name=boot_name)
+        result = run_in_guest(boot, guest_pytest(paths, ignore), timeout_s=TIMEOUT_S, name=run_name)
     except HarnessError as exc:
         need(False, f"boot {boot_name} cannot be prepared: {exc}")
         raise  # need() skipped or failed; this is not reached
     cases, failures = junit_summary(result.run_dir / "junit.xml")
     BOOT_REPORTS.append(
         {
-            "boot": boot_name,
+            "boot": run_name,
+            "paths": paths,
+            "ignore": [Path(p).name for p in ignore],
             "kernel": result.kernel_release,
             "rc": result.rc,
             "timings": dict(result.timings),
             "tests": len(cases),
-            "findings": findings(result),
+            "findings": findings(result.run_dir),
             "log": str(result.console_log_path),
         }
     )
     if result.rc == 5:
-        pytest.skip(f"no guest test matches boot {boot_name}")
+        pytest.skip(f"no guest test matches boot {boot_name} in {paths}")
     if result.rc != 0:
         pytest.fail(
             "\n".join(
                 [
                     result.describe(),
+                    progress_report(result.run_dir),
                     "guest tests:",
                     *cases,
                     *failures,

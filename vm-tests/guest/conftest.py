@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
+
+
+def _progress(line: str) -> None:
+    """One line to ``<run>/progress.log``: the host reads it when a boot times out, to say
+    which test was running (the guest's pytest never writes its JUnit file then)."""
+    if IN_GUEST and RUN_DIR.is_dir():
+        with (RUN_DIR / "progress.log").open("a") as out:
+            out.write(f"{time.monotonic():.1f} {line}\n")
+
+
+def pytest_runtest_logstart(nodeid: str, location: tuple[str, int | None, str]) -> None:
+    _progress(f"start {nodeid}")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" or report.outcome != "passed":
+        _progress(f"{report.when} {report.outcome} {report.duration:.1f}s {report.nodeid}")
 
 
 Finding = Callable[[str, Any], None]
