@@ -35,6 +35,15 @@ PARTS: dict[str, list[list[str]]] = {
     ],
     # 163 s in one boot, 108 of them the shared zone on v1.
     "6.1-numa8-v1": [["test_shared_zone.py"]],
+    # 190 s in one boot, 120 of them the four scenarios.
+    "6.12-numa8-v2": [
+        [
+            "test_scenario_grow.py",
+            "test_scenario_handover.py",
+            "test_scenario_nolend.py",
+            "test_scenario_notify.py",
+        ]
+    ],
 }
 
 
