@@ -64,11 +64,8 @@ def boot_parts() -> list[tuple[str, str, list[str], list[str]]]:
 
 @pytest.mark.vm
 @pytest.mark.parametrize(
-    ("boot_name", "paths", "ignore"),
-    [
-        pytest.param(name, paths, ignore, id=test_id)
-        for test_id, name, paths, ignore in boot_parts()
-    ],
+    ("run_name", "boot_name", "paths", "ignore"),
+    [pytest.param(*part, id=part[0]) for part in boot_parts()],
 )
 def test_guest_suite(
     run_name: str, boot_name: str, paths: list[str], ignore: list[str], vm_prerequisites: None
