@@ -42,7 +42,7 @@ MIB = 1 << 20
 
 def scan_rate(mib: int = 1024, reps: int = 5) -> dict[str, float]:
     """pagemap pages/s on this host: one process with ``mib`` touched, full and 1/16."""
-    from zoned.pagemap import PagemapReader
+    from zoned.kernel.pagemap import PagemapReader
 
     child = subprocess.Popen(
         [sys.executable, "-c",

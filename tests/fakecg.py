@@ -23,8 +23,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from zoned.cgroupfs import CgroupFs, translated
-from zoned.nodelist import parse_nodelist
+from zoned.kernel.cgroupfs import CgroupFs, translated
+from zoned.model.nodelist import parse_nodelist
 
 NO_LIMIT = "9223372036854771712"  # PAGE_COUNTER_MAX * 4096: "no limit" as v1 prints it
 

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from zoned.nodelist import format_nodelist
+from zoned.model.nodelist import format_nodelist
 
 DATA = Path(__file__).parent / "data"
 
@@ -286,7 +286,7 @@ class FakeSys:
 
 
 def _cpus(cpulist: str) -> list[int]:
-    from zoned.nodelist import parse_nodelist
+    from zoned.model.nodelist import parse_nodelist
 
     return sorted(parse_nodelist(cpulist))
 

@@ -24,10 +24,10 @@ from tests.fakesys import eight_node
 from zoned.backends.base import Event, EventKind, OpKind
 from zoned.backends.cgroup2 import Cgroup2Backend
 from zoned.backends.fdloop import ERR, PRI, FdCallback, FdLoop
-from zoned.cgroupfs import CgroupFs, translated
-from zoned.decl import Amount, ContainerDecl
+from zoned.config.decl import Amount, ContainerDecl
 from zoned.errors import CgroupGone, EffectiveMismatch, Unsupported, WriteRefused
-from zoned.nodelist import format_nodelist, parse_nodelist
+from zoned.kernel.cgroupfs import CgroupFs, translated
+from zoned.model.nodelist import format_nodelist, parse_nodelist
 
 LONG = 10.0
 PID = 4242
@@ -576,7 +576,7 @@ def test_memory_events_unreadable_is_gone(env: Env, monkeypatch: pytest.MonkeyPa
 
 
 def test_from_declarations(env: Env) -> None:
-    from zoned.decl import Declarations, HostDecl, PolicyDecl
+    from zoned.config.decl import Declarations, HostDecl, PolicyDecl
 
     decls = Declarations(
         host=HostDecl(cgroup_root=str(env.fs.root), parent="zoned"),

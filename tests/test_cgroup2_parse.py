@@ -10,8 +10,8 @@ import pytest
 
 from zoned.backends.base import NodeUsage
 from zoned.errors import BackendError
-from zoned.psi import check_spec, describe, trigger_spec
-from zoned.v2stat import (
+from zoned.kernel.psi import check_spec, describe, trigger_spec
+from zoned.kernel.v2stat import (
     bytes_outside,
     parse_controllers,
     parse_flat_keyed,

@@ -26,9 +26,9 @@ from tests.test_cgroup2_backend import FakeV2Fs, RecordingLoop
 from zoned.backends.base import Backend
 from zoned.backends.cgroup1 import Cgroup1Backend
 from zoned.backends.cgroup2 import Cgroup2Backend
-from zoned.cgroupfs import translated
 from zoned.errors import Unsupported
-from zoned.nodelist import parse_nodelist
+from zoned.kernel.cgroupfs import translated
+from zoned.model.nodelist import parse_nodelist
 
 PARENT = "zoned"
 FAKE_LACKS = {

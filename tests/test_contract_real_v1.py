@@ -20,7 +20,7 @@ from tests.contract.suite import BackendContract, Cap, Plan, RealHarness, Watch,
 from tests.support.cgroups import remove_cgroup_tree
 from zoned.backends.base import Backend
 from zoned.backends.cgroup1 import Cgroup1Backend
-from zoned.nodelist import parse_nodelist
+from zoned.model.nodelist import parse_nodelist
 
 pytestmark = pytest.mark.root
 

@@ -21,8 +21,8 @@ from tests.contract.suite import (
     closing,
 )
 from zoned.backends.base import Backend, EventKind
-from zoned.sim import Alloc, Gone, SimBackend, SimNode, WorkloadSpec
-from zoned.sim.host import SimKnobs
+from zoned.backends.sim import Alloc, Gone, SimBackend, SimNode, WorkloadSpec
+from zoned.backends.sim.host import SimKnobs
 
 GONE_AT_S = 1.0  # when a planned removal happens (virtual seconds)
 

@@ -8,12 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from zoned import statefile
 from zoned.backends.base import CgroupState
-from zoned.config import loads
-from zoned.daemon import config_diff, initial_map
-from zoned.decl import Declarations
-from zoned.model import FREE, RESERVED, SHARED, Assignment, NodeInfo, Owner, Topology, ZoneMap
+from zoned.config.decl import Declarations
+from zoned.config.load import loads
+from zoned.model.zonemap import (
+    FREE,
+    RESERVED,
+    SHARED,
+    Assignment,
+    NodeInfo,
+    Owner,
+    Topology,
+    ZoneMap,
+)
+from zoned.service import statefile
+from zoned.service.daemon import config_diff, initial_map
 
 MIB = 1 << 20
 TOPO = Topology(tuple(NodeInfo(i, 256 * MIB, 200 * MIB, 0) for i in range(6)))

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.waiting import wait_for as support_wait_for
-from zoned.control import request
-from zoned.daemon import Daemon, Options
-from zoned.service import Notifier
+from zoned.service.control import request
+from zoned.service.daemon import Daemon, Options
+from zoned.service.systemd import Notifier
 
 # Four nodes of 256M: node 0 reserved; web and batch get one node each; one is free.
 SCENARIO = """\

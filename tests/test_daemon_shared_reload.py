@@ -15,8 +15,8 @@ from tests import test_daemon_wiring as wiring
 from tests.support.waiting import wait_for
 from tests.test_sharedfs import FakeKernel
 from zoned.backends.base import Backend, NodeMemory
-from zoned.daemon import REWARM_EARLY_GAP_S, Daemon, Options, config_diff
-from zoned.model import SHARED
+from zoned.model.zonemap import SHARED
+from zoned.service.daemon import REWARM_EARLY_GAP_S, Daemon, Options, config_diff
 
 MIB = 1 << 20
 
@@ -43,7 +43,7 @@ def test_a_reload_mounts_new_mount_points_and_clears_mended_warnings(
     one, two, bad = tmp_path / "one", tmp_path / "two", tmp_path / "bad"
     kernel.fail[str(bad)] = 1  # EPERM
     monkeypatch.setattr(wiring, "Options", functools.partial(Options, proc_root=kernel.proc))
-    caplog.set_level(logging.INFO, logger="zoned.daemon")
+    caplog.set_level(logging.INFO, logger="zoned.service.daemon")
     with wiring.daemon(tmp_path, TMPFS.format(paths=f"{one}, {bad}"), tmpfs_mount=kernel) as d:
         assert any(str(bad) in w for w in d.warnings)
         assert [c[1] for c in kernel.calls] == [str(one), str(bad)]
@@ -58,7 +58,7 @@ def test_a_reload_mounts_new_mount_points_and_clears_mended_warnings(
 
 
 def test_config_diff_names_a_shared_tmpfs_change() -> None:
-    from zoned.config import loads
+    from zoned.config.load import loads
 
     a = loads(TMPFS.format(paths="/srv/a"))
     b = loads(TMPFS.format(paths="/srv/a, /srv/b"))

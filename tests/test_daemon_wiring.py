@@ -24,14 +24,14 @@ import pytest
 from tests.test_daemon_helpers import SCENARIO, wait_for
 from tests.test_exec_sandbox import Box, box_fixture
 from zoned.backends.base import Backend
-from zoned.config import load
-from zoned.daemon import Daemon, Options
+from zoned.config.load import load
 from zoned.errors import Unsupported
-from zoned.model import NodeInfo, Topology, ZoneMap
-from zoned.rules import RuleSet
-from zoned.service import Notifier
-from zoned.sidecars import MIB, Mover, RuleWiring, topology_change
-from zoned.uevents import UeventSource
+from zoned.kernel.uevents import UeventSource
+from zoned.model.zonemap import NodeInfo, Topology, ZoneMap
+from zoned.policy.rules import RuleSet
+from zoned.service.daemon import Daemon, Options
+from zoned.service.sidecars import MIB, Mover, RuleWiring, topology_change
+from zoned.service.systemd import Notifier
 
 __all__ = ["box_fixture"]
 
@@ -184,7 +184,7 @@ def test_reload_updates_then_turns_off_the_rules(tmp_path: Path) -> None:
 
 
 def _reload(d: Daemon) -> dict[str, object] | None:
-    from zoned.control import request
+    from zoned.service.control import request
 
     resp = request(d.opts.socket, {"cmd": "reload"}, timeout_s=10.0)
     return resp["result"] if resp.get("ok") else None
@@ -234,7 +234,7 @@ def test_topology_change_says_what_the_zone_map_loses_and_gains() -> None:
     def topo(*sizes: tuple[int, int]) -> Topology:
         return Topology(tuple(NodeInfo(i, s, s, 0) for i, s in sizes))
 
-    from zoned.model import FREE, Assignment, Owner
+    from zoned.model.zonemap import FREE, Assignment, Owner
 
     zmap = ZoneMap({0: Assignment(0, FREE, ""), 1: Assignment(1, Owner.of("web"), "")})
     info, warns = topology_change(

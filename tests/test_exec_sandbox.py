@@ -23,7 +23,7 @@ import pytest
 from tests.conftest import V1_CPUSET, V1_MEMORY
 from tests.support.cgroups import remove_cgroup_tree
 from zoned.backends.cgroup1 import Cgroup1Backend
-from zoned.decl import Amount, ContainerDecl
+from zoned.config.decl import Amount, ContainerDecl
 
 _serial = itertools.count()
 PROC = Path("/proc")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from zoned.commands.run import check_address
+from zoned.backends.sim import load_scenario
+from zoned.cli.commands.run import check_address
 from zoned.engine import Engine
-from zoned.metrics import Metrics, serve
-from zoned.placement import place
-from zoned.sim import load_scenario
+from zoned.policy.placement import place
+from zoned.service.metrics import Metrics, serve
 
 DEMO = Path(__file__).parent.parent / "config" / "scenarios" / "demo.yaml"
 

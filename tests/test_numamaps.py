@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from zoned.numamaps import (
+from zoned.kernel.numamaps import (
     NumaMapsError,
     anon_bytes_by_node,
     file_bytes_by_path,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import need
-from zoned.pagemap import (
+from zoned.kernel.pagemap import (
     EXCLUSIVE,
     FILE,
     PRESENT,

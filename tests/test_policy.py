@@ -7,12 +7,12 @@ from types import MappingProxyType
 
 import pytest
 
-from zoned.actions import DirectedReclaim, Lend, Reclaim, RecordOom, Return, SetTripwire
-from zoned.decl import Amount, ContainerDecl, Declarations, HostDecl, PolicyDecl
-from zoned.model import FREE, RESERVED, Assignment, Owner, ZoneMap
-from zoned.policy import Decision, PolicyState, decide
-from zoned.sizes import MIB
-from zoned.snapshot import ContainerView, NodeView, Snapshot
+from zoned.config.decl import Amount, ContainerDecl, Declarations, HostDecl, PolicyDecl
+from zoned.model.actions import DirectedReclaim, Lend, Reclaim, RecordOom, Return, SetTripwire
+from zoned.model.sizes import MIB
+from zoned.model.snapshot import ContainerView, NodeView, Snapshot
+from zoned.model.zonemap import FREE, RESERVED, Assignment, Owner, ZoneMap
+from zoned.policy.decide import Decision, PolicyState, decide
 
 NODE = 512 * MIB
 TRIP = int(NODE * 0.85)  # tripwire of one node at the default 85%

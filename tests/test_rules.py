@@ -11,18 +11,9 @@ from typing import Any
 
 import pytest
 
-from zoned.classify import (
-    RuleMover,
-    Runner,
-    cgroup_from_proc,
-    children,
-    is_kernel_thread,
-    read_proc,
-    systemd_conflicts,
-)
-from zoned.config import loads
+from zoned.config.load import loads
 from zoned.errors import CgroupGone
-from zoned.procwatch import (
+from zoned.kernel.procwatch import (
     OVERRUN,
     PROC_EVENT_EXEC,
     PROC_EVENT_EXIT,
@@ -31,7 +22,16 @@ from zoned.procwatch import (
     ProcEventKind,
     decode,
 )
-from zoned.rules import MatchRule, Pattern, ProcInfo, RuleSet, cgroup_within
+from zoned.policy.rules import MatchRule, Pattern, ProcInfo, RuleSet, cgroup_within
+from zoned.service.mover import (
+    RuleMover,
+    Runner,
+    cgroup_from_proc,
+    children,
+    is_kernel_thread,
+    read_proc,
+    systemd_conflicts,
+)
 
 # -- patterns and rules -----------------------------------------------------------------
 

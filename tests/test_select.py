@@ -12,8 +12,8 @@ from tests.fakesys import FakeSys
 from zoned.backends.cgroup1 import Cgroup1Backend
 from zoned.backends.cgroup2 import Cgroup2Backend
 from zoned.backends.select import check_host, fd_loop_of, must_move, open_backend
-from zoned.config import loads
-from zoned.decl import Declarations
+from zoned.config.decl import Declarations
+from zoned.config.load import loads
 from zoned.errors import Unsupported
 
 V1 = """\

@@ -19,15 +19,14 @@ import pytest
 
 from tests import test_daemon_wiring as wiring
 from tests.conftest import need
-from zoned import cli
-from zoned.config import loads
-from zoned.daemon import Options
-from zoned.decl import TmpfsDecl
+from zoned.cli import main as cli
+from zoned.config.decl import TmpfsDecl
+from zoned.config.load import loads
 from zoned.errors import BackendError, ConfigError, WriteRefused
-from zoned.model import SHARED
-from zoned.mountinfo import MountEntry, parse_mountinfo, read_mounts
-from zoned.shared import shared_warnings
-from zoned.sharedfs import (
+from zoned.kernel.mountinfo import MountEntry, parse_mountinfo, read_mounts
+from zoned.model.zonemap import SHARED
+from zoned.service.daemon import Options
+from zoned.shared.tmpfs import (
     MS_NOATIME,
     MS_NODEV,
     MS_NOEXEC,
@@ -52,6 +51,7 @@ from zoned.sharedfs import (
     top_mount,
     translate,
 )
+from zoned.shared.zone import shared_warnings
 
 DATA = Path(__file__).parent / "data"
 
@@ -498,7 +498,7 @@ def test_the_daemon_mounts_at_start_and_a_failure_is_logged_not_fatal(
     kernel.fail[str(bad)] = errno.EPERM
     # The helper builds the daemon's Options; point its proc root at the fake mountinfo.
     monkeypatch.setattr(wiring, "Options", functools.partial(Options, proc_root=kernel.proc))
-    caplog.set_level(logging.INFO, logger="zoned.daemon")
+    caplog.set_level(logging.INFO, logger="zoned.service.daemon")
     config = SHARED_DAEMON.format(good=good, bad=bad)
     with wiring.daemon(tmp_path, config, speed=100, tmpfs_mount=kernel) as d:
         assert d.engine is not None and set(d.engine.managed) == {"web", "batch"}  # it runs

@@ -7,9 +7,7 @@ from pathlib import Path
 import pytest
 
 from zoned.backends.base import EventKind
-from zoned.decl import Amount, AmountUnit, ContainerDecl
-from zoned.errors import ConfigError
-from zoned.sim import (
+from zoned.backends.sim import (
     Alloc,
     Hold,
     Isolation,
@@ -23,7 +21,9 @@ from zoned.sim import (
     parse_workload,
     run_baseline,
 )
-from zoned.sizes import MIB
+from zoned.config.decl import Amount, AmountUnit, ContainerDecl
+from zoned.errors import ConfigError
+from zoned.model.sizes import MIB
 
 SCENARIO = """\
 duration_s: 1800

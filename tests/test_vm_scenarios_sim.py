@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from zoned.commands.simulate import json_report, run_scenario
-from zoned.sim import load_scenario
+from zoned.backends.sim import load_scenario
+from zoned.cli.commands.simulate import json_report, run_scenario
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "config" / "scenarios"
 

@@ -38,7 +38,10 @@ from dataclasses import dataclass
 from enum import Enum
 from types import MappingProxyType
 
-from zoned.actions import (
+from zoned.backends.base import Backend, Event, EventKind, OpKind, OpResult
+from zoned.config.decl import Declarations
+from zoned.errors import BackendError, CgroupGone
+from zoned.model.actions import (
     Action,
     DirectedReclaim,
     Lend,
@@ -48,14 +51,11 @@ from zoned.actions import (
     SetTripwire,
     kind_of,
 )
-from zoned.backends.base import Backend, Event, EventKind, OpKind, OpResult
-from zoned.decl import Declarations
-from zoned.errors import BackendError, CgroupGone
-from zoned.model import FREE, SHARED, Assignment, Owner, OwnerKind, ZoneMap
-from zoned.nodelist import format_nodelist
-from zoned.policy import Decision, PolicyState, decide
-from zoned.sizes import MIB, format_size
-from zoned.snapshot import ContainerView, NodeView, Snapshot
+from zoned.model.nodelist import format_nodelist
+from zoned.model.sizes import MIB, format_size
+from zoned.model.snapshot import ContainerView, NodeView, Snapshot
+from zoned.model.zonemap import FREE, SHARED, Assignment, Owner, OwnerKind, ZoneMap
+from zoned.policy.decide import Decision, PolicyState, decide
 
 log = logging.getLogger("zoned.engine")
 

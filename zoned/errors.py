@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno as _errno
 from dataclasses import dataclass
 
-from zoned.nodelist import format_nodelist as fmt_nodes
+from zoned.model.nodelist import format_nodelist as fmt_nodes
 
 
 class ZonedError(Exception):

@@ -35,9 +35,9 @@ import pytest
 from tests.support.cgroups import CountingFs
 from tests.support.procs import AllocatingChild
 from zoned.backends.base import Backend, Event, EventKind
-from zoned.cgroupfs import CgroupFs
-from zoned.decl import Amount, ContainerDecl
+from zoned.config.decl import Amount, ContainerDecl
 from zoned.errors import BackendError, CgroupGone
+from zoned.kernel.cgroupfs import CgroupFs
 
 MIB = 1 << 20
 

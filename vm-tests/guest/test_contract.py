@@ -20,7 +20,7 @@ from tests.test_contract_real_v1 import RealV1Harness
 from zoned.backends.base import Backend
 from zoned.backends.cgroup2 import Cgroup2Backend
 from zoned.errors import Unsupported
-from zoned.sizes import MIB
+from zoned.model.sizes import MIB
 
 from .conftest import node_mem_total, online_nodes
 

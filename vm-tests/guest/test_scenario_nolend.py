@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.test_vm_scenarios_sim import EXPECTED
-from zoned.model import FREE
+from zoned.model.zonemap import FREE
 
 from .cgtools import read
 from .conftest import Finding

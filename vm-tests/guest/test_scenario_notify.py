@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_vm_scenarios_sim import EXPECTED
-from zoned.sizes import MIB
+from zoned.model.sizes import MIB
 
 from .cgtools import read, write
 from .conftest import RUN_DIR, Finding

@@ -37,13 +37,13 @@ import pytest
 import yaml
 
 from tests.test_vm_scenarios_sim import Step, sequence
-from zoned.commands.simulate import SimRun, json_report, run_scenario
-from zoned.control import request
+from zoned.backends.sim.scenario import loads_scenario
+from zoned.cli.commands.simulate import SimRun, json_report, run_scenario
 from zoned.errors import ZonedError
-from zoned.placement import Placement, place
-from zoned.sim.scenario import loads_scenario
-from zoned.sizes import MIB, parse_size
-from zoned.topology import read_topology
+from zoned.kernel.topology import read_topology
+from zoned.model.sizes import MIB, parse_size
+from zoned.policy.placement import Placement, place
+from zoned.service.control import request
 
 from .cgtools import read, remove_tree, write
 from .conftest import PROJECT, RUN_DIR, parse_list

@@ -40,8 +40,8 @@ from typing import Any
 import pytest
 import yaml
 
-from zoned.daemon import REWARM_EARLY_GAP_S
-from zoned.shared import where
+from zoned.service.daemon import REWARM_EARLY_GAP_S
+from zoned.shared.zone import where
 
 from .cgtools import remove_tree
 from .conftest import PROJECT, RUN_DIR, Finding

@@ -25,9 +25,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
-from zoned.decl import ContainerDecl
+from zoned.config.decl import ContainerDecl
 from zoned.errors import Unsupported
-from zoned.model import Topology
+from zoned.model.zonemap import Topology
 
 # zoned's own cgroups under its parent (the v2 daemon leaf, the shared-zone helper's
 # cgroup) start with this; they are never containers, and declarations may not use it.

@@ -43,7 +43,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from zoned import memstat, v1events
 from zoned.backends.base import (
     CgroupState,
     Event,
@@ -54,13 +53,15 @@ from zoned.backends.base import (
 )
 from zoned.backends.fdloop import IN, FdLoop, Outcome
 from zoned.backends.realhost import FdLoopBackend
-from zoned.cgroupfs import CgroupFs
-from zoned.decl import ContainerDecl
+from zoned.config.decl import ContainerDecl
 from zoned.errors import BackendError, CgroupGone, EffectiveMismatch, WriteRefused
-from zoned.hierarchy import v1_roots
-from zoned.nodelist import format_nodelist, parse_nodelist
-from zoned.rules import container_path
-from zoned.v1events import Registration, Watch
+from zoned.kernel import v1events
+from zoned.kernel import v1stat as memstat
+from zoned.kernel.cgroupfs import CgroupFs
+from zoned.kernel.hierarchy import v1_roots
+from zoned.kernel.v1events import Registration, Watch
+from zoned.model.nodelist import format_nodelist, parse_nodelist
+from zoned.policy.rules import container_path
 
 log = logging.getLogger(__name__)
 

@@ -59,8 +59,7 @@ from zoned.backends.base import (
 )
 from zoned.backends.fdloop import ERR, PRI, FdLoop, Outcome
 from zoned.backends.realhost import FdLoopBackend
-from zoned.cgroupfs import CgroupFs, translated
-from zoned.decl import ContainerDecl, Declarations
+from zoned.config.decl import ContainerDecl, Declarations
 from zoned.errors import (
     BackendError,
     CgroupGone,
@@ -68,17 +67,18 @@ from zoned.errors import (
     Unsupported,
     WriteRefused,
 )
-from zoned.nodelist import format_nodelist, parse_nodelist
-from zoned.psi import PsiTrigger, check_spec, describe, open_trigger, trigger_spec
-from zoned.rules import container_path
-from zoned.sizes import format_size
-from zoned.v2stat import (
+from zoned.kernel.cgroupfs import CgroupFs, translated
+from zoned.kernel.psi import PsiTrigger, check_spec, describe, open_trigger, trigger_spec
+from zoned.kernel.v2stat import (
     bytes_outside,
     parse_controllers,
     parse_flat_keyed,
     parse_numa_stat,
     per_node_usage,
 )
+from zoned.model.nodelist import format_nodelist, parse_nodelist
+from zoned.model.sizes import format_size
+from zoned.policy.rules import container_path
 
 log = logging.getLogger(__name__)
 

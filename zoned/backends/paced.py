@@ -20,9 +20,9 @@ from collections.abc import Callable, Mapping, Sequence
 
 from zoned.backends.base import Backend, CgroupState, Event, NodeMemory, OpResult, Usage
 from zoned.backends.fdloop import FdCallback, FdLoop
-from zoned.decl import ContainerDecl
-from zoned.model import Topology
-from zoned.sim.host import SimBackend
+from zoned.backends.sim.host import SimBackend
+from zoned.config.decl import ContainerDecl
+from zoned.model.zonemap import Topology
 
 
 class PacedSim(Backend):

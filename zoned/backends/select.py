@@ -36,13 +36,13 @@ from zoned.backends.cgroup1 import Cgroup1Backend
 from zoned.backends.cgroup2 import DEFAULT_DAEMON_LEAF, Cgroup2Backend
 from zoned.backends.fdloop import FdLoop
 from zoned.backends.realhost import FdLoopBackend
-from zoned.decl import Declarations
+from zoned.config.decl import Declarations
 from zoned.errors import TopologyError, Unsupported
-from zoned.hierarchy import CgroupMount, parse_mountinfo
-from zoned.model import Topology
-from zoned.psi import trigger_spec
-from zoned.topology import read_topology
-from zoned.v2stat import parse_controllers
+from zoned.kernel.hierarchy import CgroupMount, parse_mountinfo
+from zoned.kernel.psi import trigger_spec
+from zoned.kernel.topology import read_topology
+from zoned.kernel.v2stat import parse_controllers
+from zoned.model.zonemap import Topology
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,292 @@
+"""What the daemon's loop runs beside the engine: rules on exec, node hot-plug, re-warm.
+
+Each part is small and owned by ``zoned.daemon.Daemon``, which decides when it is on:
+
+- :class:`RuleWiring` — a :class:`zoned.classify.RuleMover` whose process-connector fd
+  sits in the loop's epoll, on only while some container declares ``match:`` (and never
+  in a dry run or report-only mode: moving a process is a write). Opening the connector
+  needs root/CAP_NET_ADMIN; when it cannot be opened the rules are off, with a warning
+  that says why. Each moved process is logged at info with ``CONTAINER=``/``PID=``
+  journal fields.
+- :func:`topology_change` — what a re-read topology means for the zone map after a
+  NODE_CHANGE uevent, in words (the engine keeps its node set; see docs/service.md).
+- :class:`RewarmSchedule` — when the shared zone is re-warmed on the loop's worker pool:
+  once after admission, then ``policy.rewarm_interval_s`` after the previous one ended,
+  at ``policy.rewarm_mib_s``; only while shared paths and a shared zone are declared.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from zoned.backends.base import Backend, Event
+from zoned.backends.fdloop import IN, FdCallback
+from zoned.config.decl import Declarations
+from zoned.errors import ZonedError
+from zoned.model.nodelist import format_nodelist
+from zoned.model.sizes import format_size
+from zoned.model.zonemap import OwnerKind, Topology, ZoneMap
+from zoned.policy.rules import RuleSet
+from zoned.shared.zone import declared_paths
+
+log = logging.getLogger(__name__)
+
+
+class FdHost(Protocol):
+    def add_fd(self, fd: int, mask: int, callback: FdCallback) -> None: ...
+
+    def remove_fd(self, fd: int) -> None: ...
+
+
+# -- rules on exec -----------------------------------------------------------------------
+
+
+class Mover(Protocol):
+    """What the daemon uses of :class:`zoned.classify.RuleMover`."""
+
+    def start(self) -> list[str]: ...
+
+    def fileno(self) -> int: ...
+
+    def on_readable(self) -> list[str]: ...
+
+    def set_rules(self, rules: RuleSet) -> None: ...
+
+    def close(self) -> None: ...
+
+
+#: Builds a mover: (backend, rules, proc_root) → Mover. The default is RuleMover.
+MoverFactory = Callable[[Backend, RuleSet, Path], Mover]
+
+# RuleMover's lines for a moved process: "moved pid 42 (/usr/bin/x) to web: <rule>" and
+# "moved pid 43 to web: child of a matched process".
+_MOVED = re.compile(r"^moved pid (\d+)(?: \(.*\))? to ([A-Za-z0-9_.-]+): ")
+
+
+def default_mover(backend: Backend, rules: RuleSet, proc_root: Path) -> Mover:
+    from zoned.service.mover import RuleMover
+
+    return RuleMover(backend, rules, proc_root)
+
+
+def log_mover_lines(lines: Sequence[str]) -> None:
+    """Moves at info with journal fields (``CONTAINER=``, ``PID=``, ``ACTION=rule-move``);
+    anything else the mover says at info as it is."""
+    for line in lines:
+        m = _MOVED.match(line)
+        if m is None:
+            log.info("rules: %s", line)
+        else:
+            fields = {"ACTION": "rule-move", "PID": m.group(1), "CONTAINER": m.group(2)}
+            log.info("rules: %s", line, extra=fields)
+
+
+@dataclass
+class RuleWiring:
+    """The rule mover in the daemon's loop; off while no container declares ``match:``."""
+
+    backend: Backend
+    proc_root: Path
+    factory: MoverFactory = default_mover
+    mover: Mover | None = None
+    warnings: list[str] = field(default_factory=list)
+    _fd: int | None = None
+
+    def apply(self, decls: Declarations, host: FdHost, *, writes: bool = True) -> None:
+        """Start, update or stop the mover for ``decls`` (at start and on every reload).
+        ``writes=False`` (dry run, report-only): rules are declared but not applied."""
+        rules = RuleSet.from_declarations(decls)
+        if not rules:
+            if self.mover is not None:
+                log.info("rules: no container declares match: any more; process rules off")
+                self.close(host)
+            return
+        if not writes:
+            if self.mover is None:
+                log.info("rules: match: is declared, but zoned writes nothing here: not applied")
+            return
+        if self.mover is not None:
+            self.mover.set_rules(rules)
+            log.info("rules: %d container(s) with match: rules", len(list(rules.containers())))
+            return
+        mover = self.factory(self.backend, rules, self.proc_root)
+        try:
+            lines = mover.start()
+            fd = mover.fileno()
+        except (OSError, ZonedError) as exc:
+            mover.close()
+            names = ", ".join(c.name for c in decls.containers if c.match)
+            why = (
+                f"process rules are off: the process connector cannot be opened ({exc}); "
+                f"it needs root or CAP_NET_ADMIN. The match: rules of {names} are not applied"
+            )
+            log.warning("%s", why)
+            self.warnings.append(why)
+            return
+        self.mover = mover
+        self._fd = fd
+        host.add_fd(fd, IN, self._on_readable)
+        log_mover_lines(lines)
+
+    def _on_readable(self, revents: int) -> list[Event]:
+        if self.mover is not None:
+            log_mover_lines(self.mover.on_readable())
+        return []
+
+    def close(self, host: FdHost) -> None:
+        if self._fd is not None:
+            host.remove_fd(self._fd)
+            self._fd = None
+        if self.mover is not None:
+            self.mover.close()
+            self.mover = None
+
+
+# -- node hot-plug -----------------------------------------------------------------------
+
+
+def topology_change(old: Topology, new: Topology, zmap: ZoneMap) -> tuple[list[str], list[str]]:
+    """(info lines, warnings) for a topology re-read after a NODE_CHANGE.
+
+    A warning when a node the zone map holds went away (or lost all its memory), when a
+    new memory node appeared, or when an owned node's size changed: zoned keeps its zone
+    map as it is until a reload or restart re-places (the engine has no way to change its
+    node set while running).
+    """
+    before = {n.id: n.mem_total for n in old.nodes if n.mem_total > 0}
+    after = {n.id: n.mem_total for n in new.nodes if n.mem_total > 0}
+    gone = sorted(before.keys() - after.keys())
+    added = sorted(after.keys() - before.keys())
+    resized = sorted(n for n in before.keys() & after.keys() if before[n] != after[n])
+    info = [
+        f"topology re-read: {len(after)} memory node(s) ({format_nodelist(after)})"
+        + (f"; offline: {format_nodelist(gone)}" if gone else "")
+        + (f"; new: {format_nodelist(added)}" if added else "")
+        + (
+            "; resized: "
+            + ", ".join(f"{n} {format_size(before[n])} → {format_size(after[n])}" for n in resized)
+            if resized
+            else ""
+        )
+    ]
+    warnings: list[str] = []
+
+    def owner(n: int) -> str:
+        if n not in zmap.assignments:
+            return "not in the zone map"
+        o = zmap.owner(n)
+        return f"held by {o.container}" if o.kind is OwnerKind.CONTAINER else o.kind.value
+
+    if gone:
+        warnings.append(
+            "node(s) went offline: "
+            + ", ".join(f"{n} ({owner(n)})" for n in gone)
+            + "; zoned keeps its zone map until a restart re-places"
+        )
+    if added:
+        warnings.append(
+            f"new memory node(s) {format_nodelist(added)} came online; zoned does not use "
+            "them until a restart places them"
+        )
+    owned = [n for n in resized if n in zmap.assignments]
+    if owned:
+        warnings.append(
+            "node(s) changed size: "
+            + ", ".join(f"{n} ({owner(n)})" for n in owned)
+            + "; capacities and tripwires follow at the next restart"
+        )
+    return info, warnings
+
+
+# -- shared zone re-warm -----------------------------------------------------------------
+
+#: (backend, shared nodes, paths, budget bytes/s) → a report (logged); blocking.
+RewarmFn = Callable[[Backend, frozenset[int], Sequence[str], float], object]
+
+MIB = 1 << 20
+
+
+@dataclass
+class RewarmSchedule:
+    """When the next re-warm is due, on the backend's clock. ``None``: not due (off, or
+    one is running)."""
+
+    next_at: float | None = None
+    running_op: int | None = None
+    runs: int = 0
+    brought_forward: int = 0  # re-warms made due early by a page-cache drop
+    ended_at: float | None = None
+    peak_file_bytes: int = 0  # the shared nodes' FilePages, most seen since the last end
+
+    @staticmethod
+    def wanted(decls: Declarations, zmap: ZoneMap) -> tuple[frozenset[int], list[str]] | None:
+        """(shared nodes, paths) when there is something to re-warm, else None."""
+        from zoned.model.zonemap import SHARED
+
+        nodes = frozenset(zmap.nodes_with(SHARED))
+        paths = declared_paths(decls)
+        return (nodes, paths) if nodes and paths else None
+
+    def started(self, op: int) -> None:
+        self.running_op, self.next_at = op, None
+        self.runs += 1
+
+    def finished(self, now: float, interval_s: float, file_bytes: int = 0) -> None:
+        """A re-warm ended at ``now``. ``file_bytes``: the shared nodes' ``FilePages`` read
+        then, the first peak a drop is measured from. Without it (0) the first step's
+        reading is, so an eviction before that step is never seen as a drop."""
+        self.running_op, self.next_at = None, now + interval_s
+        self.ended_at, self.peak_file_bytes = now, file_bytes
+
+    def observe(self, now: float, file_bytes: int, drop_frac: float, min_gap_s: float) -> bool:
+        """Note the shared nodes' page cache (``FilePages`` summed) seen at ``now``.
+
+        When it has fallen more than ``drop_frac`` below the most seen since the last
+        re-warm ended, and that end is at least ``min_gap_s`` ago, the next re-warm is
+        brought forward to ``now``; returns True then. Does nothing while one runs, before
+        the first has ended, or with ``drop_frac`` 0 (off). The gap keeps a shared zone too
+        small for its files from being re-read back to back.
+        """
+        if self.running_op is not None or self.ended_at is None or self.next_at is None:
+            return False
+        self.peak_file_bytes = max(self.peak_file_bytes, file_bytes)
+        dropped = file_bytes < self.peak_file_bytes * (1.0 - drop_frac)
+        if drop_frac <= 0 or not dropped or now - self.ended_at < min_gap_s:
+            return False
+        if self.next_at <= now:
+            return False  # already due
+        self.next_at = now
+        self.brought_forward += 1
+        return True
+
+
+def rewarm_summary(report: object) -> str:
+    """One line about a finished re-warm (a ``zoned.shared.WarmReport``, or anything)."""
+    from zoned.shared.zone import WarmReport
+
+    if not isinstance(report, WarmReport):
+        return str(report)
+    read = sum(f.read for f in report.files)
+    bad = [f.path for f in report.files if f.error]
+    return f"{len(report.files)} file(s), {format_size(read)} re-read in {report.seconds:g} s" + (
+        f"; {len(bad)} failed ({', '.join(bad[:3])})" if bad else ""
+    )
+
+
+__all__ = [
+    "MIB",
+    "Mover",
+    "MoverFactory",
+    "RewarmFn",
+    "RewarmSchedule",
+    "RuleWiring",
+    "default_mover",
+    "log_mover_lines",
+    "rewarm_summary",
+    "topology_change",
+]
