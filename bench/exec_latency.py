@@ -31,8 +31,9 @@ from pathlib import Path
 
 from zoned.backends.cgroup1 import Cgroup1Backend
 from zoned.config.decl import Amount, ContainerDecl
+from zoned.config.match import MatchRule, Pattern
 from zoned.kernel.procwatch import ProcWatch
-from zoned.policy.rules import MatchRule, Pattern, RuleSet
+from zoned.policy.rules import RuleSet
 from zoned.service.mover import Move, RuleMover
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from tests.fakecg import NO_LIMIT, FakeV1Tree
-from zoned.backends.base import EventKind, OpKind
 from zoned.backends.cgroup1 import Cgroup1Backend
 from zoned.config.decl import Amount, ContainerDecl
 from zoned.errors import BackendError, CgroupGone, EffectiveMismatch, WriteRefused
 from zoned.kernel.v1events import Watch
+from zoned.model.host import EventKind, OpKind
 
 WEB = ContainerDecl("web", Amount.nodes(1), Amount.nodes(2))
 N0 = frozenset({0})

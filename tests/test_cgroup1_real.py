@@ -27,12 +27,12 @@ import pytest
 
 from tests.conftest import V1_CPUSET, V1_MEMORY
 from tests.support.cgroups import RecordingFs, remove_cgroup_tree
-from zoned.backends.base import Event, EventKind
 from zoned.backends.cgroup1 import Cgroup1Backend
 from zoned.config.decl import Amount, ContainerDecl
 from zoned.errors import BackendError, WriteRefused
 from zoned.kernel.cgroupfs import CgroupFs
 from zoned.kernel.hierarchy import v1_roots
+from zoned.model.host import Event, EventKind
 
 pytestmark = pytest.mark.root
 

@@ -21,12 +21,12 @@ from pathlib import Path
 import pytest
 
 from tests.fakesys import eight_node
-from zoned.backends.base import Event, EventKind, OpKind
 from zoned.backends.cgroup2 import Cgroup2Backend
 from zoned.backends.fdloop import ERR, PRI, FdCallback, FdLoop
 from zoned.config.decl import Amount, ContainerDecl
 from zoned.errors import CgroupGone, EffectiveMismatch, Unsupported, WriteRefused
 from zoned.kernel.cgroupfs import CgroupFs, translated
+from zoned.model.host import Event, EventKind, OpKind
 from zoned.model.nodelist import format_nodelist, parse_nodelist
 
 LONG = 10.0

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pytest
 
-from zoned.backends.base import NodeUsage
 from zoned.errors import BackendError
 from zoned.kernel.psi import check_spec, describe, trigger_spec
 from zoned.kernel.v2stat import (
@@ -18,6 +17,7 @@ from zoned.kernel.v2stat import (
     parse_numa_stat,
     per_node_usage,
 )
+from zoned.model.host import NodeUsage
 
 NODES8 = " ".join(f"N{n}=0" for n in range(8))
 

@@ -12,9 +12,9 @@ import pytest
 
 from tests.test_daemon_helpers import CONFIG, running, wait_for
 from zoned.cli.main import main
+from zoned.cli.statusview import render
 from zoned.errors import ControlError
 from zoned.service.control import follow, request
-from zoned.service.status import render
 
 
 def test_ready_with_status_line_and_status_matches_config(tmp_path: Path) -> None:

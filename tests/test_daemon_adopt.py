@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from zoned.backends.base import CgroupState
 from zoned.config.decl import Declarations
 from zoned.config.load import loads
+from zoned.model.host import CgroupState
 from zoned.model.zonemap import (
     FREE,
     RESERVED,

@@ -7,7 +7,6 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from zoned.backends.base import Event
 from zoned.backends.sim.faults import Gone, SetNodesError, SlowMigration
 from zoned.backends.sim.host import SimBackend, SimNode
 from zoned.backends.sim.workload import parse_workload
@@ -15,6 +14,7 @@ from zoned.config.decl import Amount, ContainerDecl, Declarations, PolicyDecl
 from zoned.engine import Engine
 from zoned.errors import WriteRefused
 from zoned.model.actions import DirectedReclaim, Lend, Reclaim, Return
+from zoned.model.host import Event
 from zoned.model.sizes import MIB
 from zoned.model.zonemap import FREE, SHARED, Assignment, Owner
 from zoned.policy.placement import place

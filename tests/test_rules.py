@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from zoned.config.load import loads
+from zoned.config.match import MatchRule, Pattern
 from zoned.errors import CgroupGone
 from zoned.kernel.procwatch import (
     OVERRUN,
@@ -22,7 +23,8 @@ from zoned.kernel.procwatch import (
     ProcEventKind,
     decode,
 )
-from zoned.policy.rules import MatchRule, Pattern, ProcInfo, RuleSet, cgroup_within
+from zoned.model.process import ProcInfo, cgroup_within
+from zoned.policy.rules import RuleSet
 from zoned.service.mover import (
     RuleMover,
     Runner,

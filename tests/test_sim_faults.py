@@ -6,7 +6,6 @@ import errno
 
 import pytest
 
-from zoned.backends.base import EventKind
 from zoned.backends.sim import (
     Alloc,
     Fault,
@@ -22,6 +21,7 @@ from zoned.backends.sim import (
 )
 from zoned.config.decl import Amount, ContainerDecl
 from zoned.errors import CgroupGone, ConfigError
+from zoned.model.host import EventKind
 from zoned.model.sizes import MIB
 
 KNOBS = SimKnobs(alloc_rate=800 * MIB, migrate_bandwidth=125 * MIB, leave_behind=0)

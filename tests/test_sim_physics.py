@@ -11,7 +11,6 @@ from collections.abc import Sequence
 
 import pytest
 
-from zoned.backends.base import Event, EventKind, OpKind
 from zoned.backends.sim import (
     Alloc,
     Exit,
@@ -27,6 +26,7 @@ from zoned.backends.sim import (
 )
 from zoned.config.decl import Amount, ContainerDecl
 from zoned.errors import Unsupported, WriteRefused
+from zoned.model.host import Event, EventKind, OpKind
 from zoned.model.sizes import MIB
 
 KNOBS = SimKnobs(

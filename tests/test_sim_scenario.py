@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from zoned.backends.base import EventKind
 from zoned.backends.sim import (
     Alloc,
     Hold,
@@ -19,10 +18,11 @@ from zoned.backends.sim import (
     load_scenario,
     loads_scenario,
     parse_workload,
-    run_baseline,
 )
+from zoned.baseline import run_baseline
 from zoned.config.decl import Amount, AmountUnit, ContainerDecl
 from zoned.errors import ConfigError
+from zoned.model.host import EventKind
 from zoned.model.sizes import MIB
 
 SCENARIO = """\

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from zoned.cli.statusview import render, render_event
 from zoned.model.zonemap import FREE, MEMORYLESS, RESERVED, SHARED, Assignment, Owner, ZoneMap
-from zoned.service.status import render, render_event, summary_line
+from zoned.service.status import summary_line
 from zoned.service.systemd import Notifier, watchdog_interval
 
 

@@ -21,8 +21,8 @@ import pytest
 from pyroute2.netlink.uevent import MarshalUevent
 
 from tests.conftest import need
-from zoned.backends.base import EventKind
 from zoned.kernel.uevents import UeventSource, node_change, parse_uevent
+from zoned.model.host import EventKind
 
 NODE0_CHANGE = (
     b"change@/devices/system/node/node0\x00ACTION=change\x00DEVPATH=/devices/system/node/node0"

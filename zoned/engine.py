@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from enum import Enum
 from types import MappingProxyType
 
-from zoned.backends.base import Backend, Event, EventKind, OpKind, OpResult
+from zoned.backends.base import Backend
 from zoned.config.decl import Declarations
 from zoned.errors import BackendError, CgroupGone
 from zoned.model.actions import (
@@ -51,6 +51,7 @@ from zoned.model.actions import (
     SetTripwire,
     kind_of,
 )
+from zoned.model.host import Event, EventKind, OpKind, OpResult
 from zoned.model.nodelist import format_nodelist
 from zoned.model.sizes import MIB, format_size
 from zoned.model.snapshot import ContainerView, NodeView, Snapshot

@@ -26,10 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from zoned.backends.base import Backend, NodeMemory
+from zoned.backends.base import Backend
 from zoned.config.decl import Declarations
 from zoned.errors import CgroupGone
 from zoned.kernel.pagemap import PagemapReader, PfnArray, ScanStats, sampling_stderr
+from zoned.model.host import NodeMemory
 from zoned.model.zonemap import Topology
 
 MODELS = ("zones", "static", "partial")

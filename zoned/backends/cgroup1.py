@@ -43,14 +43,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from zoned.backends.base import (
-    CgroupState,
-    Event,
-    EventKind,
-    OpKind,
-    Usage,
-    is_internal,
-)
 from zoned.backends.fdloop import IN, FdLoop, Outcome
 from zoned.backends.realhost import FdLoopBackend
 from zoned.config.decl import ContainerDecl
@@ -60,8 +52,9 @@ from zoned.kernel import v1stat as memstat
 from zoned.kernel.cgroupfs import CgroupFs
 from zoned.kernel.hierarchy import v1_roots
 from zoned.kernel.v1events import Registration, Watch
+from zoned.model.host import CgroupState, Event, EventKind, OpKind, Usage, is_internal
 from zoned.model.nodelist import format_nodelist, parse_nodelist
-from zoned.policy.rules import container_path
+from zoned.model.process import container_path
 
 log = logging.getLogger(__name__)
 

@@ -49,14 +49,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from zoned.backends.base import (
-    CgroupState,
-    Event,
-    EventKind,
-    OpKind,
-    Usage,
-    is_internal,
-)
 from zoned.backends.fdloop import ERR, PRI, FdLoop, Outcome
 from zoned.backends.realhost import FdLoopBackend
 from zoned.config.decl import ContainerDecl, Declarations
@@ -76,9 +68,10 @@ from zoned.kernel.v2stat import (
     parse_numa_stat,
     per_node_usage,
 )
+from zoned.model.host import CgroupState, Event, EventKind, OpKind, Usage, is_internal
 from zoned.model.nodelist import format_nodelist, parse_nodelist
+from zoned.model.process import container_path
 from zoned.model.sizes import format_size
-from zoned.policy.rules import container_path
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from zoned.backends.base import Backend, CgroupState, Event, NodeMemory, OpResult, Usage
+from zoned.backends.base import Backend
 from zoned.backends.fdloop import FdCallback, FdLoop
 from zoned.backends.sim.host import SimBackend
 from zoned.config.decl import ContainerDecl
+from zoned.model.host import CgroupState, Event, NodeMemory, OpResult, Usage
 from zoned.model.zonemap import Topology
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from zoned.backends.base import Backend, NodeMemory, OpResult
+from zoned.backends.base import Backend
 from zoned.backends.fdloop import FdLoop
 from zoned.kernel.topology import read_node_memory, read_topology
+from zoned.model.host import NodeMemory, OpResult
 from zoned.model.zonemap import Topology
 
 

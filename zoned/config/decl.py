@@ -14,9 +14,9 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Literal
 
+from zoned.config.match import MatchRule
 from zoned.errors import Location
 from zoned.model.sizes import format_size
-from zoned.policy.rules import MatchRule
 
 Hierarchy = Literal["auto", "v1", "v2"]
 

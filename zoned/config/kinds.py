@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from zoned.config.decl import Amount
+from zoned.config.match import MatchRule, Pattern
 from zoned.config.yamlpos import (
     TAG_BOOL,
     TAG_FLOAT,
@@ -31,7 +32,6 @@ from zoned.config.yamlpos import (
     scalar_value,
 )
 from zoned.model.sizes import parse_size
-from zoned.policy.rules import MatchRule, Pattern
 
 JSON = dict[str, Any]
 

@@ -52,7 +52,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from zoned.backends.base import Event, EventKind
+from zoned.model.host import Event, EventKind
 
 log = logging.getLogger(__name__)
 

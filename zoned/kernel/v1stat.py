@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from zoned.backends.base import NodeUsage
 from zoned.errors import BackendError
+from zoned.model.host import NodeUsage
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Set
 
-from zoned.backends.base import NodeUsage
 from zoned.errors import BackendError
+from zoned.model.host import NodeUsage
 
 # numa_stat items that count per-node kernel memory charged to the cgroup: NodeUsage.other.
 OTHER_ITEMS = (

@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from zoned.backends.base import Event
 from zoned.backends.fdloop import IN, FdCallback
 from zoned.errors import ControlError
+from zoned.model.host import Event
 
 log = logging.getLogger(__name__)
 

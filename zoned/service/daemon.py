@@ -60,7 +60,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from zoned.backends.base import Backend, CgroupState, Event, EventKind, OpKind
+from zoned.backends.base import Backend
 from zoned.backends.fdloop import IN, FdCallback, FdLoop, Outcome
 from zoned.backends.select import check_host, fd_loop_of, open_backend
 from zoned.config import load as zconfig
@@ -69,6 +69,7 @@ from zoned.engine import Engine, LogRecord
 from zoned.errors import ConfigError, ControlError, PlacementError, Unsupported, ZonedError
 from zoned.kernel.uevents import UeventSource
 from zoned.model.actions import Lend, Reclaim, Return
+from zoned.model.host import CgroupState, Event, EventKind, OpKind
 from zoned.model.nodelist import format_nodelist
 from zoned.model.sizes import format_size
 from zoned.model.zonemap import (

@@ -45,14 +45,8 @@ from zoned.errors import BackendError, CgroupGone, Unsupported, ZonedError
 from zoned.kernel.cgroupfs import CgroupFs
 from zoned.kernel.hierarchy import find_v1_controller, parse_mountinfo
 from zoned.kernel.procwatch import ProcEvent, ProcEventKind, ProcWatch
-from zoned.policy.rules import (
-    ProcInfo,
-    RuleSet,
-    Verdict,
-    cgroup_within,
-    container_path,
-    norm_cgroup,
-)
+from zoned.model.process import ProcInfo, cgroup_within, container_path, norm_cgroup
+from zoned.policy.rules import RuleSet, Verdict
 
 log = logging.getLogger(__name__)
 

@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from zoned.backends.base import Backend, Event
+from zoned.backends.base import Backend
 from zoned.backends.fdloop import IN, FdCallback
 from zoned.config.decl import Declarations
 from zoned.errors import ZonedError
+from zoned.model.host import Event
 from zoned.model.nodelist import format_nodelist
 from zoned.model.sizes import format_size
 from zoned.model.zonemap import OwnerKind, Topology, ZoneMap

@@ -68,8 +68,12 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Literal
 
-from zoned.backends.base import (
-    Backend,
+from zoned.backends.base import Backend
+from zoned.backends.sim.faults import Fault, Gone, PartialMigration, SetNodesError, SlowMigration
+from zoned.backends.sim.workload import Frees, WorkloadRun, WorkloadSpec
+from zoned.config.decl import AmountUnit, ContainerDecl
+from zoned.errors import CgroupGone, Unsupported, WriteRefused
+from zoned.model.host import (
     CgroupState,
     Event,
     EventKind,
@@ -80,10 +84,6 @@ from zoned.backends.base import (
     Usage,
     is_internal,
 )
-from zoned.backends.sim.faults import Fault, Gone, PartialMigration, SetNodesError, SlowMigration
-from zoned.backends.sim.workload import Frees, WorkloadRun, WorkloadSpec
-from zoned.config.decl import AmountUnit, ContainerDecl
-from zoned.errors import CgroupGone, Unsupported, WriteRefused
 from zoned.model.nodelist import format_nodelist
 from zoned.model.sizes import GIB, MIB, format_size
 from zoned.model.zonemap import NodeInfo, Topology

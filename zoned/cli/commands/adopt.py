@@ -25,7 +25,8 @@ from pathlib import Path
 
 from zoned.cli.commands._locate import add_locate_args
 from zoned.errors import BackendError, CgroupGone
-from zoned.policy.rules import RuleSet, cgroup_within
+from zoned.model.process import cgroup_within
+from zoned.policy.rules import RuleSet
 from zoned.service.mover import comm, is_kernel_thread, locate, proc_cgroup
 
 JSON_VERSION = 1

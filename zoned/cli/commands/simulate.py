@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zoned.backends.base import EventKind
 from zoned.backends.sim import Isolation, Scenario, SimBackend, load_scenario
 from zoned.backends.sim import Sample as SimSample
 from zoned.cli.report import (
@@ -43,6 +42,7 @@ from zoned.cli.report import (
 from zoned.config.decl import AmountUnit
 from zoned.engine import Engine, LogRecord
 from zoned.model.actions import RecordOom
+from zoned.model.host import EventKind
 from zoned.model.nodelist import format_nodelist
 from zoned.model.sizes import format_size
 from zoned.model.zonemap import SHARED

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from zoned.cli.commands._client import add_socket, call
-from zoned.service.status import render
+from zoned.cli.statusview import render
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
