@@ -15,9 +15,10 @@ from tests import test_daemon_wiring as wiring
 from tests.support.waiting import wait_for
 from tests.test_sharedfs import FakeKernel
 from zoned.backends.base import Backend
+from zoned.config.diff import config_diff
 from zoned.model.host import NodeMemory
 from zoned.model.zonemap import SHARED
-from zoned.service.daemon import REWARM_EARLY_GAP_S, Daemon, Options, config_diff
+from zoned.service.daemon import REWARM_EARLY_GAP_S, Daemon, Options
 
 MIB = 1 << 20
 

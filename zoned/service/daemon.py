@@ -54,7 +54,7 @@ import signal
 import socket
 import socketserver
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -64,25 +64,25 @@ from zoned.backends.base import Backend
 from zoned.backends.fdloop import IN, FdCallback, FdLoop, Outcome
 from zoned.backends.select import check_host, fd_loop_of, open_backend
 from zoned.config import load as zconfig
-from zoned.config.decl import ContainerDecl, Declarations, TmpfsDecl
+from zoned.config.decl import Declarations, TmpfsDecl
+from zoned.config.diff import config_diff
 from zoned.engine import Engine, LogRecord
 from zoned.errors import ConfigError, ControlError, PlacementError, Unsupported, ZonedError
 from zoned.kernel.uevents import UeventSource
 from zoned.model.actions import Lend, Reclaim, Return
-from zoned.model.host import CgroupState, Event, EventKind, OpKind
+from zoned.model.host import Event, EventKind, OpKind
 from zoned.model.nodelist import format_nodelist
 from zoned.model.sizes import format_size
 from zoned.model.zonemap import (
     FREE,
-    RESERVED,
     SHARED,
     Assignment,
-    NodeInfo,
     Owner,
     OwnerKind,
     Topology,
     ZoneMap,
 )
+from zoned.policy.adopt import initial_map, single_node_map
 from zoned.policy.decide import keeps_min, may_grow
 from zoned.policy.placement import place
 from zoned.service import statefile
@@ -163,182 +163,6 @@ def rewarm_on_worker(
 ) -> object:
     """The daemon's re-warm on a worker: zoned.shared was made on the loop's thread."""
     return shared_rewarm(backend, nodes, paths, budget_bytes_per_s, ensure=False)
-
-
-# -- the zone map at start ---------------------------------------------------------------
-
-
-def _consistent(
-    decl: ContainerDecl,
-    st: CgroupState,
-    zmap: ZoneMap,
-    *,
-    taken: set[int],
-    sizes: Mapping[int, int],
-    headroom: float,
-) -> str | None:
-    """Why the host's cgroup for ``decl`` cannot be adopted as it is (None: it can)."""
-    shared = zmap.nodes_with(SHARED)
-    own = st.nodes - shared
-    if not own:
-        return "it holds no pool node"
-    if decl.shared and st.nodes & shared != shared:
-        return "it lacks the shared zone it is declared to use"
-    if not decl.shared and st.nodes & shared:
-        return "it holds the shared zone but is not declared shared"
-    bad = sorted(
-        n
-        for n in own
-        if n not in zmap.assignments
-        or zmap.owner(n).kind in (OwnerKind.RESERVED, OwnerKind.MEMORYLESS)
-    )
-    if bad:
-        return f"it holds node {format_nodelist(bad)}, which is not a pool node"
-    if own & taken:
-        return f"node {format_nodelist(own & taken)} is held by another container too"
-    caps = [sizes.get(n, 0) for n in own]
-    if not keeps_min(decl, caps, headroom):
-        return f"its nodes no longer meet its min ({decl.min})"
-    if not may_grow(decl, caps[1:], headroom):
-        return f"it holds more than its max ({decl.max})"
-    return None
-
-
-def initial_map(
-    topology: Topology,
-    decls: Declarations,
-    existing: Mapping[str, CgroupState],
-    hints: Mapping[int, statefile.Hint],
-    *,
-    now: float,
-    wall_now: float,
-) -> tuple[ZoneMap, list[str]]:
-    """The zone map to start with, adopting what the host holds; returns notes to log.
-
-    Raises PlacementError when even a fresh placement does not fit.
-    """
-    fresh = place(topology, decls).zonemap
-    sizes = {n.id: n.mem_total for n in topology.nodes}
-    notes: list[str] = []
-    adopted: dict[str, frozenset[int]] = {}
-    taken: set[int] = set()
-    for decl in decls.containers:
-        st = existing.get(decl.name)
-        if st is None:
-            continue
-        why = _consistent(
-            decl, st, fresh, taken=taken, sizes=sizes, headroom=decls.host.headroom_pct
-        )
-        if why is not None:
-            notes.append(f"{decl.name}: not adopted as it is: {why}; placing it afresh")
-            continue
-        own = st.nodes - fresh.nodes_with(SHARED)
-        adopted[decl.name] = own
-        taken |= own
-    rest = [c for c in decls.containers if c.name not in adopted]
-    amap: dict[int, Assignment] = {}
-    if adopted:
-        host = dataclasses.replace(
-            decls.host,
-            shared_nodes=tuple(sorted(fresh.nodes_with(SHARED))),
-            shared_count=0,
-        )
-        sub = Topology(tuple(n for n in topology.nodes if n.id not in taken))
-        try:
-            placed = place(sub, dataclasses.replace(decls, host=host, containers=tuple(rest)))
-        except PlacementError as exc:
-            notes.append(
-                f"the containers found on the host leave too little for the others "
-                f"({exc}); placing everyone afresh, which moves pages"
-            )
-            adopted = {}
-            placed_map = fresh
-        else:
-            placed_map = placed.zonemap
-        amap.update(placed_map.assignments)
-        for name, own in adopted.items():
-            for n in own:
-                amap[n] = Assignment(n, Owner.of(name), f"{name}: held on the host at start")
-            notes.append(f"{name}: adopted on node {format_nodelist(own)} as the host holds it")
-    else:
-        amap.update(fresh.assignments)
-    # The hints only explain: they never change an owner.
-    for n, a in list(amap.items()):
-        h = hints.get(n)
-        if h is not None and h.owner == str(a.owner):
-            since = statefile.engine_time(h, engine_now=now, wall_now=wall_now)
-            amap[n] = Assignment(n, a.owner, h.reason, min(since, now))
-        else:
-            amap[n] = Assignment(n, a.owner, a.reason, now)
-    return ZoneMap(dict(sorted(amap.items()))), notes
-
-
-def single_node_map(topology: Topology, decls: Declarations, now: float) -> ZoneMap:
-    """The map on a one-node machine: nothing can be lent; every node is reserved."""
-    return ZoneMap(
-        {
-            n.id: Assignment(n.id, RESERVED, "single-node machine: nothing to lend", now)
-            for n in topology.nodes
-        }
-    )
-
-
-# -- reload ------------------------------------------------------------------------------
-
-_RESTART_HOST = (
-    "cgroup_root",
-    "hierarchy",
-    "parent",
-    "reserved_nodes",
-    "shared_nodes",
-    "shared_count",
-)
-
-
-def config_diff(old: Declarations, new: Declarations) -> tuple[list[str], list[str]]:
-    """(refusals, changes) between two configurations, in words."""
-    refusals: list[str] = []
-    changes: list[str] = []
-    for key in _RESTART_HOST:
-        a, b = getattr(old.host, key), getattr(new.host, key)
-        if a != b:
-            refusals.append(f"host.{key} changed ({a!r} → {b!r}): that needs a restart")
-    if old.host.shared_paths != new.host.shared_paths:
-        changes.append("host.shared_paths changed")
-    if old.host.shared_tmpfs != new.host.shared_tmpfs:
-        changes.append("host.shared_tmpfs changed")
-    if old.host.headroom_pct != new.host.headroom_pct:
-        changes.append(f"host.headroom_pct {old.host.headroom_pct:g} → {new.host.headroom_pct:g}")
-    for f in dataclasses.fields(old.policy):
-        a, b = getattr(old.policy, f.name), getattr(new.policy, f.name)
-        if a != b:
-            changes.append(f"policy.{f.name} {a} → {b}")
-    before = {c.name: c for c in old.containers}
-    after = {c.name: c for c in new.containers}
-    for name in after.keys() - before.keys():
-        c = after[name]
-        changes.append(f"added {name} (min {c.min}, max {c.max}, priority {c.priority})")
-    for name in before.keys() - after.keys():
-        changes.append(f"removed {name}")
-    for name in sorted(before.keys() & after.keys()):
-        a, b = before[name], after[name]
-        for key in ("cgroup", "shared"):
-            if getattr(a, key) != getattr(b, key):
-                refusals.append(
-                    f"{name}.{key} changed ({getattr(a, key)!r} → {getattr(b, key)!r}): remove the "
-                    "container, reload, then declare it again (or restart)"
-                )
-        diffs = [
-            f"{f} {getattr(a, f)} → {getattr(b, f)}"
-            for f in ("min", "max", "priority")
-            if getattr(a, f) != getattr(b, f)
-        ]
-        diffs += [
-            f"{f} changed" for f in ("match", "shared_paths") if getattr(a, f) != getattr(b, f)
-        ]
-        if diffs:
-            changes.append(f"{name}: " + ", ".join(diffs))
-    return refusals, sorted(changes)
 
 
 # -- the daemon --------------------------------------------------------------------------
@@ -1132,4 +956,4 @@ class Daemon:
         return {"ok": True, "deferred": False, "changes": changes}
 
 
-__all__ = ["FALLBACK_POLL_S", "Daemon", "NodeInfo", "Options", "config_diff", "initial_map"]
+__all__ = ["FALLBACK_POLL_S", "Daemon", "Options"]

@@ -15,26 +15,15 @@ import json
 import logging
 import os
 import tempfile
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
+from zoned.model.hints import Hint
 from zoned.model.zonemap import ZoneMap
 
 log = logging.getLogger(__name__)
 
 VERSION = 1
 FILENAME = "state.json"
-
-
-@dataclass(frozen=True)
-class Hint:
-    """What the previous run said about a node: owner (as ``str(Owner)``), why, since
-    (Unix time)."""
-
-    owner: str
-    reason: str
-    since_wall: float
 
 
 def save(state_dir: Path, zonemap: ZoneMap, *, engine_now: float, wall_now: float) -> bool:
@@ -82,9 +71,3 @@ def load(state_dir: Path) -> dict[int, Hint]:
         log.warning("hints at %s are malformed (%r), ignoring them", path, exc)
         return {}
     return out
-
-
-def engine_time(hint: Hint, *, engine_now: float, wall_now: float | None = None) -> float:
-    """A hint's time on the engine's clock."""
-    wall = time.time() if wall_now is None else wall_now
-    return engine_now - (wall - hint.since_wall)
