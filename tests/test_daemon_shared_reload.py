@@ -18,7 +18,8 @@ from zoned.backends.base import Backend
 from zoned.config.diff import config_diff
 from zoned.model.host import NodeMemory
 from zoned.model.zonemap import SHARED
-from zoned.service.daemon import REWARM_EARLY_GAP_S, Daemon, Options
+from zoned.service.daemon import Daemon, Options
+from zoned.service.sharedzone import REWARM_EARLY_GAP_S
 
 MIB = 1 << 20
 

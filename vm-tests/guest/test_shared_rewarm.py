@@ -40,7 +40,7 @@ from typing import Any
 import pytest
 import yaml
 
-from zoned.service.daemon import REWARM_EARLY_GAP_S
+from zoned.service.sharedzone import REWARM_EARLY_GAP_S
 from zoned.shared.zone import where
 
 from .cgtools import remove_tree

@@ -54,55 +54,40 @@ import signal
 import socket
 import socketserver
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from zoned.backends.base import Backend
-from zoned.backends.fdloop import IN, FdCallback, FdLoop, Outcome
+from zoned.backends.fdloop import IN, FdCallback, FdLoop
 from zoned.backends.select import check_host, fd_loop_of, open_backend
 from zoned.config import load as zconfig
-from zoned.config.decl import Declarations, TmpfsDecl
-from zoned.config.diff import config_diff
+from zoned.config.decl import Declarations
 from zoned.engine import Engine, LogRecord
-from zoned.errors import ConfigError, ControlError, PlacementError, Unsupported, ZonedError
+from zoned.errors import ConfigError, Unsupported, ZonedError
 from zoned.kernel.uevents import UeventSource
-from zoned.model.actions import Lend, Reclaim, Return
-from zoned.model.host import Event, EventKind, OpKind
-from zoned.model.nodelist import format_nodelist
-from zoned.model.sizes import format_size
+from zoned.model.host import Event, EventKind
 from zoned.model.zonemap import (
-    FREE,
-    SHARED,
-    Assignment,
-    Owner,
-    OwnerKind,
     Topology,
     ZoneMap,
 )
 from zoned.policy.adopt import initial_map, single_node_map
-from zoned.policy.decide import keeps_min, may_grow
-from zoned.policy.placement import place
-from zoned.service import statefile
+from zoned.service import handlers, reconfigure, sharedzone, statefile
 from zoned.service import status as zstatus
 from zoned.service.control import DEFAULT_SOCKET, Client, ControlServer
 from zoned.service.sidecars import (
-    MIB,
     MoverFactory,
     RewarmFn,
     RewarmSchedule,
     RuleWiring,
     default_mover,
-    rewarm_summary,
     topology_change,
 )
 from zoned.service.systemd import Notifier
 from zoned.shared.tmpfs import MountFn, libc_mount
-from zoned.shared.tmpfs import ensure as ensure_shared_tmpfs
-from zoned.shared.zone import HELPER_TIMEOUT_S, SHARED_LEAF, shared_cgroup
-from zoned.shared.zone import rewarm as shared_rewarm
+from zoned.shared.zone import SHARED_LEAF, shared_cgroup
 
 if TYPE_CHECKING:
     # Imported when used: prometheus_client alone is ~12 MiB of RSS, the simulator ~7 MiB,
@@ -112,11 +97,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FALLBACK_POLL_S = 5.0
-# Prefix of the warnings about the shared tmpfs: each mount run replaces the last ones.
-TMPFS_WARNING = "shared tmpfs: "
-# An early re-warm (page cache dropped) never starts sooner than this after the last one
-# ended, so a shared zone too small for its files is not re-read back to back.
-REWARM_EARLY_GAP_S = 10.0
 
 
 class LoopHost(Protocol):
@@ -156,16 +136,6 @@ class Options:
     metrics: str | None = None
     group: int | None = None
     fallback_poll_s: float = FALLBACK_POLL_S
-
-
-def rewarm_on_worker(
-    backend: Backend, nodes: frozenset[int], paths: Sequence[str], budget_bytes_per_s: float
-) -> object:
-    """The daemon's re-warm on a worker: zoned.shared was made on the loop's thread."""
-    return shared_rewarm(backend, nodes, paths, budget_bytes_per_s, ensure=False)
-
-
-# -- the daemon --------------------------------------------------------------------------
 
 
 @dataclass
@@ -279,7 +249,7 @@ class Daemon:
             if self._node_events_factory is None:
                 self._node_events_factory = lambda: UeventSource(sys_root=o.sys_root)
             if self._rewarm_fn is None:
-                self._rewarm_fn = rewarm_on_worker
+                self._rewarm_fn = sharedzone.rewarm_on_worker
                 self._rewarm_prepare = shared_cgroup
             if self._tmpfs_mount is None:
                 self._tmpfs_mount = libc_mount
@@ -319,7 +289,7 @@ class Daemon:
         failed = [c.name for c in decls.containers if c.name not in self.engine.managed]
         if failed and not (o.dry_run or single):
             log.warning("not managed after admission: %s (see above)", ", ".join(failed))
-        self._mount_shared_tmpfs(decls)
+        sharedzone.mount_tmpfs(self, decls)
         if o.metrics:
             from zoned.service.metrics import Metrics, serve
 
@@ -339,58 +309,11 @@ class Daemon:
         self._after_change()
         log.info("ready: %s", self.status_line())
 
-    def _mount_shared_tmpfs(self, decls: Declarations) -> None:
-        """Mount ``host.shared_tmpfs`` on the shared zone's nodes (zoned.sharedfs), before
-        READY=1. A failure is logged as an error and kept among the warnings (``zoned
-        status``): the zones do not depend on it, and a restart would not mend it. Not in
-        a private mount namespace (containers would not see the tmpfs), nor on the
-        simulator; a dry run only logs what it would do. Never unmounted on stop."""
-        tmpfs = decls.host.shared_tmpfs
-        e = self.engine
-        # What an earlier run (start, an earlier reload) warned about is replaced.
-        self.warnings = [w for w in self.warnings if not w.startswith(TMPFS_WARNING)]
-        if not tmpfs or self._tmpfs_mount is None or e is None:
-            return
-        nodes = e.zonemap.nodes_with(SHARED)
-        try:
-            report = ensure_shared_tmpfs(
-                tmpfs,
-                nodes,
-                proc_root=self.opts.proc_root,
-                dry_run=e.dry_run,
-                mount=self._tmpfs_mount,
-                refuse_private_namespace=True,
-            )
-        except ZonedError as exc:
-            failures = [f"not mounted: {exc}"]
-        else:
-            failures = []
-            for out in report.outcomes:
-                line = out.line(report.dry_run)
-                if out.ok:
-                    log.info("shared tmpfs: %s", line)
-                else:
-                    failures.append(line)
-        for line in failures:
-            log.error("shared tmpfs: %s", line)
-            self.warnings.append(f"{TMPFS_WARNING}{line}")
-
     def _reapply_rules(self, new: Declarations) -> None:
         """After a reload: the ``match:`` rules of the new declarations."""
         if self.rules is not None and self._host is not None and self.engine is not None:
             self.rules.apply(new, self._host, writes=not self.engine.dry_run)
             self._note_rule_warnings()
-
-    def _reload_shared_tmpfs(self, old: tuple[TmpfsDecl, ...], new: Declarations) -> None:
-        """After a reload: mount new mount points, remount changed ones. One no longer
-        declared stays mounted (unmounting would destroy its files), said in the log."""
-        if new.host.shared_tmpfs == old:
-            return
-        paths = {t.path for t in new.host.shared_tmpfs}
-        for t in old:
-            if t.path not in paths:
-                log.info("shared tmpfs: %s no longer declared; left mounted", t.path)
-        self._mount_shared_tmpfs(new)
 
     # -- beside the engine: rules on exec, node hot-plug, shared-zone re-warm -------------
 
@@ -412,7 +335,7 @@ class Daemon:
             else:
                 self.node_events = src
                 self._host.add_fd(src.fileno(), IN, lambda revents: src.drain())
-        self._plan_rewarm()
+        sharedzone.plan_rewarm(self)
 
     def _note_rule_warnings(self) -> None:
         assert self.rules is not None
@@ -440,96 +363,6 @@ class Daemon:
             if w not in self.warnings:
                 self.warnings.append(w)
 
-    def _plan_rewarm(self) -> None:
-        """Schedule the shared-zone re-warm at once when it is wanted and not scheduled
-        (after admission, after a reload that declares shared paths); unschedule it when
-        it is not wanted (so no periodic wake-up without shared paths)."""
-        e, sched = self.engine, self.rewarm
-        assert e is not None and self.backend is not None
-        on = (
-            self._rewarm_fn is not None
-            and self._fdloop is not None
-            and not e.dry_run
-            and RewarmSchedule.wanted(e.decls, e.zonemap) is not None
-        )
-        if not on:
-            sched.next_at = None
-        elif sched.next_at is None and sched.running_op is None:
-            sched.next_at = self.backend.now()
-
-    def _observe_shared_cache(self) -> None:
-        """Hand the shared nodes' page cache (from the step's snapshot) to the re-warm
-        schedule: a drop of ``policy.rewarm_drop_pct`` brings the next re-warm forward."""
-        e, backend = self.engine, self.backend
-        assert e is not None and backend is not None
-        snap = e.last_snapshot
-        if snap is None or self.rewarm.next_at is None:
-            return
-        nodes = e.zonemap.nodes_with(SHARED)
-        file_bytes = sum(snap.nodes[n].file for n in nodes if n in snap.nodes)
-        pct = e.decls.policy.rewarm_drop_pct
-        if self.rewarm.observe(backend.now(), file_bytes, pct / 100, REWARM_EARLY_GAP_S):
-            log.info(
-                "shared zone: page cache on node %s fell to %s (peak %s, more than %g%% down): "
-                "re-warm now",
-                format_nodelist(nodes),
-                format_size(file_bytes),
-                format_size(self.rewarm.peak_file_bytes),
-                pct,
-            )
-
-    def _start_rewarm(self) -> None:
-        e, loop, fn, backend = self.engine, self._fdloop, self._rewarm_fn, self.backend
-        assert e is not None and loop is not None and fn is not None and backend is not None
-        want = RewarmSchedule.wanted(e.decls, e.zonemap)
-        if want is None:
-            self.rewarm.next_at = None
-            return
-        nodes, paths = want
-        budget = e.decls.policy.rewarm_mib_s * MIB
-        if self._rewarm_prepare is not None:
-            try:  # on this thread: a backend's ensure registers fds with the loop
-                self._rewarm_prepare(backend, nodes)
-            except ZonedError as exc:
-                log.warning("shared zone re-warm: cannot make %s: %s", SHARED_LEAF, exc)
-                self.rewarm.finished(backend.now(), e.decls.policy.rewarm_interval_s)
-                return
-
-        def job() -> Outcome:
-            self._rewarm_report = fn(backend, nodes, paths, budget)
-            return Outcome()
-
-        op = loop.submit(OpKind.REWARM, SHARED_LEAF, job, HELPER_TIMEOUT_S)
-        self.rewarm.started(op)
-        log.debug(
-            "shared zone re-warm started (op %d): %d path(s) into node %s at %g MiB/s",
-            op,
-            len(paths),
-            format_nodelist(nodes),
-            e.decls.policy.rewarm_mib_s,
-        )
-
-    def _rewarm_done(self, ev: Event) -> None:
-        e, loop = self.engine, self._fdloop
-        assert e is not None and loop is not None and self.backend is not None
-        with contextlib.suppress(KeyError):
-            loop.op_result(ev.op or 0)
-        report, self._rewarm_report = self._rewarm_report, None
-        # The peak a drop is measured from, read at the end (before the line that says so):
-        # left to the next step, an eviction before that step (up to fallback_poll_s later)
-        # would be that step's baseline, never seen as a drop.
-        try:
-            mem = self.backend.node_memory()
-            cached = sum(mem[n].file for n in e.zonemap.nodes_with(SHARED) if n in mem)
-        except (OSError, ZonedError):
-            cached = 0
-        if ev.ok:
-            log.info("shared zone re-warmed: %s", rewarm_summary(report))
-        else:
-            log.warning("shared zone re-warm failed: %s", ev.detail)
-        self.rewarm.finished(self.backend.now(), e.decls.policy.rewarm_interval_s, cached)
-        self._plan_rewarm()
-
     def _side_events(self, events: list[Event]) -> list[Event]:
         """Handle what is the daemon's own (NODE_CHANGE, the re-warm's end); the rest (and
         NODE_CHANGE too, which the engine ignores) go on to the engine."""
@@ -542,7 +375,7 @@ class Daemon:
                 and ev.op == self.rewarm.running_op
                 and ev.container == SHARED_LEAF
             ):
-                self._rewarm_done(ev)
+                sharedzone.rewarm_done(self, ev)
                 continue
             if ev.kind is EventKind.NODE_CHANGE:
                 changes.append(ev)
@@ -550,6 +383,16 @@ class Daemon:
         if changes:
             self._on_node_change(changes)
         return rest
+
+    def reload(self) -> dict[str, Any]:
+        """Re-read the configuration and apply it as a difference (``zoned.service.reconfigure``).
+
+        Returns ``{"ok", "changes" | "error", "deferred"}``; never raises for a bad file.
+        """
+        return reconfigure.reload(self)
+
+    def _handle(self, c: Client, req: dict[str, Any]) -> dict[str, Any] | None:
+        return handlers.handle(self, c, req)
 
     # -- signals and wake-ups ------------------------------------------------------------
 
@@ -607,13 +450,13 @@ class Daemon:
                             self.metrics.tripwire(ev.container, ev.at)
                 engine.step(events)
                 self.steps += 1
-                self._observe_shared_cache()
+                sharedzone.observe_cache(self)
                 next_tick = backend.now() + fallback
                 if self._reload_pending and not engine.pending():
                     self.reload()
                 self._after_change()
             if self.rewarm.next_at is not None and backend.now() >= self.rewarm.next_at:
-                self._start_rewarm()
+                sharedzone.start_rewarm(self)
             if next_dog is not None and self._clock() >= next_dog:
                 self.notifier.watchdog()
                 next_dog = self._clock() + (dog or 0.0)
@@ -707,253 +550,7 @@ class Daemon:
 
     # -- control requests ----------------------------------------------------------------
 
-    def _handle(self, c: Client, req: dict[str, Any]) -> dict[str, Any] | None:
-        assert self.engine is not None
-        cmd = req["cmd"]
-        try:
-            if cmd == "status":
-                info = self.info()  # counters before this request's own step
-                self._fresh()
-                n = req.get("decisions", 15)
-                return {
-                    "ok": True,
-                    "result": zstatus.build(
-                        self.engine, info, decisions=n if isinstance(n, int) else 15
-                    ),
-                }
-            if cmd == "lend":
-                return self._override(c, req, lend=True)
-            if cmd == "reclaim":
-                return self._override(c, req, lend=False)
-            if cmd == "reload":
-                result = self.reload()
-                return {
-                    "ok": result["ok"],
-                    "result": result,
-                    **({} if result["ok"] else {"error": result["error"]}),
-                }
-            if cmd == "events":
-                self._follow(c, req)
-                return None
-        except ControlError as exc:
-            return {"ok": False, "error": str(exc)}
-        return {
-            "ok": False,
-            "error": f"unknown command {cmd!r} (status, lend, reclaim, reload, events)",
-        }
-
-    def _fresh(self, max_age_s: float = 1.0) -> None:
-        """Step now if the last snapshot is older than ``max_age_s`` (engine seconds), so
-        a status shows current usage; the step is what the fallback poll would do."""
-        e = self.engine
-        assert e is not None and self.backend is not None
-        snap = e.last_snapshot
-        if snap is None or self.backend.now() - snap.at > max_age_s:
-            e.step([])
-            self.steps += 1
-            self._after_change()
-
-    def _follow(self, c: Client, req: dict[str, Any]) -> None:
-        assert self.engine is not None and self.backend is not None and self.server
-        c.following = True
-        self.server.send(c, {"ok": True, "result": {"following": True}})
-        n = req.get("history", 0)
-        if isinstance(n, int) and n > 0:
-            now, wall = self.backend.now(), time.time()
-            for rec in self.engine.log[-n:]:
-                self.server.send(c, {"event": zstatus.record_doc(rec, now, wall, self._speed)})
-
-    def _override(self, c: Client, req: dict[str, Any], *, lend: bool) -> dict[str, Any]:
-        """``lend`` / ``reclaim``: check the request against the map, min and max, and what
-        is moving, then start it (ControlError with the reason when refused)."""
-        e = self.engine
-        assert e is not None
-        node = req.get("node")
-        if not isinstance(node, int):
-            raise ControlError('"node" must be a node number')
-        if e.dry_run:
-            raise ControlError("refused: zoned runs as a dry run and writes nothing")
-        if not e.juggle:
-            raise ControlError("refused: zoned does not juggle on this host (one memory node)")
-        e.step([])  # a fresh snapshot: what is moving now, and node sizes
-        self._after_change()
-        zmap = e.zonemap
-        if node not in zmap.assignments:
-            raise ControlError(
-                f"no node {node} (this machine has nodes {format_nodelist(zmap.assignments)})"
-            )
-        owner = zmap.owner(node)
-        if owner.kind in (OwnerKind.RESERVED, OwnerKind.SHARED, OwnerKind.MEMORYLESS):
-            raise ControlError(f"refused: node {node} is {owner.kind.value}; only pool nodes move")
-        snap = e.last_snapshot
-        assert snap is not None
-        if node in snap.busy_nodes:
-            raise ControlError(f"refused: node {node} is moving ({'; '.join(e.pending())})")
-        who = f"operator (uid {c.cred.uid}, pid {c.cred.pid})"
-        action: Lend | Reclaim | Return
-        if lend:
-            action = self._lend_action(node, owner, req.get("container"), who)
-        else:
-            if owner.kind is not OwnerKind.CONTAINER or owner.container is None:
-                raise ControlError(f"refused: node {node} is free already")
-            self._check_donor(owner.container, node)
-            action = Return(node, owner.container, f"{who}: zoned reclaim {node}")
-        log.info("override by %s: %s", who, action.describe())
-        e.override(action)
-        self._after_change()
-        return {"ok": True, "result": {"started": action.describe(), "pending": list(e.pending())}}
-
-    def _caps(self, nodes: frozenset[int]) -> list[int]:
-        assert self.engine is not None and self.engine.last_snapshot is not None
-        sizes = self.engine.last_snapshot.nodes
-        return [sizes[n].total for n in nodes if n in sizes]
-
-    def _check_busy(self, name: str) -> None:
-        assert self.engine is not None and self.engine.last_snapshot is not None
-        v = self.engine.last_snapshot.containers.get(name)
-        if v is not None and v.pending:
-            raise ControlError(f"refused: {name} is busy ({'; '.join(v.pending)})")
-
-    def _check_donor(self, donor: str, node: int) -> None:
-        """``donor`` may give ``node`` away: it keeps its min and has nothing in flight."""
-        e = self.engine
-        assert e is not None
-        d = e.decls.container(donor)
-        left = e.zonemap.nodes_of(donor) - {node}
-        if not keeps_min(d, self._caps(left), e.decls.host.headroom_pct):
-            raise ControlError(
-                f"refused: {donor} would fall below its min ({d.min}) without node {node}"
-            )
-        self._check_busy(donor)
-
-    def _lend_action(self, node: int, owner: Owner, to: object, who: str) -> Lend | Reclaim:
-        e = self.engine
-        assert e is not None
-        if not isinstance(to, str):
-            raise ControlError('"container" must be a container name')
-        decls = e.decls
-        try:
-            decl = decls.container(to)
-        except KeyError:
-            names = ", ".join(x.name for x in decls.containers)
-            raise ControlError(f"no container {to!r} is declared ({names})") from None
-        if to not in e.managed:
-            raise ControlError(f"refused: {to} is not managed (its cgroup is missing)")
-        if owner == Owner.of(to):
-            raise ControlError(f"refused: {to} already holds node {node}")
-        self._check_busy(to)
-        held = e.zonemap.nodes_of(to)
-        if not may_grow(decl, self._caps(held), decls.host.headroom_pct):
-            raise ControlError(f"refused: {to} is at its max ({decl.max}) with {len(held)} node(s)")
-        why = f"{who}: zoned lend {node} {to}"
-        if owner == FREE:
-            return Lend(node, to, why)
-        assert owner.container is not None
-        self._check_donor(owner.container, node)
-        return Reclaim(node, owner.container, to, why)
-
     # -- reload --------------------------------------------------------------------------
-
-    def reload(self) -> dict[str, Any]:
-        """Re-read the configuration and apply it as a difference; see the module doc.
-
-        Returns ``{"ok", "changes" | "error", "deferred"}``; never raises for a bad file.
-        """
-        e, topo = self.engine, self.topology
-        assert e is not None and topo is not None and self.backend is not None
-        if self.opts.config is None:
-            return {"ok": False, "error": "no --config to reload (running a scenario's own)"}
-        self.notifier.reloading()
-        try:
-            return self._reload(e, topo)
-        finally:
-            self.notifier.reloaded()
-            self._after_change()
-
-    def _refuse(self, problems: list[str]) -> dict[str, Any]:
-        for p in problems:
-            log.error("reload refused: %s", p)
-        log.error("reload refused; the running configuration is kept")
-        return {"ok": False, "error": "\n".join(problems), "problems": problems}
-
-    def _reload(self, e: Engine, topo: Topology) -> dict[str, Any]:
-        assert self.opts.config is not None
-        try:
-            new = zconfig.load(self.opts.config)
-        except ConfigError as exc:
-            return self._refuse([str(p) for p in exc.problems])
-        problems = zconfig.check_against_topology(new, topo)
-        if problems and e.juggle:
-            return self._refuse([str(p) for p in problems])
-        refusals, changes = config_diff(e.decls, new)
-        if refusals:
-            return self._refuse(refusals)
-        if e.pending():
-            self._reload_pending = True
-            log.info("reload waits for %d hand-over(s) in flight", len(e.pending()))
-            return {"ok": True, "deferred": True, "changes": changes}
-        self._reload_pending = False
-        if not changes:
-            log.info("reload: nothing changed")
-            return {"ok": True, "deferred": False, "changes": []}
-        now = self.backend.now() if self.backend else 0.0
-        zmap = e.zonemap
-        before = {c.name for c in e.decls.containers}
-        after = {c.name: c for c in new.containers}
-        lends: list[Lend] = []
-        if e.juggle:
-            for name in before - after.keys():
-                for n in sorted(zmap.nodes_of(name)):
-                    zmap = zmap.with_assignment(
-                        Assignment(n, FREE, f"{name} no longer declared (reload)", now)
-                    )
-            free_ids = zmap.nodes_with(FREE)
-            added = [c for c in new.containers if c.name not in before]
-            if added:
-                sub = Topology(tuple(n for n in topo.nodes if n.id in free_ids))
-                host = dataclasses.replace(
-                    new.host, reserved_nodes=(), shared_nodes=(), shared_count=0
-                )
-                try:
-                    placed = place(
-                        sub, dataclasses.replace(new, host=host, containers=tuple(added))
-                    )
-                except PlacementError as exc:
-                    return self._refuse(
-                        [f"the new containers do not fit the free nodes now: {exc}"]
-                    )
-                for a in placed.zonemap:
-                    if a.owner.kind is OwnerKind.CONTAINER:
-                        zmap = zmap.with_assignment(dataclasses.replace(a, since=now))
-            sizes = {n.id: n.mem_total for n in topo.nodes}
-            spare = sorted(zmap.nodes_with(FREE), key=lambda n: (sizes[n], n))
-            for c in new.containers:
-                if c.name not in before:
-                    continue
-                own = zmap.nodes_of(c.name)
-                extra: list[int] = []
-                while not keeps_min(c, [sizes[n] for n in (*own, *extra)], new.host.headroom_pct):
-                    if not spare:
-                        return self._refuse(
-                            [f"{c.name}: its new min ({c.min}) needs more nodes than are free now"]
-                        )
-                    extra.append(spare.pop(0))
-                lends += [
-                    Lend(n, c.name, f"{c.name}: min raised to {c.min} (reload)") for n in extra
-                ]
-        old_tmpfs = e.decls.host.shared_tmpfs
-        e.reconfigure(new, zmap)
-        for lend in lends:
-            e.override(lend)
-        self._reapply_rules(new)
-        self._reload_shared_tmpfs(old_tmpfs, new)
-        self._plan_rewarm()
-        for ch in changes:
-            log.info("reload: %s", ch)
-        e.log.append(
-            LogRecord(now, "reload", "configuration reloaded", "; ".join(changes), "applied")
-        )
-        return {"ok": True, "deferred": False, "changes": changes}
 
 
 __all__ = ["FALLBACK_POLL_S", "Daemon", "Options"]
