@@ -27,10 +27,11 @@ from zoned.backends.base import Backend
 from zoned.config.load import load
 from zoned.errors import Unsupported
 from zoned.kernel.uevents import UeventSource
+from zoned.model.sizes import MIB
 from zoned.model.zonemap import NodeInfo, Topology, ZoneMap
 from zoned.policy.rules import RuleSet
 from zoned.service.daemon import Daemon, Options
-from zoned.service.sidecars import MIB, Mover, RuleWiring, topology_change
+from zoned.service.sidecars import Mover, RuleWiring, topology_change
 from zoned.service.systemd import Notifier
 
 __all__ = ["box_fixture"]

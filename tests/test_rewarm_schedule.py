@@ -3,7 +3,7 @@ cache drops (zoned.sidecars)."""
 
 from __future__ import annotations
 
-from zoned.service.sidecars import RewarmSchedule
+from zoned.shared.rewarm import RewarmSchedule
 
 MIB = 1 << 20
 DROP = 0.05

@@ -77,15 +77,9 @@ from zoned.policy.adopt import initial_map, single_node_map
 from zoned.service import handlers, reconfigure, sharedzone, statefile
 from zoned.service import status as zstatus
 from zoned.service.control import DEFAULT_SOCKET, Client, ControlServer
-from zoned.service.sidecars import (
-    MoverFactory,
-    RewarmFn,
-    RewarmSchedule,
-    RuleWiring,
-    default_mover,
-    topology_change,
-)
+from zoned.service.sidecars import MoverFactory, RuleWiring, default_mover, topology_change
 from zoned.service.systemd import Notifier
+from zoned.shared.rewarm import RewarmFn, RewarmSchedule
 from zoned.shared.tmpfs import MountFn, libc_mount
 from zoned.shared.zone import SHARED_LEAF, shared_cgroup
 

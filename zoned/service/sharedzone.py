@@ -18,15 +18,11 @@ from zoned.config.decl import Declarations, TmpfsDecl
 from zoned.errors import ZonedError
 from zoned.model.host import Event, OpKind
 from zoned.model.nodelist import format_nodelist
-from zoned.model.sizes import format_size
+from zoned.model.sizes import MIB, format_size
 from zoned.model.zonemap import (
     SHARED,
 )
-from zoned.service.sidecars import (
-    MIB,
-    RewarmSchedule,
-    rewarm_summary,
-)
+from zoned.shared.rewarm import RewarmSchedule, rewarm_summary
 from zoned.shared.tmpfs import ensure as ensure_shared_tmpfs
 from zoned.shared.zone import HELPER_TIMEOUT_S, SHARED_LEAF
 from zoned.shared.zone import rewarm as shared_rewarm

@@ -1,4 +1,4 @@
-"""What the daemon's loop runs beside the engine: rules on exec, node hot-plug, re-warm.
+"""What the daemon's loop runs beside the engine: rules on exec, node hot-plug.
 
 Each part is small and owned by ``zoned.daemon.Daemon``, which decides when it is on:
 
@@ -10,9 +10,8 @@ Each part is small and owned by ``zoned.daemon.Daemon``, which decides when it i
   journal fields.
 - :func:`topology_change` — what a re-read topology means for the zone map after a
   NODE_CHANGE uevent, in words (the engine keeps its node set; see docs/service.md).
-- :class:`RewarmSchedule` — when the shared zone is re-warmed on the loop's worker pool:
-  once after admission, then ``policy.rewarm_interval_s`` after the previous one ended,
-  at ``policy.rewarm_mib_s``; only while shared paths and a shared zone are declared.
+
+The shared-zone re-warm's schedule is ``zoned.shared.rewarm``.
 """
 
 from __future__ import annotations
@@ -33,7 +32,6 @@ from zoned.model.nodelist import format_nodelist
 from zoned.model.sizes import format_size
 from zoned.model.zonemap import OwnerKind, Topology, ZoneMap
 from zoned.policy.rules import RuleSet
-from zoned.shared.zone import declared_paths
 
 log = logging.getLogger(__name__)
 
@@ -204,90 +202,11 @@ def topology_change(old: Topology, new: Topology, zmap: ZoneMap) -> tuple[list[s
     return info, warnings
 
 
-# -- shared zone re-warm -----------------------------------------------------------------
-
-#: (backend, shared nodes, paths, budget bytes/s) → a report (logged); blocking.
-RewarmFn = Callable[[Backend, frozenset[int], Sequence[str], float], object]
-
-MIB = 1 << 20
-
-
-@dataclass
-class RewarmSchedule:
-    """When the next re-warm is due, on the backend's clock. ``None``: not due (off, or
-    one is running)."""
-
-    next_at: float | None = None
-    running_op: int | None = None
-    runs: int = 0
-    brought_forward: int = 0  # re-warms made due early by a page-cache drop
-    ended_at: float | None = None
-    peak_file_bytes: int = 0  # the shared nodes' FilePages, most seen since the last end
-
-    @staticmethod
-    def wanted(decls: Declarations, zmap: ZoneMap) -> tuple[frozenset[int], list[str]] | None:
-        """(shared nodes, paths) when there is something to re-warm, else None."""
-        from zoned.model.zonemap import SHARED
-
-        nodes = frozenset(zmap.nodes_with(SHARED))
-        paths = declared_paths(decls)
-        return (nodes, paths) if nodes and paths else None
-
-    def started(self, op: int) -> None:
-        self.running_op, self.next_at = op, None
-        self.runs += 1
-
-    def finished(self, now: float, interval_s: float, file_bytes: int = 0) -> None:
-        """A re-warm ended at ``now``. ``file_bytes``: the shared nodes' ``FilePages`` read
-        then, the first peak a drop is measured from. Without it (0) the first step's
-        reading is, so an eviction before that step is never seen as a drop."""
-        self.running_op, self.next_at = None, now + interval_s
-        self.ended_at, self.peak_file_bytes = now, file_bytes
-
-    def observe(self, now: float, file_bytes: int, drop_frac: float, min_gap_s: float) -> bool:
-        """Note the shared nodes' page cache (``FilePages`` summed) seen at ``now``.
-
-        When it has fallen more than ``drop_frac`` below the most seen since the last
-        re-warm ended, and that end is at least ``min_gap_s`` ago, the next re-warm is
-        brought forward to ``now``; returns True then. Does nothing while one runs, before
-        the first has ended, or with ``drop_frac`` 0 (off). The gap keeps a shared zone too
-        small for its files from being re-read back to back.
-        """
-        if self.running_op is not None or self.ended_at is None or self.next_at is None:
-            return False
-        self.peak_file_bytes = max(self.peak_file_bytes, file_bytes)
-        dropped = file_bytes < self.peak_file_bytes * (1.0 - drop_frac)
-        if drop_frac <= 0 or not dropped or now - self.ended_at < min_gap_s:
-            return False
-        if self.next_at <= now:
-            return False  # already due
-        self.next_at = now
-        self.brought_forward += 1
-        return True
-
-
-def rewarm_summary(report: object) -> str:
-    """One line about a finished re-warm (a ``zoned.shared.WarmReport``, or anything)."""
-    from zoned.shared.zone import WarmReport
-
-    if not isinstance(report, WarmReport):
-        return str(report)
-    read = sum(f.read for f in report.files)
-    bad = [f.path for f in report.files if f.error]
-    return f"{len(report.files)} file(s), {format_size(read)} re-read in {report.seconds:g} s" + (
-        f"; {len(bad)} failed ({', '.join(bad[:3])})" if bad else ""
-    )
-
-
 __all__ = [
-    "MIB",
     "Mover",
     "MoverFactory",
-    "RewarmFn",
-    "RewarmSchedule",
     "RuleWiring",
     "default_mover",
     "log_mover_lines",
-    "rewarm_summary",
     "topology_change",
 ]
