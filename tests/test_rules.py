@@ -14,6 +14,7 @@ import pytest
 from zoned.config.load import loads
 from zoned.config.match import MatchRule, Pattern
 from zoned.errors import CgroupGone
+from zoned.kernel.proc import cgroup_from_proc, children, is_kernel_thread, read_proc
 from zoned.kernel.procwatch import (
     OVERRUN,
     PROC_EVENT_EXEC,
@@ -25,15 +26,8 @@ from zoned.kernel.procwatch import (
 )
 from zoned.model.process import ProcInfo, cgroup_within
 from zoned.policy.rules import RuleSet
-from zoned.service.mover import (
-    RuleMover,
-    Runner,
-    cgroup_from_proc,
-    children,
-    is_kernel_thread,
-    read_proc,
-    systemd_conflicts,
-)
+from zoned.service.mover import RuleMover
+from zoned.service.systemd import Runner, systemd_conflicts
 
 # -- patterns and rules -----------------------------------------------------------------
 

@@ -3,14 +3,18 @@
 Everything is a no-op when systemd did not ask for it (no ``NOTIFY_SOCKET``), so the
 daemon runs the same by hand. The watchdog interval is half of ``WATCHDOG_USEC`` (only
 when ``WATCHDOG_PID`` is absent or ours), and ``WATCHDOG=1`` is sent *from the event loop*
-so a hung loop is what systemd detects.
+so a hung loop is what systemd detects. ``systemd_conflicts`` says whether systemd would
+fight zoned over an adopted cgroup.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+
+from zoned.model.process import norm_cgroup
 
 log = logging.getLogger(__name__)
 
@@ -85,3 +89,54 @@ class Notifier:
 
     def stopping(self) -> None:
         self._notify("STOPPING=1\nSTATUS=stopping")
+
+
+Runner = Callable[[Sequence[str]], str]
+UNIT_SUFFIXES = (".service", ".scope", ".slice")
+
+
+def _systemctl(argv: Sequence[str]) -> str:
+    done = subprocess.run(list(argv), capture_output=True, text=True, timeout=10, check=True)
+    return done.stdout
+
+
+def systemd_conflicts(
+    cgroup_path: str, runner: Runner = _systemctl, config_name: str = "zoned.yaml"
+) -> list[str]:
+    """Why systemd would fight zoned over an adopted cgroup (v2), each with what to do.
+
+    Every unit along the path (``system.slice``, ``nginx.service``) is asked with
+    ``systemctl show -p AllowedMemoryNodes,Delegate UNIT``. A unit with
+    ``AllowedMemoryNodes=`` set makes systemd write ``cpuset.mems`` itself (a slice's
+    narrows everything below it). A path *below* a unit that is not delegated is a
+    cgroup systemd does not expect anyone to manage. Empty: no conflict found.
+    """
+    parts = [p for p in norm_cgroup(cgroup_path).split("/") if p]
+    out: list[str] = []
+    for i, unit in enumerate(parts):
+        if not unit.endswith(UNIT_SUFFIXES):
+            continue
+        try:
+            text = runner(["systemctl", "show", "-p", "AllowedMemoryNodes,Delegate", unit])
+        except (OSError, subprocess.SubprocessError) as exc:
+            out.append(
+                f"cannot ask systemd about {unit} ({exc}); check that it has no"
+                f" AllowedMemoryNodes= before letting zoned manage {cgroup_path}"
+            )
+            break  # one failure says it: the others would fail alike
+        props = dict(line.partition("=")[::2] for line in text.splitlines() if "=" in line)
+        allowed = props.get("AllowedMemoryNodes", "").strip()
+        if allowed:
+            out.append(
+                f"{unit} has AllowedMemoryNodes={allowed}: systemd sets its memory nodes"
+                f" too; remove AllowedMemoryNodes= from {unit} or drop {cgroup_path} from"
+                f" {config_name}"
+            )
+        below = i < len(parts) - 1 and not unit.endswith(".slice")  # slices hold units
+        if below and props.get("Delegate", "no").strip() != "yes":
+            out.append(
+                f"{cgroup_path} is below {unit}, which is not delegated (Delegate=no):"
+                f" systemd may remove or rewrite it; adopt {'/'.join(parts[: i + 1])}"
+                f" itself or set Delegate=yes on {unit}"
+            )
+    return out

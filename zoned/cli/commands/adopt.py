@@ -23,11 +23,11 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from zoned.cli.commands._locate import add_locate_args
+from zoned.cli.commands._locate import add_locate_args, locate
 from zoned.errors import BackendError, CgroupGone
+from zoned.kernel.proc import comm, is_kernel_thread, proc_cgroup
 from zoned.model.process import cgroup_within
 from zoned.policy.rules import RuleSet
-from zoned.service.mover import comm, is_kernel_thread, locate, proc_cgroup
 
 JSON_VERSION = 1
 

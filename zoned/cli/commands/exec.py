@@ -18,9 +18,8 @@ import os
 import signal
 import sys
 
-from zoned.cli.commands._locate import add_locate_args
+from zoned.cli.commands._locate import add_locate_args, locate
 from zoned.errors import ZonedError
-from zoned.service.mover import locate
 
 FAILED = 125
 CANNOT_RUN = 126
