@@ -22,7 +22,7 @@ from tests.contract.suite import (
 )
 from zoned.backends.base import Backend
 from zoned.backends.sim import Alloc, Gone, SimBackend, SimNode, WorkloadSpec
-from zoned.backends.sim.host import SimKnobs
+from zoned.backends.sim.state import SimKnobs
 from zoned.model.host import EventKind
 
 GONE_AT_S = 1.0  # when a planned removal happens (virtual seconds)

@@ -8,7 +8,8 @@ from collections.abc import Mapping, Sequence
 import pytest
 
 from zoned.backends.sim.faults import Gone, SetNodesError, SlowMigration
-from zoned.backends.sim.host import SimBackend, SimNode
+from zoned.backends.sim.host import SimBackend
+from zoned.backends.sim.state import SimNode
 from zoned.backends.sim.workload import parse_workload
 from zoned.config.decl import Amount, ContainerDecl, Declarations, PolicyDecl
 from zoned.engine import Engine

@@ -25,16 +25,10 @@ from zoned.backends.sim.faults import (
     SlowMigration,
     parse_faults,
 )
-from zoned.backends.sim.host import (
-    ContainerStats,
-    Isolation,
-    Sample,
-    SimBackend,
-    SimKnobs,
-    SimNode,
-    SimStats,
-)
+from zoned.backends.sim.host import SimBackend
 from zoned.backends.sim.scenario import Scenario, load_scenario, loads_scenario
+from zoned.backends.sim.state import Isolation, SimKnobs, SimNode
+from zoned.backends.sim.stats import ContainerStats, Sample, SimStats
 from zoned.backends.sim.workload import (
     Alloc,
     Exit,

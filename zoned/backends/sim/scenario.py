@@ -68,7 +68,8 @@ from zoned.backends.sim._parse import (
     load_yaml,
 )
 from zoned.backends.sim.faults import Fault, parse_faults
-from zoned.backends.sim.host import Isolation, SimBackend, SimKnobs, SimNode
+from zoned.backends.sim.host import SimBackend
+from zoned.backends.sim.state import Isolation, SimKnobs, SimNode
 from zoned.backends.sim.workload import WorkloadSpec, parse_workload
 from zoned.config import load as zconfig
 from zoned.config.decl import Declarations, PolicyDecl
