@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from zoned.engine import LogRecord
 from zoned.model.actions import Lend, Reclaim, SetTripwire
+from zoned.model.decisions import LogRecord
 from zoned.service import logsetup
 
 

@@ -22,8 +22,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from zoned.cli.report import Sample
-from zoned.engine import LogRecord
 from zoned.model.actions import Lend, Reclaim, Return
+from zoned.model.decisions import LogRecord
 from zoned.model.sizes import MIB
 
 _FIXED = {

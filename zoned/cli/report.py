@@ -9,7 +9,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from zoned.engine import Engine, LogRecord
+from zoned.engine import Engine
+from zoned.model.decisions import LogRecord
 from zoned.model.nodelist import format_nodelist
 from zoned.model.sizes import format_size
 

@@ -65,9 +65,10 @@ from zoned.backends.fdloop import IN, FdCallback, FdLoop
 from zoned.backends.select import check_host, fd_loop_of, open_backend
 from zoned.config import load as zconfig
 from zoned.config.decl import Declarations
-from zoned.engine import Engine, LogRecord
+from zoned.engine import Engine
 from zoned.errors import ConfigError, Unsupported, ZonedError
 from zoned.kernel.uevents import UeventSource
+from zoned.model.decisions import LogRecord
 from zoned.model.host import Event, EventKind
 from zoned.model.zonemap import (
     Topology,

@@ -18,8 +18,8 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 
-from zoned.engine import LogRecord
 from zoned.model.actions import DirectedReclaim, Lend, Reclaim, RecordOom, Return, SetTripwire
+from zoned.model.decisions import LogRecord
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 

@@ -29,8 +29,9 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.exposition import MetricsHandler
 
-from zoned.engine import Engine, LogRecord
+from zoned.engine import Engine
 from zoned.model.actions import Lend, Reclaim
+from zoned.model.decisions import LogRecord
 
 log = logging.getLogger(__name__)
 

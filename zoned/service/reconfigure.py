@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from zoned.config import load as zconfig
 from zoned.config.diff import config_diff
-from zoned.engine import Engine, LogRecord
+from zoned.engine import Engine
 from zoned.errors import ConfigError, PlacementError
 from zoned.model.actions import Lend
+from zoned.model.decisions import LogRecord
 from zoned.model.zonemap import (
     FREE,
     Assignment,

@@ -12,7 +12,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from zoned.engine import Engine, LogRecord
+from zoned.engine import Engine
+from zoned.model.decisions import LogRecord
 from zoned.model.zonemap import OwnerKind, ZoneMap
 from zoned.policy.placement import usable
 

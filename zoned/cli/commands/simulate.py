@@ -40,8 +40,9 @@ from zoned.cli.report import (
     to_json,
 )
 from zoned.config.decl import AmountUnit
-from zoned.engine import Engine, LogRecord
+from zoned.engine import Engine
 from zoned.model.actions import RecordOom
+from zoned.model.decisions import LogRecord
 from zoned.model.host import EventKind
 from zoned.model.nodelist import format_nodelist
 from zoned.model.sizes import format_size
