@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from tests.conftest import need
+from zoned.errors import PagemapError
 from zoned.kernel.pagemap import (
     EXCLUSIVE,
     FILE,
     PRESENT,
     SWAPPED,
     Entry,
-    PagemapError,
     PagemapReader,
     parse_maps,
     sample_mask,

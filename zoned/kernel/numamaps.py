@@ -24,12 +24,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from zoned.errors import NumaMapsError
+
 _OCTAL = re.compile(r"\\([0-7]{3})")
 _NODE = re.compile(r"^N(\d+)=(\d+)$")
-
-
-class NumaMapsError(ValueError):
-    """A line the kernel would not print."""
 
 
 @dataclass(frozen=True)

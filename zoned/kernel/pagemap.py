@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from zoned.errors import PagemapError
+
 PFN_BITS = 55
 PFN_MASK = (1 << PFN_BITS) - 1
 SOFT_DIRTY = 1 << 55
@@ -50,10 +52,6 @@ _HASH = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: spreads strided PFNs
 _VSYSCALL = 0xFFFFFFFFFF600000
 
 PfnArray = npt.NDArray[np.uint64]
-
-
-class PagemapError(OSError):
-    """Pagemap gives no PFNs (not CAP_SYS_ADMIN, or no CONFIG_PROC_PAGE_MONITOR)."""
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ from typing import Any
 
 from zoned.backends.base import Backend
 from zoned.config.decl import Amount, ContainerDecl, Declarations
-from zoned.errors import Unsupported, ZonedError
+from zoned.errors import SharedZoneError, Unsupported
 from zoned.kernel import mmcalls
 from zoned.kernel.numamaps import read_numa_maps
 from zoned.model.nodelist import format_nodelist
@@ -61,10 +61,6 @@ SHARED_LEAF = "zoned.shared"
 METHODS = ("read", "mmap", "fadvise")
 CHUNK = 1 << 20
 HELPER_TIMEOUT_S = 3600.0
-
-
-class SharedZoneError(ZonedError):
-    """The shared zone cannot be warmed (no shared nodes, helper failed, ...)."""
 
 
 def declared_paths(decls: Declarations) -> list[str]:
