@@ -30,6 +30,7 @@ from zoned.backends.base import Backend
 from zoned.config.decl import Declarations
 from zoned.errors import CgroupGone
 from zoned.kernel.pagemap import PagemapReader, PfnArray, ScanStats, sampling_stderr
+from zoned.kernel.roots import PROC_ROOT, SYS_ROOT
 from zoned.model.host import NodeMemory
 from zoned.model.zonemap import Topology
 
@@ -40,8 +41,8 @@ def readonly_backend(
     decls: Declarations,
     *,
     cgroup_root: Path | None = None,
-    sys_root: Path = Path("/sys"),
-    proc_root: Path = Path("/proc"),
+    sys_root: Path = SYS_ROOT,
+    proc_root: Path = PROC_ROOT,
 ) -> Backend:
     """A backend for reading containers' state, built so that it writes nothing.
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from zoned.accounting.ownership import Target
 from zoned.kernel.numamaps import anon_bytes_by_node, file_bytes_by_path, read_numa_maps
+from zoned.kernel.roots import PROC_ROOT
 
 SHARED = "(shared zone)"
 OTHER = "(other)"  # reserved, free or unknown nodes
@@ -47,7 +48,7 @@ class ContainerPages:
         return out
 
 
-def container_pages(t: Target, proc_root: Path = Path("/proc")) -> ContainerPages:
+def container_pages(t: Target, proc_root: Path = PROC_ROOT) -> ContainerPages:
     """Read every process of the container (those that exit meanwhile are skipped)."""
     out = ContainerPages(t.name, t.nodes)
     for pid in t.pids:
@@ -147,7 +148,7 @@ def analyse(containers: Sequence[ContainerPages], shared: frozenset[int]) -> Sha
 
 
 def sharing(
-    found: Sequence[Target], shared: frozenset[int], proc_root: Path = Path("/proc")
+    found: Sequence[Target], shared: frozenset[int], proc_root: Path = PROC_ROOT
 ) -> SharingReport:
     """Read and analyse; see :func:`analyse`."""
     return analyse([container_pages(t, proc_root) for t in found], shared)

@@ -51,6 +51,7 @@ from zoned.kernel import v1events
 from zoned.kernel import v1stat as memstat
 from zoned.kernel.cgroupfs import CgroupFs
 from zoned.kernel.hierarchy import v1_roots
+from zoned.kernel.roots import PROC_ROOT, SYS_ROOT
 from zoned.kernel.v1events import Registration, Watch
 from zoned.model.host import CgroupState, Event, EventKind, OpKind, Usage, is_internal
 from zoned.model.nodelist import format_nodelist, parse_nodelist
@@ -92,8 +93,8 @@ class Cgroup1Backend(FdLoopBackend):
         parent: str = "zoned",
         cpuset_root: Path | None = None,
         memory_root: Path | None = None,
-        proc_root: Path = Path("/proc"),
-        sys_root: Path = Path("/sys"),
+        proc_root: Path = PROC_ROOT,
+        sys_root: Path = SYS_ROOT,
         adopt: Mapping[str, str] = MappingProxyType({}),
         enable_memory_pressure: bool = True,
         pressure_level: str | None = "low",

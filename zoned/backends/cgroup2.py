@@ -61,6 +61,7 @@ from zoned.errors import (
 )
 from zoned.kernel.cgroupfs import CgroupFs, translated
 from zoned.kernel.psi import PsiTrigger, check_spec, describe, open_trigger, trigger_spec
+from zoned.kernel.roots import PROC_ROOT, SYS_ROOT
 from zoned.kernel.v2stat import (
     bytes_outside,
     parse_controllers,
@@ -115,8 +116,8 @@ class Cgroup2Backend(FdLoopBackend):
         cgroup_root: Path,
         parent: str = "zoned",
         *,
-        sys_root: Path = Path("/sys"),
-        proc_root: Path = Path("/proc"),
+        sys_root: Path = SYS_ROOT,
+        proc_root: Path = PROC_ROOT,
         daemon_leaf: str | None = DEFAULT_DAEMON_LEAF,
         adopted: Mapping[str, str] | None = None,
         psi: str | None = DEFAULT_PSI,
@@ -152,8 +153,8 @@ class Cgroup2Backend(FdLoopBackend):
         cls,
         decls: Declarations,
         *,
-        sys_root: Path = Path("/sys"),
-        proc_root: Path = Path("/proc"),
+        sys_root: Path = SYS_ROOT,
+        proc_root: Path = PROC_ROOT,
         daemon_leaf: str | None = DEFAULT_DAEMON_LEAF,
         workers: int = 2,
     ) -> Cgroup2Backend:

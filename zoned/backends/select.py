@@ -40,6 +40,7 @@ from zoned.config.decl import Declarations
 from zoned.errors import TopologyError, Unsupported
 from zoned.kernel.hierarchy import CgroupMount, parse_mountinfo
 from zoned.kernel.psi import trigger_spec
+from zoned.kernel.roots import PROC_ROOT, SYS_ROOT
 from zoned.kernel.topology import read_topology
 from zoned.kernel.v2stat import parse_controllers
 from zoned.model.zonemap import Topology
@@ -175,8 +176,8 @@ def check_host(
     decls: Declarations,
     *,
     cgroup_root: Path,
-    sys_root: Path = Path("/sys"),
-    proc_root: Path = Path("/proc"),
+    sys_root: Path = SYS_ROOT,
+    proc_root: Path = PROC_ROOT,
     euid: int | None = None,
     access: Callable[[Path, int], bool] = os.access,
 ) -> HostCheck:
@@ -276,8 +277,8 @@ def open_backend(
     decls: Declarations,
     *,
     cgroup_root: Path | None = None,
-    sys_root: Path = Path("/sys"),
-    proc_root: Path = Path("/proc"),
+    sys_root: Path = SYS_ROOT,
+    proc_root: Path = PROC_ROOT,
     check: HostCheck | None = None,
     dry_run: bool = False,
 ) -> Backend:

@@ -22,12 +22,12 @@ from typing import Any
 from zoned.config.decl import ContainerDecl, Declarations, HostDecl, PolicyDecl
 from zoned.config.fields import DROPIN_KEYS, TOP_FIELDS
 from zoned.config.kinds import key_text, parse_mapping
+from zoned.config.paths import DEFAULT_PATH
 from zoned.config.yamlpos import MappingNode, Sink, compose
 from zoned.errors import ConfigError, Location, Problem
 from zoned.model.nodelist import format_nodelist
 from zoned.model.zonemap import Topology
 
-DEFAULT_PATH = Path("/etc/zoned/zoned.yaml")
 DROPIN_DIR = "containers.d"
 
 __all__ = [

@@ -12,6 +12,7 @@ from typing import Literal
 from zoned.errors import Unsupported
 from zoned.kernel.cgroupfs import CgroupFs
 from zoned.kernel.hierarchy import find_v1_controller, parse_mountinfo
+from zoned.kernel.roots import PROC_ROOT
 from zoned.model.process import norm_cgroup
 
 
@@ -27,7 +28,7 @@ class CgroupTree:
     @classmethod
     def find(
         cls,
-        proc_root: Path = Path("/proc"),
+        proc_root: Path = PROC_ROOT,
         cgroup_root: Path | None = None,
         prefer: str = "auto",
     ) -> CgroupTree:

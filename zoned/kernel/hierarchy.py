@@ -11,6 +11,7 @@ from pathlib import Path
 
 from zoned.errors import Unsupported
 from zoned.kernel import mountinfo
+from zoned.kernel.roots import PROC_ROOT
 
 # Super-block options of a v1 cgroup mount that are not controller names.
 _NOT_CONTROLLERS = {"rw", "ro", "noprefix", "clone_children", "xattr", "cpuset_v2_mode"}
@@ -55,7 +56,7 @@ def find_v1_controller(mounts: list[CgroupMount], controller: str) -> CgroupMoun
     return found[0]
 
 
-def v1_roots(proc_root: Path = Path("/proc")) -> tuple[Path, Path]:
+def v1_roots(proc_root: Path = PROC_ROOT) -> tuple[Path, Path]:
     """The mount points of the v1 ``cpuset`` and ``memory`` hierarchies.
 
     Raises Unsupported when either is not mounted (e.g. the controllers are bound to v2).

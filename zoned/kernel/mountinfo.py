@@ -8,6 +8,7 @@ from pathlib import Path
 
 from zoned.errors import Unsupported
 from zoned.kernel.numamaps import unescape  # seq_file's \ooo escapes, as in numa_maps
+from zoned.kernel.roots import PROC_ROOT
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ def parse_mountinfo(text: str) -> list[MountEntry]:
     return out
 
 
-def read_mounts(proc_root: Path = Path("/proc")) -> list[MountEntry]:
+def read_mounts(proc_root: Path = PROC_ROOT) -> list[MountEntry]:
     """This process's mounts. Raises Unsupported when mountinfo cannot be read."""
     path = proc_root / "self" / "mountinfo"
     try:

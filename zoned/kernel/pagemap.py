@@ -36,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from zoned.errors import PagemapError
+from zoned.kernel.roots import PROC_ROOT
 
 PFN_BITS = 55
 PFN_MASK = (1 << PFN_BITS) - 1
@@ -133,7 +134,7 @@ class ScanStats:
 class PagemapReader:
     """Reads PFN sets of processes under ``proc_root``; see the module notes on bounds."""
 
-    proc_root: Path = Path("/proc")
+    proc_root: Path = PROC_ROOT
     page_size: int = field(default_factory=lambda: os.sysconf("SC_PAGE_SIZE"))
     chunk_pages: int = 1 << 16  # 512 KiB of entries per read
     sample: int = 1

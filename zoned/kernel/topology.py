@@ -28,6 +28,7 @@ from statistics import median
 
 from zoned.config.decl import Amount, AmountUnit
 from zoned.errors import TopologyError
+from zoned.kernel.roots import PROC_ROOT, SYS_ROOT
 from zoned.model.nodelist import format_nodelist, parse_nodelist
 from zoned.model.sizes import KIB, MIB, format_size
 from zoned.model.zonemap import NodeInfo, Topology
@@ -177,7 +178,7 @@ def _single_node(sys_root: Path, proc_root: Path, cmdline: str, balancing: bool 
     return Topology((node,), fake_numa_arg(cmdline), balancing, cmdline.strip())
 
 
-def read_topology(sys_root: Path = Path("/sys"), proc_root: Path = Path("/proc")) -> Topology:
+def read_topology(sys_root: Path = SYS_ROOT, proc_root: Path = PROC_ROOT) -> Topology:
     """The online nodes (id order), the numa=fake= argument and kernel.numa_balancing.
 
     Reads only under ``sys_root`` and ``proc_root``. A node outside ``has_memory`` is
@@ -203,7 +204,7 @@ def read_topology(sys_root: Path = Path("/sys"), proc_root: Path = Path("/proc")
 
 
 def read_node_memory(
-    sys_root: Path = Path("/sys"), proc_root: Path = Path("/proc")
+    sys_root: Path = SYS_ROOT, proc_root: Path = PROC_ROOT
 ) -> dict[int, tuple[int, int, int]]:
     """Each online node's (MemTotal, MemFree, FilePages) in bytes, reading only ``online``,
     ``has_memory`` and each ``nodeN/meminfo``.

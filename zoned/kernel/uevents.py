@@ -52,6 +52,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from zoned.kernel.roots import SYS_ROOT
 from zoned.model.host import Event, EventKind
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ def block_node(sys_root: Path, block: str) -> int | None:
     return None
 
 
-def node_change(ev: Uevent, now: float, sys_root: Path = Path("/sys")) -> Event | None:
+def node_change(ev: Uevent, now: float, sys_root: Path = SYS_ROOT) -> Event | None:
     """The NODE_CHANGE event a uevent means, or None when it is not about nodes."""
     if ev.subsystem == "node":
         m = _NODE.match(ev.devpath)
@@ -137,7 +138,7 @@ class UeventSource:
     def __init__(
         self,
         *,
-        sys_root: Path = Path("/sys"),
+        sys_root: Path = SYS_ROOT,
         clock: Callable[[], float] = time.monotonic,
         sock: socket.socket | None = None,
     ) -> None:

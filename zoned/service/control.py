@@ -38,6 +38,7 @@ from typing import Any, Protocol
 
 from zoned.backends.fdloop import IN, FdCallback
 from zoned.errors import ControlError
+from zoned.kernel.roots import PROC_ROOT
 from zoned.model.host import Event
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ def authorize(
     cmd: str,
     *,
     group: int | None = None,
-    proc_root: Path = Path("/proc"),
+    proc_root: Path = PROC_ROOT,
 ) -> str | None:
     """Why ``cred`` may not run ``cmd`` (None: it may). Reading is open to anyone who can
     connect; changing needs uid 0 or membership of ``group``."""
@@ -131,7 +132,7 @@ class ControlServer:
         handler: Handler,
         *,
         group: int | None = None,
-        proc_root: Path = Path("/proc"),
+        proc_root: Path = PROC_ROOT,
     ) -> None:
         self.path = path
         self._host = host

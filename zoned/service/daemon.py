@@ -67,6 +67,7 @@ from zoned.config import load as zconfig
 from zoned.config.decl import Declarations
 from zoned.engine import Engine
 from zoned.errors import ConfigError, Unsupported, ZonedError
+from zoned.kernel.roots import PROC_ROOT, RUN_DIR, SYS_ROOT
 from zoned.kernel.uevents import UeventSource
 from zoned.model.decisions import LogRecord
 from zoned.model.host import Event, EventKind
@@ -120,10 +121,10 @@ class Options:
 
     config: Path | None
     dry_run: bool = False
-    sys_root: Path = Path("/sys")
-    proc_root: Path = Path("/proc")
+    sys_root: Path = SYS_ROOT
+    proc_root: Path = PROC_ROOT
     cgroup_root: Path | None = None
-    state_dir: Path = Path("/run/zoned")
+    state_dir: Path = RUN_DIR
     socket: Path = DEFAULT_SOCKET
     release_on_stop: bool = False
     backend: str | None = None  # None: detect; "sim:SCENARIO.yaml": the paced simulator

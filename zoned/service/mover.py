@@ -37,6 +37,7 @@ from zoned.backends.base import Backend
 from zoned.errors import BackendError, CgroupGone
 from zoned.kernel.proc import all_pids, children, proc_cgroup, read_proc
 from zoned.kernel.procwatch import ProcEvent, ProcEventKind, ProcWatch
+from zoned.kernel.roots import PROC_ROOT
 from zoned.model.process import ProcInfo, cgroup_within
 from zoned.policy.rules import RuleSet, Verdict
 
@@ -105,7 +106,7 @@ class RuleMover:
         self,
         target: Backend | AttachFn,
         rules: RuleSet,
-        proc_root: Path = Path("/proc"),
+        proc_root: Path = PROC_ROOT,
         *,
         watch: ProcWatch | None = None,
         self_pid: int | None = None,

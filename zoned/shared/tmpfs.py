@@ -56,6 +56,7 @@ from typing import Any
 from zoned.config.decl import TmpfsDecl
 from zoned.errors import BackendError, WriteRefused
 from zoned.kernel.mountinfo import MountEntry, read_mounts
+from zoned.kernel.roots import PROC_ROOT
 from zoned.model.nodelist import format_nodelist, parse_nodelist
 from zoned.model.sizes import format_size
 
@@ -458,7 +459,7 @@ class MountReport:
         }
 
 
-def namespace_note(proc_root: Path = Path("/proc")) -> str | None:
+def namespace_note(proc_root: Path = PROC_ROOT) -> str | None:
     """Why mounts made here would not be seen by the host (None: they would, or unknown).
 
     A mount made in a private mount namespace (systemd's ProtectSystem=, PrivateTmp=, a
@@ -483,7 +484,7 @@ def ensure(
     declared: Sequence[TmpfsDecl],
     nodes: frozenset[int],
     *,
-    proc_root: Path = Path("/proc"),
+    proc_root: Path = PROC_ROOT,
     dry_run: bool = False,
     mount: MountFn = libc_mount,
     probe: Callable[[str], PathState] = probe_path,

@@ -55,6 +55,7 @@ from zoned.config.decl import Amount, ContainerDecl, Declarations
 from zoned.errors import SharedZoneError, Unsupported
 from zoned.kernel import mmcalls
 from zoned.kernel.numamaps import read_numa_maps
+from zoned.kernel.roots import PROC_ROOT
 from zoned.model.nodelist import format_nodelist
 
 SHARED_LEAF = "zoned.shared"
@@ -124,7 +125,7 @@ def where(path: Path, *, locate: bool = True) -> Placement:
         out = Placement(size, min(size, len(offs) * mmcalls.PAGE))
         if locate and offs:
             mmcalls.touch(addr, offs)
-            for v in read_numa_maps(Path("/proc"), os.getpid()) or []:
+            for v in read_numa_maps(PROC_ROOT, os.getpid()) or []:
                 if v.start == addr:
                     out.nodes = v.bytes_by_node()
                     break
@@ -266,7 +267,7 @@ def helper_main() -> int:
             out.append(warm_file(Path(p), req["method"], move_to=req.get("move_to", ()), pace=pace))
         except OSError as exc:
             out.append({"path": p, "error": f"{exc.strerror or exc} (errno {exc.errno})"})
-    status = Path("/proc/self/status").read_text().splitlines()
+    status = (PROC_ROOT / "self" / "status").read_text().splitlines()
     key = "Mems_allowed_list:"
     allowed = next((ln[len(key) :].strip() for ln in status if ln.startswith(key)), "")
     print(json.dumps({"files": out, "mems_allowed": allowed, "slept": round(pace.slept, 3)}))

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zoned.config.decl import Declarations
-from zoned.config.load import DEFAULT_PATH, load
+from zoned.config.load import load
+from zoned.config.paths import DEFAULT_PATH
 from zoned.errors import ZonedError
 from zoned.kernel.cgrouptree import CgroupTree
+from zoned.kernel.roots import PROC_ROOT
 from zoned.model.process import container_path
 
 
@@ -32,7 +34,7 @@ def add_locate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--proc-root",
         type=Path,
-        default=Path("/proc"),
+        default=PROC_ROOT,
         metavar="DIR",
         help="where /proc is (tests point it at a fake tree); default: /proc",
     )
@@ -53,7 +55,7 @@ def locate(
     name: str,
     *,
     cgroup_root: Path | None = None,
-    proc_root: Path = Path("/proc"),
+    proc_root: Path = PROC_ROOT,
     must_exist: bool = True,
 ) -> Located:
     """Read the configuration, find the container's cgroup. Raises ConfigError,

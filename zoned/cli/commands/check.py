@@ -30,14 +30,16 @@ from pathlib import Path
 from typing import Any
 
 from zoned.config.decl import Amount, AmountUnit, Declarations
-from zoned.config.load import DEFAULT_PATH, check_against_topology, load
+from zoned.config.load import check_against_topology, load
+from zoned.config.paths import DEFAULT_PATH
 from zoned.errors import ConfigError, Problem
+from zoned.kernel.roots import PROC_ROOT, SYS_ROOT
 from zoned.model.nodelist import format_nodelist
 from zoned.model.sizes import format_size
 from zoned.model.zonemap import Topology
 
 JSON_VERSION = 1
-LIVE_NODES = Path("/sys/devices/system/node")
+LIVE_NODES = SYS_ROOT / "devices" / "system" / "node"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -117,7 +119,7 @@ def _topology(args: argparse.Namespace) -> Topology | None:
         return None
     from zoned.kernel.topology import read_topology
 
-    return read_topology(args.sysfs_root or Path("/sys"), args.proc_root or Path("/proc"))
+    return read_topology(args.sysfs_root or SYS_ROOT, args.proc_root or PROC_ROOT)
 
 
 def _total(amounts: list[Amount]) -> str:

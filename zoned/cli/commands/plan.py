@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from zoned.cli.render import table
+from zoned.config.paths import DEFAULT_PATH
 from zoned.errors import ConfigError
+from zoned.kernel.roots import PROC_ROOT, SYS_ROOT
 from zoned.model.sizes import format_size
 from zoned.policy.placement import Placement, place
-
-DEFAULT_CONFIG = Path("/etc/zoned/zoned.yaml")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,9 +27,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="main YAML file")
-    p.add_argument("--sysfs-root", type=Path, default=Path("/sys"), help="sysfs mount point")
-    p.add_argument("--proc-root", type=Path, default=Path("/proc"), help="procfs mount point")
+    p.add_argument("--config", type=Path, default=DEFAULT_PATH, help="main YAML file")
+    p.add_argument("--sysfs-root", type=Path, default=SYS_ROOT, help="sysfs mount point")
+    p.add_argument("--proc-root", type=Path, default=PROC_ROOT, help="procfs mount point")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
 

@@ -7,7 +7,9 @@ import grp
 import logging
 from pathlib import Path
 
+from zoned.config.paths import DEFAULT_PATH
 from zoned.errors import ZonedError
+from zoned.kernel.roots import PROC_ROOT, RUN_DIR, SYS_ROOT
 from zoned.service import logsetup
 from zoned.service.control import DEFAULT_SOCKET
 from zoned.service.daemon import FALLBACK_POLL_S, Daemon, Options
@@ -35,12 +37,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--config",
         type=Path,
         default=None,
-        help="main configuration file (default /etc/zoned/zoned.yaml; with "
+        help=f"main configuration file (default {DEFAULT_PATH}; with "
         "--backend sim:..., the scenario's own config)",
     )
     p.add_argument("--dry-run", action="store_true", help="decide and log, write nothing")
-    p.add_argument("--sysfs-root", type=Path, default=Path("/sys"), dest="sys_root")
-    p.add_argument("--proc-root", type=Path, default=Path("/proc"))
+    p.add_argument("--sysfs-root", type=Path, default=SYS_ROOT, dest="sys_root")
+    p.add_argument("--proc-root", type=Path, default=PROC_ROOT)
     p.add_argument(
         "--cgroup-root",
         type=Path,
@@ -50,7 +52,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--state-dir",
         type=Path,
-        default=Path("/run/zoned"),
+        default=RUN_DIR,
         help="hints kept across restarts (never required)",
     )
     p.add_argument("--socket", type=Path, default=DEFAULT_SOCKET, help="control socket")
@@ -96,7 +98,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     config = args.config
     if config is None and args.backend is None:
-        config = Path("/etc/zoned/zoned.yaml")
+        config = DEFAULT_PATH
     if args.metrics is not None and (why := check_address(args.metrics)):
         raise ZonedError(f"--metrics {why}")
     group = None

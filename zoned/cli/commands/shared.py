@@ -42,7 +42,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoned.config.load import DEFAULT_PATH, load
+from zoned.config.load import load
+from zoned.config.paths import DEFAULT_PATH
+from zoned.kernel.roots import PROC_ROOT, SYS_ROOT
 from zoned.model.sizes import format_size, parse_size
 from zoned.shared.zone import METHODS, declared_paths, expand, where
 
@@ -80,9 +82,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     m.add_argument("--config", type=Path, default=DEFAULT_PATH, metavar="FILE")
     m.add_argument("--dry-run", action="store_true", help="decide and show; mount nothing")
     m.add_argument("--json", action="store_true", help="machine-readable output")
-    m.add_argument("--sysfs-root", type=Path, default=Path("/sys"), metavar="DIR",
+    m.add_argument("--sysfs-root", type=Path, default=SYS_ROOT, metavar="DIR",
                    help="sysfs root, for a shared zone declared as a count")  # fmt: skip
-    m.add_argument("--proc-root", type=Path, default=Path("/proc"), metavar="DIR",
+    m.add_argument("--proc-root", type=Path, default=PROC_ROOT, metavar="DIR",
                    help="procfs root: mountinfo and mount namespaces")  # fmt: skip
     m.set_defaults(func=run_mount)
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from zoned.config.decl import Amount
 from zoned.errors import ConfigError, Problem
+from zoned.kernel.roots import PROC_ROOT, SYS_ROOT
 from zoned.kernel.topology import (
     FakeNumaPlan,
     machine_memory,
@@ -56,11 +57,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         ),
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--sysfs-root", type=Path, default=SYS_ROOT, metavar="DIR", help="default: /sys")
     p.add_argument(
-        "--sysfs-root", type=Path, default=Path("/sys"), metavar="DIR", help="default: /sys"
-    )
-    p.add_argument(
-        "--proc-root", type=Path, default=Path("/proc"), metavar="DIR", help="default: /proc"
+        "--proc-root", type=Path, default=PROC_ROOT, metavar="DIR", help="default: /proc"
     )
     p.add_argument(
         "--config", type=Path, metavar="FILE", help="declarations to size a numa=fake= for"

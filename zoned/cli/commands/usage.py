@@ -26,7 +26,9 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoned.config.load import DEFAULT_PATH, load
+from zoned.config.load import load
+from zoned.config.paths import DEFAULT_PATH
+from zoned.kernel.roots import PROC_ROOT, SYS_ROOT
 from zoned.model.nodelist import format_nodelist
 from zoned.model.sizes import format_size
 
@@ -53,8 +55,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="at most this many pagemap entries per second",
     )  # fmt: skip
     p.add_argument("--cgroup-root", type=Path, metavar="DIR", help="default: host.cgroup_root")
-    p.add_argument("--sysfs-root", type=Path, default=Path("/sys"), metavar="DIR")
-    p.add_argument("--proc-root", type=Path, default=Path("/proc"), metavar="DIR")
+    p.add_argument("--sysfs-root", type=Path, default=SYS_ROOT, metavar="DIR")
+    p.add_argument("--proc-root", type=Path, default=PROC_ROOT, metavar="DIR")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
 
