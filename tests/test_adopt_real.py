@@ -11,8 +11,8 @@ import pytest
 
 from tests.conftest import V1_CPUSET, V1_MEMORY
 from tests.support.cgroups import RecordingFs
+from tests.support.sandbox import Box, box_fixture
 from tests.support.waiting import wait_until
-from tests.test_exec_sandbox import Box, box_fixture
 from zoned.backends.cgroup1 import Cgroup1Backend
 from zoned.cli import main as cli
 from zoned.config.decl import Amount, ContainerDecl

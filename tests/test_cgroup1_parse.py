@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakecg import ROOT_NUMA_STAT, FakeV1Tree, memory_stat
+from tests.fakes.v1tree import ROOT_NUMA_STAT, FakeV1Tree, memory_stat
 from zoned.backends.cgroup1 import Cgroup1Backend
 from zoned.errors import BackendError, Unsupported
 from zoned.kernel import v1stat as memstat

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakesys import eight_node
+from tests.fakes.sysfs import eight_node
 from zoned.backends.cgroup2 import Cgroup2Backend
 from zoned.backends.fdloop import ERR, PRI, FdCallback, FdLoop
 from zoned.config.decl import Amount, ContainerDecl

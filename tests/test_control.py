@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_daemon_helpers import wait_for
+from tests.support.daemon import wait_for
 from zoned.backends.fdloop import FdLoop
 from zoned.errors import ControlError
 from zoned.service import control

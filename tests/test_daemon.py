@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_daemon_helpers import CONFIG, running, wait_for
+from tests.support.daemon import CONFIG, running, wait_for
 from zoned.cli.main import main
 from zoned.cli.statusview import render
 from zoned.errors import ControlError

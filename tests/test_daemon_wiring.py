@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_daemon_helpers import SCENARIO, wait_for
-from tests.test_exec_sandbox import Box, box_fixture
+from tests.support.daemon import SCENARIO, wait_for
+from tests.support.sandbox import Box, box_fixture
 from zoned.backends.base import Backend
 from zoned.config.load import load
 from zoned.errors import Unsupported

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakesys import FakeSys
+from tests.fakes.sysfs import FakeSys
 from zoned.accounting.ownership import measure, readonly_backend, shared_nodes
 from zoned.config.load import loads
 from zoned.kernel.pagemap import PRESENT, PagemapReader

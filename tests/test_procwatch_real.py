@@ -14,8 +14,8 @@ import pytest
 
 from tests.conftest import V1_MEMORY
 from tests.support.procs import descendants
+from tests.support.sandbox import Box, box_fixture
 from tests.support.waiting import run_until, wait_until
-from tests.test_exec_sandbox import Box, box_fixture
 from zoned.config.load import load
 from zoned.kernel.procwatch import ProcWatch
 from zoned.policy.rules import RuleSet

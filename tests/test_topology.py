@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakesys import DATA, FakeSys, write_8node
+from tests.fakes.sysfs import DATA, FakeSys, write_8node
 from zoned.cli.main import main
 from zoned.config.decl import Amount, ContainerDecl, Declarations
 from zoned.errors import TopologyError
@@ -470,7 +470,7 @@ def test_command_error_goes_to_stderr(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 def test_read_node_memory_agrees_with_read_topology_on_every_fake_tree(tmp_path: Path) -> None:
-    from tests.fakesys import FakeSys
+    from tests.fakes.sysfs import FakeSys
     from zoned.kernel.topology import read_node_memory
 
     fs = FakeSys(tmp_path).node(0, 200, 100, 10).node(1, 0).node(2, 256, 250, 3)

@@ -17,7 +17,7 @@ Text formats are copied from the kernel's printers: ``nodeN/meminfo`` from
 drivers/base/node.c node_read_meminfo (6.x, x86-64 with THP, as a 6.18 kernel prints it),
 ``distance`` from node_read_distance, node lists as ``%*pbl``, ``/proc/meminfo`` from
 fs/proc/meminfo.c. Regenerate the checked-in 8-node tree with
-``python -m tests.fakesys --write-8node``.
+``python -m tests.fakes.sysfs --write-8node``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pathlib import Path
 
 from zoned.model.nodelist import format_nodelist
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parent.parent / "data"
 
 # Field order of node_read_meminfo (drivers/base/node.c, 6.x on x86-64: no HIGHMEM, no
 # SHADOW_CALL_STACK, THP on, no UNACCEPTED_MEMORY); checked line for line against a 6.18
@@ -385,7 +385,7 @@ def write_8node(data: Path = DATA) -> tuple[Path, Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.fakesys", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tests.fakes.sysfs", description=__doc__)
     parser.add_argument(
         "--write-8node", action="store_true", help="rewrite tests/data/{sys,proc}-8node"
     )
