@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import V1_CPUSET, V1_MEMORY
 from tests.support.cgroups import RecordingFs
+from tests.support.realhost import V1_CPUSET, V1_MEMORY
 from tests.support.sandbox import Box, box_fixture
 from tests.support.waiting import wait_until
 from zoned.backends.cgroup1 import Cgroup1Backend

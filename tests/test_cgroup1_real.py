@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import V1_CPUSET, V1_MEMORY
 from tests.support.cgroups import RecordingFs, remove_cgroup_tree
+from tests.support.realhost import V1_CPUSET, V1_MEMORY
 from zoned.backends.cgroup1 import Cgroup1Backend
 from zoned.config.decl import Amount, ContainerDecl
 from zoned.errors import BackendError, WriteRefused

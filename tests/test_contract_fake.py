@@ -22,7 +22,7 @@ import pytest
 from tests.contract.suite import BackendContract, Cap, Harness, Plan, Watch, Workload, closing
 from tests.fakes.sysfs import FakeSys, eight_node
 from tests.fakes.v1tree import FakeV1Tree
-from tests.test_cgroup2_backend import FakeV2Fs, RecordingLoop
+from tests.fakes.v2fs import FakeV2Fs, RecordingLoop
 from zoned.backends.base import Backend
 from zoned.backends.cgroup1 import Cgroup1Backend
 from zoned.backends.cgroup2 import Cgroup2Backend

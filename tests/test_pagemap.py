@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import need
+from tests.support.realhost import need
 from zoned.errors import PagemapError
 from zoned.kernel.pagemap import (
     EXCLUSIVE,

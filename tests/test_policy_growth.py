@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from tests.test_policy import NOW, c, decls, full, moves, run, snap, view, zmap
+from tests.support.policy import NOW, c, decls, full, moves, run, snap, view, zmap
 from zoned.backends.sim import loads_scenario
 from zoned.cli.commands.simulate import run_scenario
 from zoned.model.actions import Lend, Reclaim

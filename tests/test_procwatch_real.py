@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import V1_MEMORY
 from tests.support.procs import descendants
+from tests.support.realhost import V1_MEMORY
 from tests.support.sandbox import Box, box_fixture
 from tests.support.waiting import run_until, wait_until
 from zoned.config.load import load

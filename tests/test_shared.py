@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import V1_CPUSET, V1_MEMORY, need
+from tests.support.realhost import V1_CPUSET, V1_MEMORY, need
 from zoned.config.decl import Declarations
 from zoned.config.load import loads
 from zoned.shared.zone import (

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from pyroute2.netlink.uevent import MarshalUevent
 
-from tests.conftest import need
+from tests.support.realhost import need
 from zoned.kernel.uevents import UeventSource, node_change, parse_uevent
 from zoned.model.host import EventKind
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.waiting import wait_for as support_wait_for
+from zoned.kernel.roots import PROC_ROOT
 from zoned.service.control import request
 from zoned.service.daemon import Daemon, Options
 from zoned.service.systemd import Notifier
@@ -87,7 +88,11 @@ def running(
     fallback_poll_s: float = 0.5,
     metrics: str | None = None,
     release_on_stop: bool = False,
+    proc_root: Path = PROC_ROOT,
+    **hooks: Any,
 ) -> Iterator[Running]:
+    """``hooks``: the daemon's injected parts (``mover_factory``, ``node_events``,
+    ``rewarm_fn``, ``tmpfs_mount``); ``proc_root``: a fake /proc (its mountinfo)."""
     sc = tmp_path / "scenario.yaml"
     sc.write_text(scenario)
     cfg = tmp_path / "zoned.yaml"
@@ -113,8 +118,9 @@ def running(
         fallback_poll_s=fallback_poll_s,
         metrics=metrics,
         release_on_stop=release_on_stop,
+        proc_root=proc_root,
     )
-    d = Daemon(opts, notifier=Notifier(env={}, send=send), install_signals=False)
+    d = Daemon(opts, notifier=Notifier(env={}, send=send), install_signals=False, **hooks)
     r = Running(d, sock, cfg, state_dir, sent)
     ready = threading.Event()
 
@@ -140,3 +146,30 @@ def running(
         assert not t.is_alive(), "daemon did not stop"
     if r.error:
         raise r.error[0]
+
+
+@contextmanager
+def daemon(tmp: Path, config: str, speed: float = 5.0, **hooks: Any) -> Iterator[Daemon]:
+    """``running`` yielding the ``Daemon`` itself; an error in its thread also fails the
+    test when the daemon stops."""
+    with running(tmp, config=config, speed=speed, **hooks) as r:
+        yield r.daemon
+    if r.error:
+        raise r.error[0]
+
+
+def reload_via_socket(d: Daemon) -> dict[str, object] | None:
+    """``zoned reload`` through the control socket: the result, or None when refused."""
+    resp = request(d.opts.socket, {"cmd": "reload"}, timeout_s=10.0)
+    return resp["result"] if resp.get("ok") else None
+
+
+def shared_config(tmp: Path, interval_s: float, mib_s: float) -> str:
+    (tmp / "lib.so").write_bytes(b"x" * 4096)
+    return (
+        f"host: {{reserved_nodes: [0], shared: 1, shared_paths: [{tmp / 'lib.so'}]}}\n"
+        f"policy: {{rewarm_interval_s: {interval_s}, rewarm_mib_s: {mib_s}}}\n"
+        "containers:\n"
+        "  web:   {min: {nodes: 1}, max: {nodes: 1}}\n"
+        "  batch: {min: {nodes: 1}, max: {nodes: 1}}\n"
+    )

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.contract.realv1 import RealV1Harness
 from tests.contract.suite import BackendContract, Plan, RealHarness, Watch, closing
 from tests.support.cgroups import remove_cgroup_tree
-from tests.test_contract_real_v1 import RealV1Harness
 from zoned.backends.base import Backend
 from zoned.backends.cgroup2 import Cgroup2Backend
 from zoned.errors import Unsupported

@@ -36,7 +36,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.test_vm_scenarios_sim import Step, sequence
+from tests.support.scenarios import Step, sequence
 from zoned.backends.sim.scenario import loads_scenario
 from zoned.cli.commands.simulate import SimRun, json_report, run_scenario
 from zoned.errors import ZonedError
