@@ -206,7 +206,7 @@ them: cpuset plus memcg accounting (zoned's tripwires need it). Storage per cgro
 the growth of Slab + Percpu + KernelStack + PageTables in /proc/meminfo over 32 created
 cgroups with only that controller enabled (a noisy figure: ± a few KiB). The sharing
 row's charges are differences from a baseline taken before the reads, by
-`zoned.ownership` (the code behind `zoned usage --model all`).
+`zoned.accounting.ownership` (the code behind `zoned usage --model all`).
 Step times in the guest: {d.get("step_seconds")}."""
 
 

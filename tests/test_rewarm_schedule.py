@@ -1,5 +1,5 @@
 """RewarmSchedule: the interval, and a re-warm brought forward when the shared zone's page
-cache drops (zoned.sidecars)."""
+cache drops (zoned.service.sidecars)."""
 
 from __future__ import annotations
 

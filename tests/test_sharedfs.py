@@ -1,4 +1,4 @@
-"""Shared tmpfs (zoned.sharedfs): mountinfo parsing, every decision, the effect with a fake
+"""Shared tmpfs (zoned.shared.tmpfs): mountinfo parsing, every decision, the effect with a fake
 mount(2) against a fake mountinfo, the CLI, the daemon's start-up mount, the declaration
 and its warnings. One test as root mounts a real tmpfs on the build machine (node 0)."""
 

@@ -1,4 +1,4 @@
-"""zoned.uevents: kernel uevent datagrams → NODE_CHANGE events.
+"""zoned.kernel.uevents: kernel uevent datagrams → NODE_CHANGE events.
 
 The datagrams below were captured on the build machine (6.18) after writing ``change`` to
 ``/sys/devices/system/node/node0/uevent`` and ``/sys/devices/system/memory/memory0/uevent``;

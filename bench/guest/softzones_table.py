@@ -7,7 +7,7 @@ cpuset.mems, memcg = memory.max of the same size), runtime overhead (an allocati
 and a page-cache-heavy loop under zones, memcg and neither), storage overhead (NODE_DATA
 sizes from dmesg, kernel memory per created cgroup from /proc/meminfo), resize (cpuset.mems
 grow/shrink vs memory.max grow/shrink), creation (mkdir + the one write), and what each
-model charges for a file two containers read (zoned.ownership, with and without the
+model charges for a file two containers read (zoned.accounting.ownership, with and without the
 shared zone). Writes only under its own ``zoned-sz-<pid>`` cgroups and removes them.
 """
 

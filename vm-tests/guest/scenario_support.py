@@ -4,7 +4,7 @@ kernel's own files, and the same scenario on the simulator with the guest's node
 A scenario is ``config/scenarios/vm-<name>.yaml``: its ``config:`` is written as the
 daemon's zoned.yaml (unique ``host.parent`` per scenario), and ``zoned run`` is started as
 a subprocess. ``fitted(name)`` is that document with its ``topology:`` replaced by the
-guest's own nodes (count and MemTotal, as ``zoned.topology.read_topology`` reads them); a
+guest's own nodes (count and MemTotal, as ``zoned.kernel.topology.read_topology`` reads them); a
 test that must size its config or workloads to the topology (``numa=fake=8`` or the uneven
 ``numa=fake=256M``) edits that document, using ``plan_of`` (the placement the daemon will
 make), and hands it to both ``scenario`` and ``sim_run``: the daemon and the simulator

@@ -19,7 +19,7 @@ what is left under the parent is parked at the root and the tree removed, leaves
    carrying a unique argv marker, leaves an unmarked one alone, and a marked shell's
    forked children follow it. The kernel's exec timestamp → moved latency is a finding.
 
-Not here: ``systemd_conflicts`` (``zoned.classify``), which asks systemd about a unit's
+Not here: ``systemd_conflicts`` (``zoned.service.systemd``), which asks systemd about a unit's
 ``AllowedMemoryNodes=``. This guest's PID 1 is a busybox initramfs script, not systemd, so
 there is no systemd to ask; the check is covered by unit tests with a fake ``systemctl``
 runner (tests/test_rules*.py). A systemd-as-PID-1 boot mode is on vm-tests' list.

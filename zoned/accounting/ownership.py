@@ -12,7 +12,7 @@ What each model charges a container (bytes):
 - ``partial`` (partial page ownership): every page any of the container's processes maps,
   counted once per container (unique PFNs from ``/proc/PID/pagemap``), and charged to
   every container that maps it. Page cache that no process maps is charged to nobody.
-  Needs CAP_SYS_ADMIN for the PFNs; see ``zoned.pagemap`` for its cost and bounds.
+  Needs CAP_SYS_ADMIN for the PFNs; see ``zoned.kernel.pagemap`` for its cost and bounds.
 
 The container → cgroup → PIDs mapping comes from the backend (``state()``,
 ``processes()``, ``usage()``), built read-only: constructing it writes nothing.

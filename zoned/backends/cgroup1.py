@@ -11,7 +11,7 @@ Kernel facts this module relies on (measured on 6.18, see docs/kernel-checks.md)
 - ``cpuset.memory_migrate=1`` makes pages follow a ``cpuset.mems`` change; that write
   blocks while pages migrate, so it runs on a worker (:class:`FdLoop`);
 - the granted set is ``cpuset.effective_mems`` (v1 name);
-- notifications are eventfds registered in ``cgroup.event_control`` (:mod:`zoned.v1events`);
+- notifications are eventfds registered in ``cgroup.event_control`` (:mod:`zoned.kernel.v1events`);
   removing the cgroup signals each of them once, so a signal on a vanished cgroup is GONE.
 
 Directed reclaim: v1 has no ``memory.reclaim``. ``memory.force_empty`` is no substitute: it

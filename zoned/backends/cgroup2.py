@@ -35,7 +35,7 @@ Adoption: :meth:`existing` only reads; :meth:`ensure` writes nothing that alread
 the right value and never moves a process, so a restart migrates no page.
 
 Every path is under injected roots (cgroup root, sys root, proc root); all cgroup file
-I/O goes through :class:`~zoned.cgroupfs.CgroupFs` and its errno translation.
+I/O goes through :class:`~zoned.kernel.cgroupfs.CgroupFs` and its errno translation.
 """
 
 from __future__ import annotations

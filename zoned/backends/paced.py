@@ -1,6 +1,6 @@
 """The simulated host paced to wall-clock time, for running the daemon without cgroups.
 
-``PacedSim(sim, speed=1.0, quantum_s=0.25)`` wraps a :class:`~zoned.sim.SimBackend`:
+``PacedSim(sim, speed=1.0, quantum_s=0.25)`` wraps a :class:`~zoned.backends.sim.SimBackend`:
 its virtual clock follows the monotonic clock (``speed`` virtual seconds per real second)
 and file descriptors (the daemon's control socket, its signal pipe) are watched by a real
 :class:`~zoned.backends.fdloop.FdLoop` exposed as ``loop``.

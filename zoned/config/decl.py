@@ -49,7 +49,7 @@ class Amount:
 
 @dataclass(frozen=True)
 class TmpfsDecl:
-    """A shared tmpfs zoned mounts with ``mpol=bind:<shared nodes>`` (zoned.sharedfs)."""
+    """A shared tmpfs zoned mounts with ``mpol=bind:<shared nodes>`` (zoned.shared.tmpfs)."""
 
     path: str  # the mount point: absolute, normalised, not /
     size: int | None = None  # bytes; None: the kernel's default (half of RAM)
@@ -98,7 +98,7 @@ class ContainerDecl:
     priority: int = 0  # higher is more important; the lowest gives nodes back first
     shared: bool = False  # may use the shared zone
     cgroup: str | None = None  # existing cgroup path to adopt; None: zoned creates parent/name
-    # Processes that exec into this container: any rule may match (see zoned.rules).
+    # Processes that exec into this container: any rule may match (see zoned.policy.rules).
     match: tuple[MatchRule, ...] = ()
     shared_paths: tuple[str, ...] = ()  # more paths to warm into the shared zone for it
 

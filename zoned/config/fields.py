@@ -1,9 +1,9 @@
 """The one table of configuration fields: how each is read from YAML and shown in JSON Schema.
 
-Every key zoned accepts is a ``Field`` with a ``Kind`` (``zoned.confkinds``). A kind both
+Every key zoned accepts is a ``Field`` with a ``Kind`` (``zoned.config.kinds``). A kind both
 parses a composed YAML node and renders its JSON Schema fragment, so ``zoned.config`` and
-``zoned.schema`` read the same table and cannot drift. Defaults shown in the schema come
-from the dataclasses in ``zoned.decl``.
+``zoned.config.schema`` read the same table and cannot drift. Defaults shown in the schema come
+from the dataclasses in ``zoned.config.decl``.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ MODE_KIND = StrKind(
     r"^[0-7]{3,4}$", "an octal mode as a quoted string, like '1777' (YAML reads 0750 as 488)"
 )
 
-# One item of ``host.shared_tmpfs`` written as a mapping (zoned.decl.TmpfsDecl).
+# One item of ``host.shared_tmpfs`` written as a mapping (zoned.config.decl.TmpfsDecl).
 TMPFS_FIELDS: tuple[Field, ...] = (
     Field(
         "path",
@@ -320,7 +320,7 @@ POLICY_FIELDS: tuple[Field, ...] = (
     ),
 )
 
-# One rule of a container's ``match:`` (zoned.rules.MatchRule): every key given must hold.
+# One rule of a container's ``match:`` (zoned.policy.rules.MatchRule): every key given must hold.
 MATCH_FIELDS: tuple[Field, ...] = (
     Field(
         "exe",

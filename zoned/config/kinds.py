@@ -2,7 +2,7 @@
 
 A ``Kind`` parses one node, recording a problem in the ``Sink`` when it cannot (and then
 returning None), and gives the JSON Schema fragment that accepts the same values. The
-tables of ``Field``s built from these kinds live in ``zoned.confspec``.
+tables of ``Field``s built from these kinds live in ``zoned.config.fields``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from zoned.model.sizes import parse_size
 
 JSON = dict[str, Any]
 
-# What zoned.sizes.parse_size reads, minus values written as plainly zero.
+# What zoned.model.sizes.parse_size reads, minus values written as plainly zero.
 SIZE_PATTERN = (
     r"^(?!\s*0*(\.0*)?\s*[A-Za-z]*\s*$)"
     r"\s*[0-9]+(\.[0-9]+)?\s*([BbKkMmGgTt]|[KkMmGgTt][Ii]?[Bb])?\s*$"
@@ -330,7 +330,7 @@ class AmountKind(Kind):
 
 @dataclass
 class PatternKind(Kind):
-    """A string test (``zoned.rules.Pattern``): plain text, ``glob:…`` or ``re:…``."""
+    """A string test (``zoned.policy.rules.Pattern``): plain text, ``glob:…`` or ``re:…``."""
 
     expected: str = (
         "a non-empty string: exact text, glob:PATTERN or re:REGEX (a Python regular expression)"

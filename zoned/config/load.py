@@ -2,7 +2,7 @@
 
 A main file (default ``/etc/zoned/zoned.yaml``) holds ``host:``, ``policy:`` and
 ``containers:``; drop-ins (``containers.d/*.yaml`` beside it, read in name order) hold only
-``containers:``. Keys and their kinds come from the table in ``zoned.confspec``, which the
+``containers:``. Keys and their kinds come from the table in ``zoned.config.fields``, which the
 JSON Schema is generated from too.
 
 Contract: ``load``/``loads`` return a complete ``Declarations`` or raise ``ConfigError``

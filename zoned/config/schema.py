@@ -1,8 +1,8 @@
-"""The JSON Schema of zoned's YAML declarations, generated from ``zoned.confspec``.
+"""The JSON Schema of zoned's YAML declarations, generated from ``zoned.config.fields``.
 
 The schema and the parser read the same field table, so they cannot drift; a test checks
 that the shipped ``zoned/data/zoned.schema.json`` equals what ``build()`` generates.
-Regenerate it with ``python -m zoned.schema`` (``--check`` exits 1 when it is stale).
+Regenerate it with ``python -m zoned.config.schema`` (``--check`` exits 1 when it is stale).
 
 The schema checks each file on its own: a drop-in validates too, as it may hold only
 ``containers:``. Checks across fields and files (``min`` <= ``max``, duplicate names,
@@ -46,7 +46,7 @@ def render() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m zoned.schema", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m zoned.config.schema", description=__doc__)
     parser.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
     parser.add_argument("--output", type=Path, default=SCHEMA_PATH)
     args = parser.parse_args(argv)
@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check:
         current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
         if current != text:
-            print(f"{args.output}: stale; run python -m zoned.schema", file=sys.stderr)
+            print(f"{args.output}: stale; run python -m zoned.config.schema", file=sys.stderr)
             return 1
         return 0
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,6 @@
-"""``/proc/PID/mountinfo`` (proc(5)), parsed once for everything zoned reads from it:
-the cgroup hierarchies (``zoned.hierarchy``) and the shared tmpfs (``zoned.sharedfs``)."""
+"""``/proc/PID/mountinfo`` (proc(5)), parsed once for everything zoned reads from it: the
+cgroup hierarchies (``zoned.kernel.hierarchy``), the shared tmpfs (``zoned.shared.tmpfs``).
+"""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 ``total=<pages> N0=<pages> N1=<pages>`` per line, for ``total``, ``file``, ``anon``,
 ``unevictable`` and their ``hierarchical_*`` forms (counts in pages; ``total`` = file +
 anon + unevictable LRU pages). Per-node memory of the machine (``nodeN/meminfo``) is read by
-``zoned.topology``.
+``zoned.kernel.topology``.
 """
 
 from __future__ import annotations

@@ -101,7 +101,7 @@ class Event:
 class OpKind(Enum):
     SET_NODES = "set_nodes"
     RECLAIM = "reclaim"
-    REWARM = "rewarm"  # the daemon's shared-zone re-warm (zoned.shared.rewarm) on a worker
+    REWARM = "rewarm"  # the daemon's shared-zone re-warm (zoned.shared.zone.rewarm) on a worker
 
 
 @dataclass(frozen=True)

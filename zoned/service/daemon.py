@@ -12,7 +12,7 @@ Start-up, in order; any failure before READY=1 exits with the problem and writes
    supply the reason and time of each assignment; a missing or corrupt file is ignored.
    A restart therefore changes nothing that is already right;
 4. ``Engine.admit()``; then the shared tmpfs (``host.shared_tmpfs``) is mounted, kept or
-   remounted with ``mpol=bind:<shared nodes>`` (``zoned.sharedfs``): a failure is logged
+   remounted with ``mpol=bind:<shared nodes>`` (``zoned.shared.tmpfs``): a failure is logged
    and kept among the warnings, not fatal, and nothing is mounted from a private mount
    namespace; the control socket, READY=1. Stopping never unmounts it.
 
@@ -26,7 +26,7 @@ re-reading. 5 s is far below the engine's time constants (``cooldown_s`` 10 s,
 ``idle_return_s`` minutes), so no decision waits noticeably on it; the engine's own
 ``run`` uses 1 s, five times the wake-ups for nothing on an idle host.
 
-Beside the engine (``zoned.sidecars``), in the same epoll: the process connector of the
+Beside the engine (``zoned.service.sidecars``), in the same epoll: the process connector of the
 rule mover, only while some container declares ``match:`` (moves are logged with
 ``CONTAINER=``; no connector → a warning, rules off); the kernel's uevent socket (real
 backends), whose NODE_CHANGE events make the daemon re-read the topology and log what
@@ -106,7 +106,7 @@ class LoopHost(Protocol):
 
 
 class NodeEvents(Protocol):
-    """What the daemon uses of :class:`zoned.uevents.UeventSource`."""
+    """What the daemon uses of :class:`zoned.kernel.uevents.UeventSource`."""
 
     def fileno(self) -> int: ...
 
@@ -159,7 +159,7 @@ class Daemon:
         """The hooks replace what the daemon runs beside the engine (tests): the rule
         mover, the uevent source (default: the kernel's, on real backends only), the
         shared-zone re-warm (default: ``zoned.shared.rewarm``, on real backends only) and
-        the mount(2) of the shared tmpfs at start (default: ``zoned.sharedfs.libc_mount``,
+        the mount(2) of the shared tmpfs at start (default: ``zoned.shared.tmpfs.libc_mount``,
         on real backends only).
         """
         self.opts = opts

@@ -3,7 +3,7 @@
 It reads processes with ``zoned.kernel.proc`` and moves them through
 ``zoned.kernel.cgrouptree.CgroupTree``'s hierarchies (through the backend's ``attach``).
 
-- ``RuleMover`` classifies processes as they exec (``zoned.procwatch``) and attaches the
+- ``RuleMover`` classifies processes as they exec (``zoned.kernel.procwatch``) and attaches the
   ones a container's ``match:`` rules claim, their forked children too.
 
 Wiring the mover into the daemon's loop (the daemon owns the loop; this owns the moves)::

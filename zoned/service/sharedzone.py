@@ -50,7 +50,7 @@ def rewarm_on_worker(
 
 
 def mount_tmpfs(d: Daemon, decls: Declarations) -> None:
-    """Mount ``host.shared_tmpfs`` on the shared zone's nodes (zoned.sharedfs), before
+    """Mount ``host.shared_tmpfs`` on the shared zone's nodes (zoned.shared.tmpfs), before
     READY=1. A failure is logged as an error and kept among the warnings (``zoned
     status``): the zones do not depend on it, and a restart would not mend it. Not in
     a private mount namespace (containers would not see the tmpfs), nor on the

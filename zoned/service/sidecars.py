@@ -2,7 +2,7 @@
 
 Each part is small and owned by ``zoned.daemon.Daemon``, which decides when it is on:
 
-- :class:`RuleWiring` — a :class:`zoned.classify.RuleMover` whose process-connector fd
+- :class:`RuleWiring` — a :class:`zoned.service.mover.RuleMover` whose process-connector fd
   sits in the loop's epoll, on only while some container declares ``match:`` (and never
   in a dry run or report-only mode: moving a process is a write). Opening the connector
   needs root/CAP_NET_ADMIN; when it cannot be opened the rules are off, with a warning
@@ -46,7 +46,7 @@ class FdHost(Protocol):
 
 
 class Mover(Protocol):
-    """What the daemon uses of :class:`zoned.classify.RuleMover`."""
+    """What the daemon uses of :class:`zoned.service.mover.RuleMover`."""
 
     def start(self) -> list[str]: ...
 

@@ -72,7 +72,7 @@ class RewarmSchedule:
 
 
 def rewarm_summary(report: object) -> str:
-    """One line about a finished re-warm (a ``zoned.shared.WarmReport``, or anything)."""
+    """One line about a finished re-warm (a ``zoned.shared.zone.WarmReport``, or anything)."""
     if not isinstance(report, WarmReport):
         return str(report)
     read = sum(f.read for f in report.files)

@@ -17,7 +17,7 @@ Format (every key but ``config`` is optional; sizes are binary: ``256M`` = 256 M
       containers:
         web:   {min: 256M, max: 768M, priority: 10}
         batch: {min: {nodes: 1}, max: {nodes: 3}}
-    sim:                           # model knobs (zoned.sim.host.SimKnobs), all optional
+    sim:                           # model knobs (zoned.backends.sim.state.SimKnobs), all optional
       step_ms: 10                  # clock resolution (default 10)
       sample_ms: 1000              # history period (default 1000)
       alloc_rate: 1G               # bytes/s a workload faults in (default 1G)
@@ -27,7 +27,7 @@ Format (every key but ``config`` is optional; sizes are binary: ``256M`` = 256 M
       leave_behind: 3M             # left on removed nodes per migration (default 3M)
       oom_after_ms: 10             # blocked allocation before the OOM kill (default 10)
       migrate_overflow: leave      # pages that don't fit: leave (default) or oom_kill
-    workloads:                     # per declared container; see zoned.sim.workload
+    workloads:                     # per declared container; see zoned.backends.sim.workload
       web:
         restart: true
         phases:
@@ -38,7 +38,7 @@ Format (every key but ``config`` is optional; sizes are binary: ``256M`` = 256 M
         - {file: 200M}
         - {walk: {anon_mean: 300M, sd: 50M, seed: 3, for_s: 60}}
         - {idle_s: 100}
-    faults:                        # see zoned.sim.faults
+    faults:                        # see zoned.backends.sim.faults
       - {kind: set_nodes_error, container: web, errno: EBUSY, after_s: 10}
 
 PSI thresholds come from ``config.policy`` (``psi_some_ms``, ``psi_window_ms``) unless

@@ -12,7 +12,7 @@ resident pages are (bytes by node, and how much is on the shared nodes). ``--mov
 migrates pages already cached on other nodes into the shared zone. ``where`` only reports.
 ``mount`` mounts each ``host.shared_tmpfs`` as a tmpfs with ``mpol=bind:<shared nodes>``,
 remounts one with another policy, keeps one that is right, refuses anything else there
-(``zoned.sharedfs``); it never unmounts. Exit status 1 when any mount point is refused
+(``zoned.shared.tmpfs``); it never unmounts. Exit status 1 when any mount point is refused
 or fails.
 
 JSON, version 1 (bytes; node keys are strings)::
@@ -157,7 +157,7 @@ def run_where(args: argparse.Namespace) -> int:
 
 def declared_shared_nodes(decls: Declarations, sys_root: Path, proc_root: Path) -> frozenset[int]:
     """The shared zone's nodes: the declared list, or a count taken from the topology as
-    placement takes it (``zoned.ownership.shared_nodes``)."""
+    placement takes it (``zoned.accounting.ownership.shared_nodes``)."""
     if decls.host.shared_nodes or not decls.host.shared_count:
         return frozenset(decls.host.shared_nodes)
     from zoned.accounting.ownership import shared_nodes  # numpy: only for a count

@@ -2,7 +2,7 @@
 
     zoned sharing [--config F] [--json] [--promote]
 
-From each container's processes' ``/proc/PID/numa_maps`` (zoned.sharing): for every
+From each container's processes' ``/proc/PID/numa_maps`` (zoned.accounting.sharing): for every
 container, bytes it maps on its own nodes, on the shared zone (expected), on another
 container's nodes (that container faulted them first and pays), or elsewhere.
 ``--promote`` moves the files mapped on other containers' nodes into the shared zone
@@ -105,7 +105,7 @@ def as_json(r: SharingReport) -> dict[str, Any]:
     }
 
 
-SHARED = "(shared zone)"  # zoned.sharing.SHARED
+SHARED = "(shared zone)"  # zoned.accounting.sharing.SHARED
 
 
 def _whose(owner: str) -> str:

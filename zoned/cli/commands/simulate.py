@@ -1,6 +1,6 @@
 """``zoned simulate SCENARIO.yaml``: run the real engine on the simulated host.
 
-The scenario (``zoned.sim.scenario`` documents the format) gives the host, zoned's
+The scenario (``zoned.backends.sim.scenario`` documents the format) gives the host, zoned's
 declarations, each container's workload and any faults. The run is in virtual time, so
 minutes take a fraction of a second, and the same file always gives the same result.
 

@@ -3,7 +3,7 @@
     zoned usage [--config F] [--model zones|static|partial|all] [--sample N]
                 [--rate PAGES_PER_S] [--json]
 
-Models (see zoned.ownership): ``zones`` — bytes in use on the nodes it owns; ``static`` —
+Models (see zoned.accounting.ownership): ``zones`` — bytes in use on the nodes it owns; ``static`` —
 its memcg's charge (first touch); ``partial`` — unique pages its processes map, charged to
 every container that maps them (pagemap PFNs: root only). ``--sample N`` keeps 1 PFN in
 N (estimate and standard error shown); ``--rate`` bounds the pagemap walk.
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from zoned.accounting.ownership import UsageReport
 
 JSON_VERSION = 1
-# zoned.ownership.MODELS; not imported here: it pulls numpy in, and every zoned command
+# zoned.accounting.ownership.MODELS; not imported here: it pulls numpy in, and every zoned command
 # imports every command module at start.
 MODELS = ("zones", "static", "partial")
 
