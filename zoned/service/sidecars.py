@@ -1,6 +1,6 @@
 """What the daemon's loop runs beside the engine: rules on exec, node hot-plug.
 
-Each part is small and owned by ``zoned.daemon.Daemon``, which decides when it is on:
+Each part is small and owned by ``zoned.service.daemon.Daemon``, which decides when it is on:
 
 - :class:`RuleWiring` — a :class:`zoned.service.mover.RuleMover` whose process-connector fd
   sits in the loop's epoll, on only while some container declares ``match:`` (and never

@@ -25,7 +25,7 @@ from __future__ import annotations
 import errno as errno_mod
 from dataclasses import dataclass
 
-from zoned.backends.sim._parse import (
+from zoned.config.plain import (
     Doc,
     as_errno,
     as_int,

@@ -55,7 +55,13 @@ from pathlib import Path
 
 import yaml
 
-from zoned.backends.sim._parse import (
+from zoned.backends.sim.faults import Fault, parse_faults
+from zoned.backends.sim.host import SimBackend
+from zoned.backends.sim.state import Isolation, SimKnobs, SimNode
+from zoned.backends.sim.workload import WorkloadSpec, parse_workload
+from zoned.config import load as zconfig
+from zoned.config.decl import Declarations, PolicyDecl
+from zoned.config.plain import (
     Doc,
     as_int,
     as_list,
@@ -67,12 +73,6 @@ from zoned.backends.sim._parse import (
     check_keys,
     load_yaml,
 )
-from zoned.backends.sim.faults import Fault, parse_faults
-from zoned.backends.sim.host import SimBackend
-from zoned.backends.sim.state import Isolation, SimKnobs, SimNode
-from zoned.backends.sim.workload import WorkloadSpec, parse_workload
-from zoned.config import load as zconfig
-from zoned.config.decl import Declarations, PolicyDecl
 from zoned.errors import ConfigError, Problem
 from zoned.model.sizes import MIB
 

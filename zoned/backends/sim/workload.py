@@ -39,7 +39,7 @@ import random
 import zlib
 from dataclasses import dataclass
 
-from zoned.backends.sim._parse import (
+from zoned.config.plain import (
     Doc,
     as_bool,
     as_int,
