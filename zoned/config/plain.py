@@ -1,8 +1,10 @@
-"""YAML with positions, and small readers that turn bad values into ConfigError.
+"""YAML as plain values with positions, and small readers that turn bad values into
+ConfigError: what scenario files are read with.
 
-The scenario reader composes YAML into plain Python values plus a map from each value's
-dotted path (``workloads.web.phases[2].ramp.over_s``) to its ``file:line:column``, so
-every problem can point at the line that caused it.
+``load_yaml`` composes through ``zoned.config.yamlpos`` (the one YAML reader, shared with
+the configuration) and builds plain Python values plus a map from each value's dotted
+path (``workloads.web.phases[2].ramp.over_s``) to its ``file:line:column``, so every
+problem can point at the line that caused it.
 """
 
 from __future__ import annotations
@@ -11,13 +13,11 @@ import errno as errno_mod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from zoned.config.yamlpos import compose, scalar_value
 from zoned.errors import ConfigError, Location, Problem
 from zoned.model.sizes import parse_size
-
-_constructor = yaml.constructor.SafeConstructor()
 
 
 @dataclass
@@ -45,14 +45,9 @@ class Doc:
 
 def load_yaml(text: str, filename: str) -> Doc:
     """Compose ``text``; raise ConfigError with the position of a syntax error."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = Location(filename, mark.line + 1, mark.column + 1) if mark else None
-        raise ConfigError([Problem(where, f"invalid YAML: {exc.problem}")]) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError([Problem(Location(filename, 1, 1), f"unreadable YAML: {exc}")]) from exc
+    node = compose(text, filename)
+    if isinstance(node, Problem):
+        raise ConfigError([node])
     doc = Doc(filename, None)
     if node is not None:
         doc.value = _build(node, "", doc)
@@ -65,7 +60,7 @@ def _build(node: Node, path: str, doc: Doc) -> object:
     if isinstance(node, MappingNode):
         out: dict[str, object] = {}
         for knode, vnode in node.value:
-            key = str(_constructor.construct_object(knode, deep=True))
+            key = str(scalar_value(knode))
             sub = f"{path}.{key}" if path else key
             if key in out:
                 kmark = knode.start_mark
@@ -76,7 +71,7 @@ def _build(node: Node, path: str, doc: Doc) -> object:
     if isinstance(node, SequenceNode):
         return [_build(v, f"{path}[{i}]", doc) for i, v in enumerate(node.value)]
     assert isinstance(node, ScalarNode)
-    return _constructor.construct_object(node, deep=True)
+    return scalar_value(node)
 
 
 # ---------------------------------------------------------------------------------------
