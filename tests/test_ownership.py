@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.sysfs import FakeSys
-from zoned.accounting.ownership import measure, readonly_backend, shared_nodes
+from zoned.accounting.ownership import measure, shared_nodes
+from zoned.backends.select import readonly_backend
 from zoned.config.load import loads
 from zoned.kernel.pagemap import PRESENT, PagemapReader
 

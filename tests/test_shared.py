@@ -81,7 +81,7 @@ def test_real_warm_on_v1(tmp_path: Path) -> None:
     need(os.geteuid() == 0, "needs root to create cgroups")
     need((V1_CPUSET / "cpuset.mems").exists() and (V1_MEMORY / "memory.usage_in_bytes").exists(),
          "needs cgroup v1 cpuset and memory hierarchies")  # fmt: skip
-    from zoned.accounting.ownership import readonly_backend
+    from zoned.backends.select import readonly_backend
 
     parent = f"zoned-test-shared-{os.getpid()}"
     cfg = loads(

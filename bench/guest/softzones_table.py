@@ -297,7 +297,8 @@ def _charges(backend: Any) -> dict[str, dict[str, int]]:
 def sharing(mib: int = 16) -> dict[str, Any]:
     """Two containers read one file (a first): each model's charge, with and without the
     shared zone. Charges are differences from a baseline taken before the reads."""
-    from zoned.accounting.ownership import MODELS, measure, readonly_backend
+    from zoned.accounting.ownership import MODELS, measure
+    from zoned.backends.select import readonly_backend
     from zoned.config.load import loads
     from zoned.shared.zone import warm
 

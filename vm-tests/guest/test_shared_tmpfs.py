@@ -75,7 +75,7 @@ def _unmount_all(path: Path) -> None:
 
 @pytest.fixture
 def host(tmp_path: Path) -> Iterator[Host]:
-    from zoned.accounting.ownership import readonly_backend
+    from zoned.backends.select import readonly_backend
     from zoned.config.load import load
     from zoned.policy.placement import place
 

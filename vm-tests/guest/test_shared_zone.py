@@ -138,9 +138,9 @@ def _mib(d: dict[int, int]) -> dict[int, float]:
 
 @pytest.fixture
 def host(tmp_path: Path) -> Iterator[Host]:
-    from zoned.accounting.ownership import readonly_backend
     from zoned.backends.cgroup1 import Cgroup1Backend
     from zoned.backends.cgroup2 import Cgroup2Backend
+    from zoned.backends.select import readonly_backend
     from zoned.config.load import load
     from zoned.policy.placement import place
 
@@ -204,7 +204,8 @@ class Worker:
 
 def _usage_now(cfg: Path) -> dict[str, dict[str, int]]:
     """Charges in this process (cheaper than the CLI under TCG): name → model → bytes."""
-    from zoned.accounting.ownership import MODELS, measure, readonly_backend, shared_nodes
+    from zoned.accounting.ownership import MODELS, measure, shared_nodes
+    from zoned.backends.select import readonly_backend
     from zoned.config.load import load
     from zoned.kernel.pagemap import PagemapReader
 
@@ -380,7 +381,7 @@ def test_shared_zone_holds_the_file(host: Host, finding: Finding) -> None:
 
 def test_warm_methods_place_pages_on_the_shared_node(host: Host, finding: Finding) -> None:
     """read(2), mmap+touch and POSIX_FADV_WILLNEED from the helper: where do pages land?"""
-    from zoned.accounting.ownership import readonly_backend
+    from zoned.backends.select import readonly_backend
     from zoned.config.load import load
     from zoned.shared.zone import warm, where
 

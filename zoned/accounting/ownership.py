@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -30,53 +29,10 @@ from zoned.backends.base import Backend
 from zoned.config.decl import Declarations
 from zoned.errors import CgroupGone
 from zoned.kernel.pagemap import PagemapReader, PfnArray, ScanStats, sampling_stderr
-from zoned.kernel.roots import PROC_ROOT, SYS_ROOT
 from zoned.model.host import NodeMemory
 from zoned.model.zonemap import Topology
 
 MODELS = ("zones", "static", "partial")
-
-
-def readonly_backend(
-    decls: Declarations,
-    *,
-    cgroup_root: Path | None = None,
-    sys_root: Path = SYS_ROOT,
-    proc_root: Path = PROC_ROOT,
-) -> Backend:
-    """A backend for reading containers' state, built so that it writes nothing.
-
-    (The daemon's ``open_backend`` enables v1 memory pressure accounting host-wide at
-    construction; a reporting command must not.) Raises Unsupported like check_host.
-    """
-    from zoned.backends.cgroup1 import Cgroup1Backend
-    from zoned.backends.cgroup2 import Cgroup2Backend
-    from zoned.backends.select import check_host
-
-    root = Path(decls.host.cgroup_root) if cgroup_root is None else cgroup_root
-    adopted = {c.name: c.cgroup for c in decls.containers if c.cgroup}
-    if decls.host.hierarchy == "v2":
-        return Cgroup2Backend(
-            root, decls.host.parent, sys_root=sys_root, proc_root=proc_root,
-            adopted=adopted, psi=None, daemon_leaf=None,
-        )  # fmt: skip
-    hc = check_host(decls, cgroup_root=root, sys_root=sys_root, proc_root=proc_root)
-    if hc.hierarchy == "v2":
-        return Cgroup2Backend(
-            hc.cgroup_root, decls.host.parent, sys_root=sys_root, proc_root=proc_root,
-            adopted=adopted, psi=None, daemon_leaf=None,
-        )  # fmt: skip
-    return Cgroup1Backend(
-        parent=decls.host.parent,
-        cpuset_root=hc.cpuset_root,
-        memory_root=hc.memory_root,
-        proc_root=proc_root,
-        sys_root=sys_root,
-        adopt=adopted,
-        enable_memory_pressure=False,
-        pressure_level=None,
-        watch_oom=False,
-    )
 
 
 def shared_nodes(decls: Declarations, topology: Topology) -> frozenset[int]:

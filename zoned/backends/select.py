@@ -273,6 +273,12 @@ def must_move(parent: str, proc_root: Path) -> bool:
     )
 
 
+def _root_and_adopted(decls: Declarations, cgroup_root: Path | None) -> tuple[Path, dict[str, str]]:
+    """The hierarchy's root (given, or ``host.cgroup_root``) and the adopted cgroups."""
+    root = Path(decls.host.cgroup_root) if cgroup_root is None else cgroup_root
+    return root, {c.name: c.cgroup for c in decls.containers if c.cgroup}
+
+
 def open_backend(
     decls: Declarations,
     *,
@@ -287,9 +293,8 @@ def open_backend(
     Constructing it writes nothing but, on v1 and unless ``dry_run``, the root's host-wide
     ``cpuset.memory_pressure_enabled`` switch; the first ``ensure`` creates the parent.
     """
-    root = Path(decls.host.cgroup_root) if cgroup_root is None else cgroup_root
+    root, adopted = _root_and_adopted(decls, cgroup_root)
     hc = check or check_host(decls, cgroup_root=root, sys_root=sys_root, proc_root=proc_root)
-    adopted = {c.name: c.cgroup for c in decls.containers if c.cgroup}
     if hc.hierarchy == "v2":
         pol = decls.policy
         return Cgroup2Backend(
@@ -316,3 +321,40 @@ def fd_loop_of(backend: Backend) -> FdLoop | None:
     """The FdLoop behind a real backend's ``wait``, so the daemon can watch its own fds
     (control socket, signals) in the same epoll; None for a backend without one."""
     return backend.loop if isinstance(backend, FdLoopBackend) else None
+
+
+def readonly_backend(
+    decls: Declarations,
+    *,
+    cgroup_root: Path | None = None,
+    sys_root: Path = SYS_ROOT,
+    proc_root: Path = PROC_ROOT,
+) -> Backend:
+    """A backend for reading containers' state, built so that it writes nothing.
+
+    (The daemon's ``open_backend`` enables v1 memory pressure accounting host-wide at
+    construction; a reporting command must not.) Raises Unsupported like check_host.
+    """
+    root, adopted = _root_and_adopted(decls, cgroup_root)
+    if decls.host.hierarchy == "v2":
+        return Cgroup2Backend(
+            root, decls.host.parent, sys_root=sys_root, proc_root=proc_root,
+            adopted=adopted, psi=None, daemon_leaf=None,
+        )  # fmt: skip
+    hc = check_host(decls, cgroup_root=root, sys_root=sys_root, proc_root=proc_root)
+    if hc.hierarchy == "v2":
+        return Cgroup2Backend(
+            hc.cgroup_root, decls.host.parent, sys_root=sys_root, proc_root=proc_root,
+            adopted=adopted, psi=None, daemon_leaf=None,
+        )  # fmt: skip
+    return Cgroup1Backend(
+        parent=decls.host.parent,
+        cpuset_root=hc.cpuset_root,
+        memory_root=hc.memory_root,
+        proc_root=proc_root,
+        sys_root=sys_root,
+        adopt=adopted,
+        enable_memory_pressure=False,
+        pressure_level=None,
+        watch_oom=False,
+    )

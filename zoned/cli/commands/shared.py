@@ -90,7 +90,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run_warm(args: argparse.Namespace) -> int:
-    from zoned.accounting.ownership import readonly_backend, shared_nodes  # numpy: only when run
+    from zoned.accounting.ownership import shared_nodes  # numpy: only when run
+    from zoned.backends.select import readonly_backend  # numpy: only when run
     from zoned.shared.zone import warm
 
     decls = load(args.config)

@@ -57,8 +57,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zoned.accounting.ownership import readonly_backend, shared_nodes, targets
+    from zoned.accounting.ownership import shared_nodes, targets
     from zoned.accounting.sharing import foreign_files, sharing
+    from zoned.backends.select import readonly_backend
     from zoned.shared.zone import warm
 
     decls = load(args.config)

@@ -62,7 +62,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zoned.accounting.ownership import measure, readonly_backend, shared_nodes
+    from zoned.accounting.ownership import measure, shared_nodes
+    from zoned.backends.select import readonly_backend
     from zoned.kernel.pagemap import PagemapReader
 
     if args.sample < 1:
