@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from zoned.cli.commands._roots import add_root_args, roots
 from zoned.cli.render import table
 from zoned.config.paths import DEFAULT_PATH
 from zoned.errors import ConfigError
-from zoned.kernel.roots import PROC_ROOT, SYS_ROOT
 from zoned.model.sizes import format_size
 from zoned.policy.placement import Placement, place
 
@@ -28,8 +28,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", type=Path, default=DEFAULT_PATH, help="main YAML file")
-    p.add_argument("--sysfs-root", type=Path, default=SYS_ROOT, help="sysfs mount point")
-    p.add_argument("--proc-root", type=Path, default=PROC_ROOT, help="procfs mount point")
+    add_root_args(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
 
@@ -65,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     from zoned.kernel.topology import read_topology
 
     decls = load(args.config)
-    topo = read_topology(args.sysfs_root, args.proc_root)
+    r = roots(args)
+    topo = read_topology(r.sys, r.proc)
     problems = check_against_topology(decls, topo)
     if problems:
         raise ConfigError(problems)

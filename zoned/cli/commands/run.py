@@ -7,9 +7,10 @@ import grp
 import logging
 from pathlib import Path
 
+from zoned.cli.commands._roots import add_root_args, roots
 from zoned.config.paths import DEFAULT_PATH
 from zoned.errors import ZonedError
-from zoned.kernel.roots import PROC_ROOT, RUN_DIR, SYS_ROOT
+from zoned.kernel.roots import RUN_DIR
 from zoned.service import logsetup
 from zoned.service.control import DEFAULT_SOCKET
 from zoned.service.daemon import FALLBACK_POLL_S, Daemon, Options
@@ -41,14 +42,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--backend sim:..., the scenario's own config)",
     )
     p.add_argument("--dry-run", action="store_true", help="decide and log, write nothing")
-    p.add_argument("--sysfs-root", type=Path, default=SYS_ROOT, dest="sys_root")
-    p.add_argument("--proc-root", type=Path, default=PROC_ROOT)
-    p.add_argument(
-        "--cgroup-root",
-        type=Path,
-        default=None,
-        help="default: host.cgroup_root from the configuration",
-    )
+    add_root_args(p, cgroup=True)
     p.add_argument(
         "--state-dir",
         type=Path,
@@ -109,12 +103,13 @@ def run(args: argparse.Namespace) -> int:
             raise ZonedError(f"--group {args.group}: no such group") from None
     if args.fallback_poll <= 0 or args.sim_speed <= 0:
         raise ZonedError("--fallback-poll and --sim-speed must be positive")
+    r = roots(args)
     opts = Options(
         config=config,
         dry_run=args.dry_run,
-        sys_root=args.sys_root,
-        proc_root=args.proc_root,
-        cgroup_root=args.cgroup_root,
+        sys_root=r.sys,
+        proc_root=r.proc,
+        cgroup_root=r.cgroup,
         state_dir=args.state_dir,
         socket=args.socket,
         release_on_stop=args.release_on_stop,

@@ -24,9 +24,9 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zoned.cli.commands._roots import add_root_args, roots
 from zoned.config.load import load
 from zoned.config.paths import DEFAULT_PATH
-from zoned.kernel.roots import PROC_ROOT, SYS_ROOT
 from zoned.model.sizes import format_size
 
 if TYPE_CHECKING:  # the modules themselves are imported when the command runs (numpy)
@@ -49,9 +49,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="move files mapped on other containers' nodes into the shared zone",
     )
-    p.add_argument("--cgroup-root", type=Path, metavar="DIR", help="default: host.cgroup_root")
-    p.add_argument("--sysfs-root", type=Path, default=SYS_ROOT, metavar="DIR")
-    p.add_argument("--proc-root", type=Path, default=PROC_ROOT, metavar="DIR")
+    add_root_args(p, cgroup=True)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
 
@@ -63,14 +61,13 @@ def run(args: argparse.Namespace) -> int:
     from zoned.shared.zone import warm
 
     decls = load(args.config)
-    backend = readonly_backend(
-        decls, cgroup_root=args.cgroup_root, sys_root=args.sysfs_root, proc_root=args.proc_root
-    )
+    r = roots(args)
+    backend = readonly_backend(decls, cgroup_root=r.cgroup, sys_root=r.sys, proc_root=r.proc)
     promoted: WarmReport | None = None
     try:
         shared = shared_nodes(decls, backend.topology())
         found, _missing = targets(backend, [c.name for c in decls.containers])
-        report = sharing(found, shared, args.proc_root)
+        report = sharing(found, shared, r.proc)
         if args.promote:
             files = foreign_files(report)
             if files:

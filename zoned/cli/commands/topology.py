@@ -29,9 +29,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from zoned.cli.commands._roots import add_root_args, roots
 from zoned.config.decl import Amount
 from zoned.errors import ConfigError, Problem
-from zoned.kernel.roots import PROC_ROOT, SYS_ROOT
 from zoned.kernel.topology import (
     FakeNumaPlan,
     machine_memory,
@@ -57,10 +57,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         ),
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--sysfs-root", type=Path, default=SYS_ROOT, metavar="DIR", help="default: /sys")
-    p.add_argument(
-        "--proc-root", type=Path, default=PROC_ROOT, metavar="DIR", help="default: /proc"
-    )
+    add_root_args(p)
     p.add_argument(
         "--config", type=Path, metavar="FILE", help="declarations to size a numa=fake= for"
     )
@@ -80,14 +77,15 @@ def _containers(config: Path) -> list[tuple[Amount, Amount]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    topo = read_topology(args.sysfs_root, args.proc_root)
+    r = roots(args)
+    topo = read_topology(r.sys, r.proc)
     warns = warnings(topo)
     single = len(topo.memory_node_ids) <= 1
     plan: FakeNumaPlan | None = None
     basis = 0
     if single or args.config is not None:
         containers = _containers(args.config) if args.config is not None else []
-        basis = machine_memory(topo, args.proc_root)
+        basis = machine_memory(topo, r.proc)
         plan = plan_fake_numa(basis, containers)
     if args.json:
         json.dump(to_json(topo, warns, plan, basis), sys.stdout, indent=2)

@@ -26,9 +26,9 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zoned.cli.commands._roots import add_root_args, roots
 from zoned.config.load import load
 from zoned.config.paths import DEFAULT_PATH
-from zoned.kernel.roots import PROC_ROOT, SYS_ROOT
 from zoned.model.nodelist import format_nodelist
 from zoned.model.sizes import format_size
 
@@ -54,9 +54,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--rate", type=float, default=None, metavar="PAGES_PER_S",
         help="at most this many pagemap entries per second",
     )  # fmt: skip
-    p.add_argument("--cgroup-root", type=Path, metavar="DIR", help="default: host.cgroup_root")
-    p.add_argument("--sysfs-root", type=Path, default=SYS_ROOT, metavar="DIR")
-    p.add_argument("--proc-root", type=Path, default=PROC_ROOT, metavar="DIR")
+    add_root_args(p, cgroup=True)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
 
@@ -69,14 +67,13 @@ def run(args: argparse.Namespace) -> int:
     if args.sample < 1:
         raise SystemExit("zoned usage: --sample must be >= 1")
     decls = load(args.config)
+    r = roots(args)
     models = MODELS if args.model == "all" else (args.model,)
-    backend = readonly_backend(
-        decls, cgroup_root=args.cgroup_root, sys_root=args.sysfs_root, proc_root=args.proc_root
-    )
+    backend = readonly_backend(decls, cgroup_root=r.cgroup, sys_root=r.sys, proc_root=r.proc)
     try:
         shared = shared_nodes(decls, backend.topology())
         reader = (
-            PagemapReader(args.proc_root, sample=args.sample, rate_pages_per_s=args.rate)
+            PagemapReader(r.proc, sample=args.sample, rate_pages_per_s=args.rate)
             if "partial" in models
             else None
         )
