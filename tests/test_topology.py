@@ -14,16 +14,9 @@ from tests.fakes.sysfs import DATA, FakeSys, write_8node
 from zoned.cli.main import main
 from zoned.config.decl import Amount, ContainerDecl, Declarations
 from zoned.errors import TopologyError
-from zoned.kernel.topology import (
-    fake_numa_arg,
-    machine_memory,
-    parse_node_meminfo,
-    plan_fake_numa,
-    read_topology,
-    recommend_fake_numa,
-    warnings,
-)
+from zoned.kernel.topology import fake_numa_arg, machine_memory, parse_node_meminfo, read_topology
 from zoned.model.sizes import GIB, KIB, MIB
+from zoned.policy.fakenuma import plan_fake_numa, recommend_fake_numa, warnings
 
 SYS8 = DATA / "sys-8node"
 PROC8 = DATA / "proc-8node"

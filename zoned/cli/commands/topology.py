@@ -32,16 +32,11 @@ from typing import Any
 from zoned.cli.commands._roots import add_root_args, roots
 from zoned.config.decl import Amount
 from zoned.errors import ConfigError, Problem
-from zoned.kernel.topology import (
-    FakeNumaPlan,
-    machine_memory,
-    plan_fake_numa,
-    read_topology,
-    warnings,
-)
+from zoned.kernel.topology import machine_memory, read_topology
 from zoned.model.nodelist import format_nodelist
 from zoned.model.sizes import format_size
 from zoned.model.zonemap import Topology
+from zoned.policy.fakenuma import FakeNumaPlan, plan_fake_numa, warnings
 
 JSON_VERSION = 1
 
