@@ -36,7 +36,7 @@ from types import MappingProxyType
 from zoned.backends.base import Backend
 from zoned.config.decl import Declarations
 from zoned.errors import BackendError, CgroupGone
-from zoned.handover import HandOvers, Phase, Transfer, nodes_word
+from zoned.handover import HandOvers, Phase, Transfer
 from zoned.model.actions import (
     Action,
     DirectedReclaim,
@@ -49,6 +49,7 @@ from zoned.model.actions import (
 )
 from zoned.model.decisions import ContainerStats, LogRecord
 from zoned.model.host import Event, EventKind
+from zoned.model.nodelist import nodes_word
 from zoned.model.snapshot import ContainerView, NodeView, Snapshot
 from zoned.model.zonemap import OwnerKind, ZoneMap
 from zoned.policy.decide import Decision, PolicyState, decide

@@ -31,7 +31,7 @@ from zoned.model.actions import (
 )
 from zoned.model.decisions import ContainerStats, LogRecord
 from zoned.model.host import OpKind, OpResult
-from zoned.model.nodelist import format_nodelist
+from zoned.model.nodelist import nodes_word
 from zoned.model.sizes import MIB, format_size
 from zoned.model.snapshot import Snapshot
 from zoned.model.zonemap import FREE, SHARED, Assignment, Owner, OwnerKind, ZoneMap
@@ -362,7 +362,3 @@ class HandOvers:
         self.log.append(rec)
         prefix = "would have: " if outcome == "would have" else ""
         log.info("%s%s: %s [%s]", prefix, what, reason, outcome)
-
-
-def nodes_word(nodes: frozenset[int] | set[int]) -> str:
-    return ("node " if len(nodes) == 1 else "nodes ") + (format_nodelist(nodes) or "none")

@@ -41,3 +41,9 @@ def format_nodelist(nodes: Iterable[int]) -> str:
         parts.append(str(ids[i]) if i == j else f"{ids[i]}-{ids[j]}")
         i = j + 1
     return ",".join(parts)
+
+
+def nodes_word(nodes: Iterable[int]) -> str:
+    """``node 3`` or ``nodes 1-2,5`` (``nodes none`` when empty), for reasons and logs."""
+    ids = set(nodes)
+    return ("node " if len(ids) == 1 else "nodes ") + (format_nodelist(ids) or "none")
