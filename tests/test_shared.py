@@ -10,15 +10,9 @@ import pytest
 from tests.support.realhost import V1_CPUSET, V1_MEMORY, need
 from zoned.config.decl import Declarations
 from zoned.config.load import loads
-from zoned.shared.zone import (
-    SHARED_LEAF,
-    _runs,
-    declared_paths,
-    expand,
-    shared_warnings,
-    warm,
-    where,
-)
+from zoned.shared.helper import _runs
+from zoned.shared.pages import where
+from zoned.shared.zone import SHARED_LEAF, declared_paths, expand, shared_warnings, warm
 
 BASE = """\
 host:

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from zoned.kernel import mmcalls
-from zoned.shared import zone as shared
+from zoned.shared import helper as shared
 
 
 def fake_resident(monkeypatch: pytest.MonkeyPatch, counts: list[int], pages: int) -> list[int]:

@@ -41,7 +41,7 @@ import pytest
 import yaml
 
 from zoned.service.sharedzone import REWARM_EARLY_GAP_S
-from zoned.shared.zone import where
+from zoned.shared.pages import where
 
 from .cgtools import remove_tree
 from .conftest import PROJECT, RUN_DIR, Finding

@@ -111,7 +111,7 @@ def _write(container: str | None, mode: str, path: Path, mib: int) -> str:
 
 def _placement(path: Path) -> tuple[dict[int, float], str]:
     """MiB per node of the file's pages, and the policy numa_maps shows for a mapping."""
-    from zoned.shared.zone import where
+    from zoned.shared.pages import where
 
     pl = where(path)
     assert pl.resident == pl.size, pl

@@ -99,7 +99,7 @@ def _cold_file(path: Path, mib: int) -> Path:
     cache makes the next python processes (workers, helper, CLI) read the interpreter
     and libraries again over 9p, which under TCG cost most of these tests' time.
     """
-    from zoned.shared.zone import where
+    from zoned.shared.pages import where
 
     with path.open("wb") as f:
         f.write(os.urandom(mib * MIB))
@@ -383,7 +383,8 @@ def test_warm_methods_place_pages_on_the_shared_node(host: Host, finding: Findin
     """read(2), mmap+touch and POSIX_FADV_WILLNEED from the helper: where do pages land?"""
     from zoned.backends.select import readonly_backend
     from zoned.config.load import load
-    from zoned.shared.zone import warm, where
+    from zoned.shared.pages import where
+    from zoned.shared.zone import warm
 
     backend = readonly_backend(load(host.config))
     try:

@@ -46,7 +46,8 @@ from zoned.config.load import load
 from zoned.config.paths import DEFAULT_PATH
 from zoned.kernel.roots import PROC_ROOT, SYS_ROOT
 from zoned.model.sizes import format_size, parse_size
-from zoned.shared.zone import METHODS, declared_paths, expand, where
+from zoned.shared.pages import where
+from zoned.shared.zone import METHODS, declared_paths, expand
 
 if TYPE_CHECKING:
     from zoned.config.decl import Declarations
