@@ -24,7 +24,8 @@ from zoned.config.load import loads
 from zoned.errors import BackendError, ConfigError, WriteRefused
 from zoned.kernel.mountinfo import MountEntry, parse_mountinfo, read_mounts
 from zoned.model.zonemap import SHARED
-from zoned.shared.tmpfs import (
+from zoned.shared.tmpfs import ensure, libc_mount, perform, translate
+from zoned.shared.tmpfsplan import (
     MS_NOATIME,
     MS_NODEV,
     MS_NOEXEC,
@@ -39,15 +40,11 @@ from zoned.shared.tmpfs import (
     PathState,
     TmpfsAction,
     Verb,
-    ensure,
-    libc_mount,
     mount_flags,
-    perform,
     plan,
     probe_path,
     shown_size,
     top_mount,
-    translate,
 )
 from zoned.shared.zone import shared_warnings
 

@@ -6,9 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zoned.shared.tmpfs import (
-    MS_REMOUNT,
-)
+from zoned.shared.tmpfsplan import MS_REMOUNT
 
 
 @dataclass

@@ -136,7 +136,7 @@ def _policy(path: Path) -> str:
 
 def _mpol() -> str | None:
     from zoned.kernel.mountinfo import read_mounts
-    from zoned.shared.tmpfs import top_mount
+    from zoned.shared.tmpfsplan import top_mount
 
     m = top_mount(read_mounts(), str(MOUNT))
     assert m is not None and m.fstype == "tmpfs", m
