@@ -76,10 +76,10 @@ from zoned.model.zonemap import (
     ZoneMap,
 )
 from zoned.policy.adopt import initial_map, single_node_map
-from zoned.service import handlers, reconfigure, sharedzone, statefile
+from zoned.service import handlers, reconfigure, sharedzone, sidecars, statefile
 from zoned.service import status as zstatus
 from zoned.service.control import DEFAULT_SOCKET, Client, ControlServer
-from zoned.service.sidecars import MoverFactory, RuleWiring, default_mover, topology_change
+from zoned.service.sidecars import MoverFactory, RuleWiring
 from zoned.service.systemd import Notifier
 from zoned.shared.rewarm import RewarmFn, RewarmSchedule
 from zoned.shared.tmpfs import MountFn, libc_mount
@@ -295,7 +295,7 @@ class Daemon:
             o.socket, self._host, self._handle, group=o.group, proc_root=o.proc_root
         )
         self._host.add_fd(self._wake_r.fileno(), IN, self._on_wake)
-        self._start_sidecars(decls)
+        sidecars.start(self, decls)
         if self.install_signals:
             signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
             for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -305,59 +305,7 @@ class Daemon:
         self._after_change()
         log.info("ready: %s", self.status_line())
 
-    def _reapply_rules(self, new: Declarations) -> None:
-        """After a reload: the ``match:`` rules of the new declarations."""
-        if self.rules is not None and self._host is not None and self.engine is not None:
-            self.rules.apply(new, self._host, writes=not self.engine.dry_run)
-            self._note_rule_warnings()
-
     # -- beside the engine: rules on exec, node hot-plug, shared-zone re-warm -------------
-
-    def _start_sidecars(self, decls: Declarations) -> None:
-        assert self.backend is not None and self._host is not None and self.engine is not None
-        self.host_topology = self.topology
-        self.rules = RuleWiring(
-            self.backend, self.opts.proc_root, self._mover_factory or default_mover
-        )
-        self.rules.apply(decls, self._host, writes=not self.engine.dry_run)
-        self._note_rule_warnings()
-        if self._node_events_factory is not None and self.engine.juggle:
-            try:
-                src = self._node_events_factory()
-            except OSError as exc:
-                why = f"node hot-plug is not watched: the uevent socket cannot be opened ({exc})"
-                log.warning("%s", why)
-                self.warnings.append(why)
-            else:
-                self.node_events = src
-                self._host.add_fd(src.fileno(), IN, lambda revents: src.drain())
-        sharedzone.plan_rewarm(self)
-
-    def _note_rule_warnings(self) -> None:
-        assert self.rules is not None
-        self.warnings += [w for w in self.rules.warnings if w not in self.warnings]
-
-    def _on_node_change(self, changes: list[Event]) -> None:
-        """Re-read the topology after NODE_CHANGE events (one re-read per loop round) and
-        say what changed; the engine keeps its node set (docs/service.md, "The loop")."""
-        assert self.backend is not None and self.engine is not None
-        what = "; ".join(ev.detail or "node change" for ev in changes[:4])
-        if len(changes) > 4:
-            what += f"; and {len(changes) - 4} more"
-        try:
-            new = self.backend.topology()
-        except ZonedError as exc:
-            log.warning("node change (%s): cannot re-read the topology: %s", what, exc)
-            return
-        self.topology_reads += 1
-        old = self.host_topology or new
-        self.host_topology = new
-        info, warnings = topology_change(old, new, self.engine.zonemap)
-        log.info("node change (%s): %s", what, "; ".join(info))
-        for w in warnings:
-            log.warning("node change: %s", w)
-            if w not in self.warnings:
-                self.warnings.append(w)
 
     def _side_events(self, events: list[Event]) -> list[Event]:
         """Handle what is the daemon's own (NODE_CHANGE, the re-warm's end); the rest (and
@@ -377,7 +325,7 @@ class Daemon:
                 changes.append(ev)
             rest.append(ev)
         if changes:
-            self._on_node_change(changes)
+            sidecars.on_node_change(self, changes)
         return rest
 
     def reload(self) -> dict[str, Any]:
@@ -543,10 +491,6 @@ class Daemon:
             self.metrics.update(e)
         self._save()
         self.notifier.status(self.status_line())
-
-    # -- control requests ----------------------------------------------------------------
-
-    # -- reload --------------------------------------------------------------------------
 
 
 __all__ = ["FALLBACK_POLL_S", "Daemon", "Options"]

@@ -25,7 +25,7 @@ from zoned.model.zonemap import (
 )
 from zoned.policy.decide import keeps_min
 from zoned.policy.placement import place
-from zoned.service import sharedzone
+from zoned.service import sharedzone, sidecars
 
 if TYPE_CHECKING:
     from zoned.service.daemon import Daemon
@@ -118,7 +118,7 @@ def _apply(d: Daemon, e: Engine, topo: Topology) -> dict[str, Any]:
     e.reconfigure(new, zmap)
     for lend in lends:
         e.override(lend)
-    d._reapply_rules(new)
+    sidecars.reapply_rules(d, new)
     sharedzone.reload_tmpfs(d, old_tmpfs, new)
     sharedzone.plan_rewarm(d)
     for ch in changes:

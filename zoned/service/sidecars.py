@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from zoned.backends.base import Backend
 from zoned.backends.fdloop import IN, FdCallback
@@ -32,6 +32,10 @@ from zoned.model.nodelist import format_nodelist
 from zoned.model.sizes import format_size
 from zoned.model.zonemap import OwnerKind, Topology, ZoneMap
 from zoned.policy.rules import RuleSet
+from zoned.service import sharedzone
+
+if TYPE_CHECKING:
+    from zoned.service.daemon import Daemon
 
 log = logging.getLogger(__name__)
 
@@ -202,11 +206,71 @@ def topology_change(old: Topology, new: Topology, zmap: ZoneMap) -> tuple[list[s
     return info, warnings
 
 
+# -- started and fed by the daemon -------------------------------------------------------
+
+
+def reapply_rules(d: Daemon, new: Declarations) -> None:
+    """After a reload: the ``match:`` rules of the new declarations."""
+    if d.rules is not None and d._host is not None and d.engine is not None:
+        d.rules.apply(new, d._host, writes=not d.engine.dry_run)
+        _note_rule_warnings(d)
+
+
+def start(d: Daemon, decls: Declarations) -> None:
+    assert d.backend is not None and d._host is not None and d.engine is not None
+    d.host_topology = d.topology
+    d.rules = RuleWiring(d.backend, d.opts.proc_root, d._mover_factory or default_mover)
+    d.rules.apply(decls, d._host, writes=not d.engine.dry_run)
+    _note_rule_warnings(d)
+    if d._node_events_factory is not None and d.engine.juggle:
+        try:
+            src = d._node_events_factory()
+        except OSError as exc:
+            why = f"node hot-plug is not watched: the uevent socket cannot be opened ({exc})"
+            log.warning("%s", why)
+            d.warnings.append(why)
+        else:
+            d.node_events = src
+            d._host.add_fd(src.fileno(), IN, lambda revents: src.drain())
+    sharedzone.plan_rewarm(d)
+
+
+def _note_rule_warnings(d: Daemon) -> None:
+    assert d.rules is not None
+    d.warnings += [w for w in d.rules.warnings if w not in d.warnings]
+
+
+def on_node_change(d: Daemon, changes: list[Event]) -> None:
+    """Re-read the topology after NODE_CHANGE events (one re-read per loop round) and
+    say what changed; the engine keeps its node set (docs/service.md, "The loop")."""
+    assert d.backend is not None and d.engine is not None
+    what = "; ".join(ev.detail or "node change" for ev in changes[:4])
+    if len(changes) > 4:
+        what += f"; and {len(changes) - 4} more"
+    try:
+        new = d.backend.topology()
+    except ZonedError as exc:
+        log.warning("node change (%s): cannot re-read the topology: %s", what, exc)
+        return
+    d.topology_reads += 1
+    old = d.host_topology or new
+    d.host_topology = new
+    info, warnings = topology_change(old, new, d.engine.zonemap)
+    log.info("node change (%s): %s", what, "; ".join(info))
+    for w in warnings:
+        log.warning("node change: %s", w)
+        if w not in d.warnings:
+            d.warnings.append(w)
+
+
 __all__ = [
     "Mover",
     "MoverFactory",
     "RuleWiring",
     "default_mover",
     "log_mover_lines",
+    "on_node_change",
+    "reapply_rules",
+    "start",
     "topology_change",
 ]
