@@ -39,12 +39,12 @@ def reload(d: Daemon, config: str) -> dict[str, object]:
 
 
 def test_a_reload_mounts_new_mount_points_and_clears_mended_warnings(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     kernel = FakeKernel(tmp_path / "proc", [])
     one, two, bad = tmp_path / "one", tmp_path / "two", tmp_path / "bad"
     kernel.fail[str(bad)] = 1  # EPERM
-    caplog.set_level(logging.INFO, logger="zoned.service.daemon")
+    caplog.set_level(logging.INFO, logger="zoned.service")
     with daemon(
         tmp_path, TMPFS.format(paths=f"{one}, {bad}"), tmpfs_mount=kernel, proc_root=kernel.proc
     ) as d:

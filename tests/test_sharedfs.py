@@ -440,12 +440,12 @@ containers:
 
 
 def test_the_daemon_mounts_at_start_and_a_failure_is_logged_not_fatal(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     kernel = FakeKernel(tmp_path / "proc", [])
     good, bad = tmp_path / "good", tmp_path / "bad"
     kernel.fail[str(bad)] = errno.EPERM
-    caplog.set_level(logging.INFO, logger="zoned.service.daemon")
+    caplog.set_level(logging.INFO, logger="zoned.service")
     config = SHARED_DAEMON.format(good=good, bad=bad)
     with daemon(tmp_path, config, speed=100, tmpfs_mount=kernel, proc_root=kernel.proc) as d:
         assert d.engine is not None and set(d.engine.managed) == {"web", "batch"}  # it runs
