@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.waiting import wait_for as support_wait_for
-from zoned.kernel.roots import PROC_ROOT
+from zoned.kernel.roots import PROC_ROOT, HostRoots
 from zoned.service.control import request
 from zoned.service.daemon import Daemon, Options
 from zoned.service.systemd import Notifier
@@ -118,7 +118,7 @@ def running(
         fallback_poll_s=fallback_poll_s,
         metrics=metrics,
         release_on_stop=release_on_stop,
-        proc_root=proc_root,
+        roots=HostRoots(proc=proc_root),
     )
     d = Daemon(opts, notifier=Notifier(env={}, send=send), install_signals=False, **hooks)
     r = Running(d, sock, cfg, state_dir, sent)

@@ -67,7 +67,7 @@ from zoned.config import load as zconfig
 from zoned.config.decl import Declarations
 from zoned.engine import Engine
 from zoned.errors import ConfigError, Unsupported, ZonedError
-from zoned.kernel.roots import PROC_ROOT, RUN_DIR, SYS_ROOT
+from zoned.kernel.roots import RUN_DIR, HostRoots
 from zoned.kernel.uevents import UeventSource
 from zoned.model.decisions import LogRecord
 from zoned.model.host import Event, EventKind
@@ -121,9 +121,7 @@ class Options:
 
     config: Path | None
     dry_run: bool = False
-    sys_root: Path = SYS_ROOT
-    proc_root: Path = PROC_ROOT
-    cgroup_root: Path | None = None
+    roots: HostRoots = field(default_factory=HostRoots)  # /sys, /proc, the cgroup mount
     state_dir: Path = RUN_DIR
     socket: Path = DEFAULT_SOCKET
     release_on_stop: bool = False
@@ -226,14 +224,14 @@ class Daemon:
             raise Unsupported(f"--backend {o.backend!r}: expected sim:SCENARIO.yaml")
         else:
             decls = self._load()
-            root = o.cgroup_root or Path(decls.host.cgroup_root)
-            hc = check_host(decls, cgroup_root=root, sys_root=o.sys_root, proc_root=o.proc_root)
+            root = o.roots.cgroup or Path(decls.host.cgroup_root)
+            hc = check_host(decls, cgroup_root=root, sys_root=o.roots.sys, proc_root=o.roots.proc)
             self.warnings += hc.warnings
             backend = open_backend(
                 decls,
                 cgroup_root=root,
-                sys_root=o.sys_root,
-                proc_root=o.proc_root,
+                sys_root=o.roots.sys,
+                proc_root=o.roots.proc,
                 check=hc,
                 dry_run=o.dry_run,
             )
@@ -243,7 +241,7 @@ class Daemon:
                 raise Unsupported(f"backend {backend.name} has no event loop to share")
             self._fdloop = loop
             if self._node_events_factory is None:
-                self._node_events_factory = lambda: UeventSource(sys_root=o.sys_root)
+                self._node_events_factory = lambda: UeventSource(sys_root=o.roots.sys)
             if self._rewarm_fn is None:
                 self._rewarm_fn = sharedzone.rewarm_on_worker
                 self._rewarm_prepare = shared_cgroup
@@ -292,7 +290,7 @@ class Daemon:
             self.metrics = Metrics()
             self._metrics_server = serve(self.metrics, o.metrics)
         self.server = ControlServer(
-            o.socket, self._host, self._handle, group=o.group, proc_root=o.proc_root
+            o.socket, self._host, self._handle, group=o.group, proc_root=o.roots.proc
         )
         self._host.add_fd(self._wake_r.fileno(), IN, self._on_wake)
         sidecars.start(self, decls)

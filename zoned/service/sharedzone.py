@@ -66,7 +66,7 @@ def mount_tmpfs(d: Daemon, decls: Declarations) -> None:
         report = ensure_shared_tmpfs(
             tmpfs,
             nodes,
-            proc_root=d.opts.proc_root,
+            proc_root=d.opts.roots.proc,
             dry_run=e.dry_run,
             mount=d._tmpfs_mount,
             refuse_private_namespace=True,

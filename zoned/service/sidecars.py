@@ -219,7 +219,7 @@ def reapply_rules(d: Daemon, new: Declarations) -> None:
 def start(d: Daemon, decls: Declarations) -> None:
     assert d.backend is not None and d._host is not None and d.engine is not None
     d.host_topology = d.topology
-    d.rules = RuleWiring(d.backend, d.opts.proc_root, d._mover_factory or default_mover)
+    d.rules = RuleWiring(d.backend, d.opts.roots.proc, d._mover_factory or default_mover)
     d.rules.apply(decls, d._host, writes=not d.engine.dry_run)
     _note_rule_warnings(d)
     if d._node_events_factory is not None and d.engine.juggle:

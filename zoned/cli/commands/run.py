@@ -103,13 +103,10 @@ def run(args: argparse.Namespace) -> int:
             raise ZonedError(f"--group {args.group}: no such group") from None
     if args.fallback_poll <= 0 or args.sim_speed <= 0:
         raise ZonedError("--fallback-poll and --sim-speed must be positive")
-    r = roots(args)
     opts = Options(
         config=config,
         dry_run=args.dry_run,
-        sys_root=r.sys,
-        proc_root=r.proc,
-        cgroup_root=r.cgroup,
+        roots=roots(args),
         state_dir=args.state_dir,
         socket=args.socket,
         release_on_stop=args.release_on_stop,
