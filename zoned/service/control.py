@@ -38,12 +38,12 @@ from typing import Any, Protocol
 
 from zoned.backends.fdloop import IN, FdCallback
 from zoned.errors import ControlError
-from zoned.kernel.roots import PROC_ROOT
+from zoned.kernel.roots import PROC_ROOT, RUN_DIR
 from zoned.model.host import Event
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SOCKET = Path("/run/zoned/control.sock")
+DEFAULT_SOCKET = RUN_DIR / "control.sock"
 MAX_LINE = 64 * 1024
 MAX_OUTPUT = 4 * 1024 * 1024
 MUTATING = frozenset({"lend", "reclaim", "reload"})
