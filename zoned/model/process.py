@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ProcInfo:
-    """What the rules look at, as read from ``/proc/PID`` (see ``zoned.service.mover``).
+    """What the rules look at, as read from ``/proc/PID`` (see ``zoned.kernel.proc``).
 
     ``cgroup`` is the process's cgroup relative to the hierarchy root, without a leading
     slash (``""`` is the root); on v1 the cpuset hierarchy's. None fields were unreadable.

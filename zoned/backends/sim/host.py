@@ -34,7 +34,7 @@ from zoned.model.zonemap import NodeInfo, Topology
 
 
 class SimBackend(SimMigration, Backend):
-    """A deterministic simulated host (see the module docstring for the model).
+    """A deterministic simulated host (the model: ``zoned.backends.sim.physics``).
 
     ``workloads`` maps container names to what their process does; a container starts its
     workload when ``ensure`` creates it. ``reserved`` nodes are never given to containers
