@@ -31,6 +31,7 @@ from zoned.config.kinds import (
     StrKind,
     UserKind,
     key_text,
+    parse_distinct,
     parse_mapping,
     section_schema,
 )
@@ -144,28 +145,10 @@ class TmpfsListKind(Kind):
         if not isinstance(node, SequenceNode):
             self.bad(node, path, sink)
             return None
-        out: list[TmpfsDecl] = []
-        first: dict[str, Node] = {}
-        ok = True
-        for i, item in enumerate(node.value):
-            item_path = f"{path}[{i}]"
-            sink.locate(item_path, item)
-            decl = self._item(item, item_path, sink)
-            if decl is None:
-                ok = False
-            elif decl.path in first:
-                where = sink.at(first[decl.path])
-                sink.found(
-                    item,
-                    item_path,
-                    f"{decl.path} again (first at {where})",
-                    "each mount point once",
-                )
-                ok = False
-            else:
-                first[decl.path] = item
-                out.append(decl)
-        return tuple(out) if ok else None
+        return parse_distinct(
+            node, path, sink, self._item, key=lambda d: d.path, name=lambda d: d.path,
+            once="each mount point once",
+        )  # fmt: skip
 
     def _item(self, item: Node, path: str, sink: Sink) -> TmpfsDecl | None:
         if isinstance(item, ScalarNode):

@@ -11,9 +11,9 @@ import difflib
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from zoned.config.decl import Amount
 from zoned.config.match import MatchRule, Pattern
@@ -196,6 +196,41 @@ class EnumKind(Kind):
 NODE_ID = IntKind(0, what="a node id, an integer")
 
 
+T = TypeVar("T")
+
+
+def parse_distinct(
+    node: SequenceNode,
+    path: str,
+    sink: Sink,
+    parse_item: Callable[[Node, str, Sink], T | None],
+    *,
+    key: Callable[[T], Hashable],
+    name: Callable[[T], str],
+    once: str,
+) -> tuple[T, ...] | None:
+    """A list whose items must be distinct by ``key``: each item parsed and located as
+    ``path[i]``; a repeat is a problem naming where the first one was (``once`` is what
+    was expected). None when any item is bad."""
+    out: list[T] = []
+    first: dict[Hashable, Node] = {}
+    ok = True
+    for i, item in enumerate(node.value):
+        item_path = f"{path}[{i}]"
+        sink.locate(item_path, item)
+        value = parse_item(item, item_path, sink)
+        if value is None:
+            ok = False
+        elif key(value) in first:
+            where = sink.at(first[key(value)])
+            sink.found(item, item_path, f"{name(value)} again (first at {where})", once)
+            ok = False
+        else:
+            first[key(value)] = item
+            out.append(value)
+    return tuple(out) if ok else None
+
+
 @dataclass
 class NodeListKind(Kind):
     """A list of distinct node ids; each item's location is kept as ``path[i]``."""
@@ -206,23 +241,10 @@ class NodeListKind(Kind):
         if not isinstance(node, SequenceNode):
             self.bad(node, path, sink)
             return None
-        out: list[int] = []
-        first: dict[int, Node] = {}
-        ok = True
-        for i, item in enumerate(node.value):
-            item_path = f"{path}[{i}]"
-            sink.locate(item_path, item)
-            n = NODE_ID.parse(item, item_path, sink)
-            if n is None:
-                ok = False
-            elif n in first:
-                where = sink.at(first[n])
-                sink.found(item, item_path, f"node {n} again (first at {where})", "each node once")
-                ok = False
-            else:
-                first[n] = item
-                out.append(n)
-        return tuple(out) if ok else None
+        return parse_distinct(
+            node, path, sink, NODE_ID.parse, key=lambda n: n, name=lambda n: f"node {n}",
+            once="each node once",
+        )  # fmt: skip
 
     def schema(self) -> JSON:
         return {"type": "array", "items": NODE_ID.schema(), "uniqueItems": True}
