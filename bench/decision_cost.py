@@ -36,11 +36,11 @@ from types import MappingProxyType
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from zoned.decl import Amount, ContainerDecl, Declarations  # noqa: E402
-from zoned.model import RESERVED, Assignment, Owner, ZoneMap  # noqa: E402
-from zoned.policy import PolicyState, decide  # noqa: E402
-from zoned.sizes import MIB  # noqa: E402
-from zoned.snapshot import ContainerView, NodeView, Snapshot  # noqa: E402
+from zoned.config.decl import Amount, ContainerDecl, Declarations  # noqa: E402
+from zoned.model.sizes import MIB  # noqa: E402
+from zoned.model.snapshot import ContainerView, NodeView, Snapshot  # noqa: E402
+from zoned.model.zonemap import RESERVED, Assignment, Owner, ZoneMap  # noqa: E402
+from zoned.policy.decide import PolicyState, decide  # noqa: E402
 
 NODE = 256 * MIB
 NOW = 1000.0
@@ -121,10 +121,10 @@ def time_engine_step(nodes: int, containers: int) -> tuple[float, int]:
     holding a node each at least (the simulator, like a cpuset, reads no nodes as every
     node, so ``containers`` < ``nodes`` here), one of them growing; the simulator's own
     time between steps is not counted."""
+    from zoned.backends.sim import SimBackend, SimNode
+    from zoned.backends.sim.workload import Hold, Ramp, WorkloadSpec
     from zoned.engine import Engine
-    from zoned.placement import place
-    from zoned.sim import SimBackend, SimNode
-    from zoned.sim.workload import Hold, Ramp, WorkloadSpec
+    from zoned.policy.placement import place
 
     size = 64 * MIB
     sim_nodes = tuple(SimNode(i, size, 16 * MIB if i == 0 else 0) for i in range(nodes))

@@ -30,10 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zoned.backends.cgroup1 import Cgroup1Backend
-from zoned.classify import Move, RuleMover
-from zoned.decl import Amount, ContainerDecl
-from zoned.procwatch import ProcWatch
-from zoned.rules import MatchRule, Pattern, RuleSet
+from zoned.config.decl import Amount, ContainerDecl
+from zoned.config.match import MatchRule, Pattern
+from zoned.kernel.procwatch import ProcWatch
+from zoned.policy.rules import RuleSet
+from zoned.service.mover import Move, RuleMover
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"

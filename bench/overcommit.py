@@ -46,10 +46,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from zoned.commands.simulate import run_scenario  # noqa: E402
-from zoned.decl import AmountUnit, ContainerDecl  # noqa: E402
-from zoned.sim import Isolation, Sample, Scenario, load_scenario, run_baseline  # noqa: E402
-from zoned.sizes import format_size  # noqa: E402
+from zoned.backends.sim import Isolation, Sample, Scenario, load_scenario  # noqa: E402
+from zoned.baseline import run_baseline  # noqa: E402
+from zoned.cli.commands.simulate import run_scenario  # noqa: E402
+from zoned.config.decl import AmountUnit, ContainerDecl  # noqa: E402
+from zoned.model.sizes import format_size  # noqa: E402
 
 SCENARIOS = ROOT / "config" / "scenarios"
 DEFAULT = [

@@ -42,7 +42,7 @@ MIB = 1 << 20
 
 def scan_rate(mib: int = 1024, reps: int = 5) -> dict[str, float]:
     """pagemap pages/s on this host: one process with ``mib`` touched, full and 1/16."""
-    from zoned.pagemap import PagemapReader
+    from zoned.kernel.pagemap import PagemapReader
 
     child = subprocess.Popen(
         [sys.executable, "-c",
@@ -206,7 +206,7 @@ them: cpuset plus memcg accounting (zoned's tripwires need it). Storage per cgro
 the growth of Slab + Percpu + KernelStack + PageTables in /proc/meminfo over 32 created
 cgroups with only that controller enabled (a noisy figure: ± a few KiB). The sharing
 row's charges are differences from a baseline taken before the reads, by
-`zoned.ownership` (the code behind `zoned usage --model all`).
+`zoned.accounting.ownership` (the code behind `zoned usage --model all`).
 Step times in the guest: {d.get("step_seconds")}."""
 
 

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import V1_CPUSET, V1_MEMORY
 from tests.support.cgroups import RecordingFs
+from tests.support.realhost import V1_CPUSET, V1_MEMORY
+from tests.support.sandbox import Box, box_fixture
 from tests.support.waiting import wait_until
-from tests.test_exec_sandbox import Box, box_fixture
-from zoned import cli
 from zoned.backends.cgroup1 import Cgroup1Backend
-from zoned.cgroupfs import CgroupFs
-from zoned.decl import Amount, ContainerDecl
+from zoned.cli import main as cli
+from zoned.config.decl import Amount, ContainerDecl
+from zoned.kernel.cgroupfs import CgroupFs
 
 pytestmark = pytest.mark.root
 __all__ = ["box_fixture"]

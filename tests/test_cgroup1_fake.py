@@ -1,4 +1,4 @@
-"""The v1 backend on a fake cgroupfs tree (tests/fakecg.py): no kernel, no root."""
+"""The v1 backend on a fake cgroupfs tree (tests/fakes/v1tree.py): no kernel, no root."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakecg import NO_LIMIT, FakeV1Tree
-from zoned.backends.base import EventKind, OpKind
+from tests.fakes.v1tree import NO_LIMIT, FakeV1Tree
 from zoned.backends.cgroup1 import Cgroup1Backend
-from zoned.decl import Amount, ContainerDecl
+from zoned.config.decl import Amount, ContainerDecl
 from zoned.errors import BackendError, CgroupGone, EffectiveMismatch, WriteRefused
-from zoned.v1events import Watch
+from zoned.kernel.v1events import Watch
+from zoned.model.host import EventKind, OpKind
 
 WEB = ContainerDecl("web", Amount.nodes(1), Amount.nodes(2))
 N0 = frozenset({0})

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakecg import ROOT_NUMA_STAT, FakeV1Tree, memory_stat
-from zoned import memstat
-from zoned.backends.base import NodeUsage
+from tests.fakes.v1tree import ROOT_NUMA_STAT, FakeV1Tree, memory_stat
 from zoned.backends.cgroup1 import Cgroup1Backend
 from zoned.errors import BackendError, Unsupported
-from zoned.hierarchy import find_v1_controller, parse_mountinfo, v1_roots
+from zoned.kernel import v1stat as memstat
+from zoned.kernel.hierarchy import find_v1_controller, parse_mountinfo, v1_roots
+from zoned.model.host import NodeUsage
 
 REAL_MOUNTINFO = """\
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755

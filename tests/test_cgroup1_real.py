@@ -25,14 +25,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import V1_CPUSET, V1_MEMORY
 from tests.support.cgroups import RecordingFs, remove_cgroup_tree
-from zoned.backends.base import Event, EventKind
+from tests.support.realhost import V1_CPUSET, V1_MEMORY
 from zoned.backends.cgroup1 import Cgroup1Backend
-from zoned.cgroupfs import CgroupFs
-from zoned.decl import Amount, ContainerDecl
+from zoned.config.decl import Amount, ContainerDecl
 from zoned.errors import BackendError, WriteRefused
-from zoned.hierarchy import v1_roots
+from zoned.kernel.cgroupfs import CgroupFs
+from zoned.kernel.hierarchy import v1_roots
+from zoned.model.host import Event, EventKind
 
 pytestmark = pytest.mark.root
 

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import pytest
 
-from zoned.backends.base import NodeUsage
 from zoned.errors import BackendError
-from zoned.psi import check_spec, describe, trigger_spec
-from zoned.v2stat import (
+from zoned.kernel.psi import check_spec, describe, trigger_spec
+from zoned.kernel.v2stat import (
     bytes_outside,
     parse_controllers,
     parse_flat_keyed,
     parse_numa_stat,
     per_node_usage,
 )
+from zoned.model.host import NodeUsage
 
 NODES8 = " ".join(f"N{n}=0" for n in range(8))
 

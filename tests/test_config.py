@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from zoned import topology as topology_module
-from zoned.cli import main
-from zoned.commands import check as check_command
-from zoned.config import check_against_topology, load, loads, loads_many
-from zoned.decl import Amount, AmountUnit
+from zoned.cli.commands import check as check_command
+from zoned.cli.main import main
+from zoned.config.decl import Amount, AmountUnit
+from zoned.config.load import check_against_topology, load, loads, loads_many
 from zoned.errors import ConfigError, Location, Problem
-from zoned.model import NodeInfo, Topology
-from zoned.sizes import GIB, MIB
+from zoned.kernel import topology as topology_module
+from zoned.model.sizes import GIB, MIB
+from zoned.model.zonemap import NodeInfo, Topology
 
 TESTS = Path(__file__).parent
 CONFIGS = TESTS / "configs"

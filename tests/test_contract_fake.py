@@ -1,5 +1,5 @@
 """The Backend contract on fake trees: Cgroup1Backend on a fake v1 tree and Cgroup2Backend
-on a fake v2 tree (tests/fakecg.py, tests/test_cgroup2_backend.py), both with 8 nodes.
+on a fake v2 tree (tests/fakes/v1tree.py, tests/test_cgroup2_backend.py), both with 8 nodes.
 
 A fake tree holds the kernel's texts and answers writes with the kernel's errnos, but no
 memory is charged, no page moves and nothing signals: those items skip with that reason
@@ -20,15 +20,15 @@ from pathlib import Path
 import pytest
 
 from tests.contract.suite import BackendContract, Cap, Harness, Plan, Watch, Workload, closing
-from tests.fakecg import FakeV1Tree
-from tests.fakesys import FakeSys, eight_node
-from tests.test_cgroup2_backend import FakeV2Fs, RecordingLoop
+from tests.fakes.sysfs import FakeSys, eight_node
+from tests.fakes.v1tree import FakeV1Tree
+from tests.fakes.v2fs import FakeV2Fs, RecordingLoop
 from zoned.backends.base import Backend
 from zoned.backends.cgroup1 import Cgroup1Backend
 from zoned.backends.cgroup2 import Cgroup2Backend
-from zoned.cgroupfs import translated
 from zoned.errors import Unsupported
-from zoned.nodelist import parse_nodelist
+from zoned.kernel.cgroupfs import translated
+from zoned.model.nodelist import parse_nodelist
 
 PARENT = "zoned"
 FAKE_LACKS = {

@@ -20,9 +20,10 @@ from tests.contract.suite import (
     Workload,
     closing,
 )
-from zoned.backends.base import Backend, EventKind
-from zoned.sim import Alloc, Gone, SimBackend, SimNode, WorkloadSpec
-from zoned.sim.host import SimKnobs
+from zoned.backends.base import Backend
+from zoned.backends.sim import Alloc, Gone, SimBackend, SimNode, WorkloadSpec
+from zoned.backends.sim.state import SimKnobs
+from zoned.model.host import EventKind
 
 GONE_AT_S = 1.0  # when a planned removal happens (virtual seconds)
 

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from tests.test_daemon_helpers import wait_for
-from zoned import control
+from tests.support.daemon import wait_for
 from zoned.backends.fdloop import FdLoop
-from zoned.control import Client, ControlServer, PeerCred, authorize, request
 from zoned.errors import ControlError
+from zoned.service import control
+from zoned.service.control import Client, ControlServer, PeerCred, authorize, request
 
 
 class Served:

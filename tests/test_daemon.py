@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_daemon_helpers import CONFIG, running, wait_for
-from zoned.cli import main
-from zoned.control import follow, request
+from tests.support.daemon import CONFIG, running, wait_for
+from zoned.cli.main import main
+from zoned.cli.statusview import render
 from zoned.errors import ControlError
-from zoned.status import render
+from zoned.service.control import follow, request
 
 
 def test_ready_with_status_line_and_status_matches_config(tmp_path: Path) -> None:

@@ -8,12 +8,23 @@ from pathlib import Path
 
 import pytest
 
-from zoned import statefile
-from zoned.backends.base import CgroupState
-from zoned.config import loads
-from zoned.daemon import config_diff, initial_map
-from zoned.decl import Declarations
-from zoned.model import FREE, RESERVED, SHARED, Assignment, NodeInfo, Owner, Topology, ZoneMap
+from zoned.config.decl import Declarations
+from zoned.config.diff import config_diff
+from zoned.config.load import loads
+from zoned.model.hints import Hint
+from zoned.model.host import CgroupState
+from zoned.model.zonemap import (
+    FREE,
+    RESERVED,
+    SHARED,
+    Assignment,
+    NodeInfo,
+    Owner,
+    Topology,
+    ZoneMap,
+)
+from zoned.policy.adopt import initial_map
+from zoned.service import statefile
 
 MIB = 1 << 20
 TOPO = Topology(tuple(NodeInfo(i, 256 * MIB, 200 * MIB, 0) for i in range(6)))
@@ -35,7 +46,7 @@ def owners(zmap: ZoneMap) -> dict[int, str]:
 
 def start(
     existing: dict[str, CgroupState],
-    hints: dict[int, statefile.Hint] | None = None,
+    hints: dict[int, Hint] | None = None,
     decls: Declarations = DECLS,
 ) -> tuple[ZoneMap, list[str]]:
     return initial_map(TOPO, decls, existing, hints or {}, now=100.0, wall_now=1000.0)
@@ -80,8 +91,8 @@ def test_above_max_is_not_adopted() -> None:
 
 def test_hints_explain_but_never_decide() -> None:
     hints = {
-        3: statefile.Hint("web", "web: anon 200M crossed tripwire; lent node 3", 950.0),
-        1: statefile.Hint("batch", "stale: batch had it", 900.0),  # host says web has 1
+        3: Hint("web", "web: anon 200M crossed tripwire; lent node 3", 950.0),
+        1: Hint("batch", "stale: batch had it", 900.0),  # host says web has 1
     }
     zmap, _ = start({"web": st("web", 1, 3, 5)}, hints)
     a3 = zmap.assignments[3]
@@ -104,7 +115,7 @@ def test_hints_round_trip_and_corrupt_files_are_ignored(
     )
     assert statefile.save(tmp_path, zmap, engine_now=30.0, wall_now=1000.0)
     hints = statefile.load(tmp_path)
-    assert hints[1] == statefile.Hint("free", "pool", 990.0)
+    assert hints[1] == Hint("free", "pool", 990.0)
     for bad in (
         "{not json",
         json.dumps({"version": 99, "nodes": {}}),

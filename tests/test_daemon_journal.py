@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from zoned import logsetup
-from zoned.actions import Lend, Reclaim, SetTripwire
-from zoned.engine import LogRecord
+from zoned.model.actions import Lend, Reclaim, SetTripwire
+from zoned.model.decisions import LogRecord
+from zoned.service import logsetup
 
 
 @pytest.fixture

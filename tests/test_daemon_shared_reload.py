@@ -4,19 +4,21 @@ mounts or remounts, and a drop in the shared nodes' page cache brings the re-war
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
-from tests import test_daemon_wiring as wiring
+from tests.fakes.mounts import FakeKernel
+from tests.support.daemon import daemon, reload_via_socket, shared_config
 from tests.support.waiting import wait_for
-from tests.test_sharedfs import FakeKernel
-from zoned.backends.base import Backend, NodeMemory
-from zoned.daemon import REWARM_EARLY_GAP_S, Daemon, Options, config_diff
-from zoned.model import SHARED
+from zoned.backends.base import Backend
+from zoned.config.diff import config_diff
+from zoned.model.host import NodeMemory
+from zoned.model.zonemap import SHARED
+from zoned.service.daemon import Daemon
+from zoned.service.sharedzone import REWARM_EARLY_GAP_S
 
 MIB = 1 << 20
 
@@ -31,20 +33,21 @@ containers:
 def reload(d: Daemon, config: str) -> dict[str, object]:
     assert d.opts.config is not None
     d.opts.config.write_text(config)
-    resp = wiring._reload(d)
+    resp = reload_via_socket(d)
     assert resp is not None and resp.get("ok"), resp
     return resp
 
 
 def test_a_reload_mounts_new_mount_points_and_clears_mended_warnings(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     kernel = FakeKernel(tmp_path / "proc", [])
     one, two, bad = tmp_path / "one", tmp_path / "two", tmp_path / "bad"
     kernel.fail[str(bad)] = 1  # EPERM
-    monkeypatch.setattr(wiring, "Options", functools.partial(Options, proc_root=kernel.proc))
-    caplog.set_level(logging.INFO, logger="zoned.daemon")
-    with wiring.daemon(tmp_path, TMPFS.format(paths=f"{one}, {bad}"), tmpfs_mount=kernel) as d:
+    caplog.set_level(logging.INFO, logger="zoned.service")
+    with daemon(
+        tmp_path, TMPFS.format(paths=f"{one}, {bad}"), tmpfs_mount=kernel, proc_root=kernel.proc
+    ) as d:
         assert any(str(bad) in w for w in d.warnings)
         assert [c[1] for c in kernel.calls] == [str(one), str(bad)]
         resp = reload(d, TMPFS.format(paths=f"{one}, {two}"))
@@ -58,7 +61,7 @@ def test_a_reload_mounts_new_mount_points_and_clears_mended_warnings(
 
 
 def test_config_diff_names_a_shared_tmpfs_change() -> None:
-    from zoned.config import loads
+    from zoned.config.load import loads
 
     a = loads(TMPFS.format(paths="/srv/a"))
     b = loads(TMPFS.format(paths="/srv/a, /srv/b"))
@@ -95,11 +98,11 @@ def run_with_cache_drop(tmp_path: Path, drop_pct: float) -> tuple[Daemon, list[f
         calls.append(backend.now())
         return "fake report"
 
-    config = wiring.shared_config(tmp_path, 1000, 8).replace(
+    config = shared_config(tmp_path, 1000, 8).replace(
         "rewarm_mib_s: 8}", f"rewarm_mib_s: 8, rewarm_drop_pct: {drop_pct}}}"
     )
     assert f"rewarm_drop_pct: {drop_pct}" in config
-    with wiring.daemon(tmp_path, config, speed=100, rewarm_fn=fake) as d:
+    with daemon(tmp_path, config, speed=100, rewarm_fn=fake) as d:
         assert d.backend is not None and d.engine is not None
         cache = ShrinkingCache(d.backend)
         cache.shared = d.engine.zonemap.nodes_with(SHARED)
@@ -151,8 +154,8 @@ def test_an_eviction_before_the_first_step_after_the_end_is_seen(tmp_path: Path)
         calls.append(backend.now())
         return "fake report"
 
-    config = wiring.shared_config(tmp_path, 1000, 8)
-    with wiring.daemon(tmp_path, config, speed=100, rewarm_fn=fake) as d:
+    config = shared_config(tmp_path, 1000, 8)
+    with daemon(tmp_path, config, speed=100, rewarm_fn=fake) as d:
         assert d.backend is not None and d.engine is not None
         real = d.backend.node_memory
         shared = d.engine.zonemap.nodes_with(SHARED)

@@ -15,23 +15,21 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
-from tests.test_daemon_helpers import SCENARIO, wait_for
-from tests.test_exec_sandbox import Box, box_fixture
+from tests.support.daemon import daemon, reload_via_socket, shared_config, wait_for
+from tests.support.sandbox import Box, box_fixture
 from zoned.backends.base import Backend
-from zoned.config import load
-from zoned.daemon import Daemon, Options
+from zoned.config.load import load
 from zoned.errors import Unsupported
-from zoned.model import NodeInfo, Topology, ZoneMap
-from zoned.rules import RuleSet
-from zoned.service import Notifier
-from zoned.sidecars import MIB, Mover, RuleWiring, topology_change
-from zoned.uevents import UeventSource
+from zoned.kernel.uevents import UeventSource
+from zoned.model.sizes import MIB
+from zoned.model.zonemap import NodeInfo, Topology, ZoneMap
+from zoned.policy.rules import RuleSet
+from zoned.service.sidecars import Mover, RuleWiring, topology_change
 
 __all__ = ["box_fixture"]
 
@@ -48,58 +46,6 @@ containers:
   web:   {min: {nodes: 1}, max: {nodes: 2}, priority: 10, match: [{exe: /usr/bin/nginx}]}
   batch: {min: {nodes: 1}, max: {nodes: 2}}
 """
-
-
-def shared_config(tmp: Path, interval_s: float, mib_s: float) -> str:
-    (tmp / "lib.so").write_bytes(b"x" * 4096)
-    return (
-        f"host: {{reserved_nodes: [0], shared: 1, shared_paths: [{tmp / 'lib.so'}]}}\n"
-        f"policy: {{rewarm_interval_s: {interval_s}, rewarm_mib_s: {mib_s}}}\n"
-        "containers:\n"
-        "  web:   {min: {nodes: 1}, max: {nodes: 1}}\n"
-        "  batch: {min: {nodes: 1}, max: {nodes: 1}}\n"
-    )
-
-
-@contextmanager
-def daemon(tmp: Path, config: str, speed: float = 5.0, **hooks: object) -> Iterator[Daemon]:
-    """A daemon on the paced simulator in a thread (start + run), stopped at the end."""
-    (tmp / "scenario.yaml").write_text(SCENARIO)
-    (tmp / "zoned.yaml").write_text(config)
-    opts = Options(
-        config=tmp / "zoned.yaml",
-        backend=f"sim:{tmp / 'scenario.yaml'}",
-        sim_speed=speed,
-        socket=tmp / "control.sock",
-        state_dir=tmp / "run",
-        fallback_poll_s=0.5,
-    )
-    d = Daemon(opts, notifier=Notifier(env={}, send=lambda m: True), install_signals=False, **hooks)  # type: ignore[arg-type]
-    errors: list[BaseException] = []
-    ready = threading.Event()
-
-    def main() -> None:
-        try:
-            d.start()
-            ready.set()
-            d.run()
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
-            errors.append(exc)
-            ready.set()
-
-    t = threading.Thread(target=main, name="zoned-test-daemon", daemon=True)
-    t.start()
-    assert ready.wait(15.0), "daemon did not start"
-    if errors:
-        raise errors[0]
-    try:
-        yield d
-    finally:
-        d.stop()
-        t.join(10.0)
-        assert not t.is_alive(), "daemon did not stop"
-    if errors:
-        raise errors[0]
 
 
 # -- rules on exec -----------------------------------------------------------------------
@@ -175,19 +121,12 @@ def test_reload_updates_then_turns_off_the_rules(tmp_path: Path) -> None:
         fd = made[0].fileno()
         changed = MATCHED.replace("/usr/bin/nginx", "/usr/sbin/nginx")
         (tmp_path / "zoned.yaml").write_text(changed)
-        resp = wait_for(lambda: _reload(d), "reload")
+        resp = wait_for(lambda: reload_via_socket(d), "reload")
         assert "web: match changed" in resp["changes"]
         assert len(made[0].rule_sets) == 1 and len(made) == 1
         (tmp_path / "zoned.yaml").write_text(PLAIN)
-        wait_for(lambda: _reload(d), "reload")
+        wait_for(lambda: reload_via_socket(d), "reload")
         assert made[0].closed and d._fdloop is not None and fd not in d._fdloop.watched()
-
-
-def _reload(d: Daemon) -> dict[str, object] | None:
-    from zoned.control import request
-
-    resp = request(d.opts.socket, {"cmd": "reload"}, timeout_s=10.0)
-    return resp["result"] if resp.get("ok") else None
 
 
 def test_no_match_no_mover(tmp_path: Path) -> None:
@@ -234,7 +173,7 @@ def test_topology_change_says_what_the_zone_map_loses_and_gains() -> None:
     def topo(*sizes: tuple[int, int]) -> Topology:
         return Topology(tuple(NodeInfo(i, s, s, 0) for i, s in sizes))
 
-    from zoned.model import FREE, Assignment, Owner
+    from zoned.model.zonemap import FREE, Assignment, Owner
 
     zmap = ZoneMap({0: Assignment(0, FREE, ""), 1: Assignment(1, Owner.of("web"), "")})
     info, warns = topology_change(

@@ -7,17 +7,18 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from zoned.actions import DirectedReclaim, Lend, Reclaim, Return
-from zoned.backends.base import Event
-from zoned.decl import Amount, ContainerDecl, Declarations, PolicyDecl
+from zoned.backends.sim.faults import Gone, SetNodesError, SlowMigration
+from zoned.backends.sim.host import SimBackend
+from zoned.backends.sim.state import SimNode
+from zoned.backends.sim.workload import parse_workload
+from zoned.config.decl import Amount, ContainerDecl, Declarations, PolicyDecl
 from zoned.engine import Engine
 from zoned.errors import WriteRefused
-from zoned.model import FREE, SHARED, Assignment, Owner
-from zoned.placement import place
-from zoned.sim.faults import Gone, SetNodesError, SlowMigration
-from zoned.sim.host import SimBackend, SimNode
-from zoned.sim.workload import parse_workload
-from zoned.sizes import MIB
+from zoned.model.actions import DirectedReclaim, Lend, Reclaim, Return
+from zoned.model.host import Event
+from zoned.model.sizes import MIB
+from zoned.model.zonemap import FREE, SHARED, Assignment, Owner
+from zoned.policy.placement import place
 
 NODE = 512 * MIB
 

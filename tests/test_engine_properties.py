@@ -13,14 +13,14 @@ from collections.abc import Sequence
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from zoned.backends.base import Event
-from zoned.decl import Amount, ContainerDecl, Declarations, PolicyDecl
+from zoned.backends.sim import SetNodesError, SimBackend, SimNode, SlowMigration, parse_workload
+from zoned.config.decl import Amount, ContainerDecl, Declarations, PolicyDecl
 from zoned.engine import Engine
 from zoned.errors import PlacementError
-from zoned.model import SHARED
-from zoned.placement import place
-from zoned.sim import SetNodesError, SimBackend, SimNode, SlowMigration, parse_workload
-from zoned.sizes import MIB
+from zoned.model.host import Event
+from zoned.model.sizes import MIB
+from zoned.model.zonemap import SHARED
+from zoned.policy.placement import place
 
 SIZE = 256 * MIB
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_exec_sandbox import Box, box_fixture
+from tests.support.sandbox import Box, box_fixture
 
 pytestmark = pytest.mark.root
 __all__ = ["box_fixture"]

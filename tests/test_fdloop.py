@@ -15,9 +15,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from zoned.backends.base import Event, EventKind, OpKind
 from zoned.backends.fdloop import ERR, IN, PRI, FdLoop, Outcome
 from zoned.errors import WriteRefused
+from zoned.model.host import Event, EventKind, OpKind
 
 LONG = 10.0  # an upper bound that only a broken loop reaches
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from zoned.commands.run import check_address
+from zoned.backends.sim import load_scenario
+from zoned.cli.commands.run import check_address
 from zoned.engine import Engine
-from zoned.metrics import Metrics, serve
-from zoned.placement import place
-from zoned.sim import load_scenario
+from zoned.policy.placement import place
+from zoned.service.metrics import Metrics, serve
 
 DEMO = Path(__file__).parent.parent / "config" / "scenarios" / "demo.yaml"
 
@@ -99,7 +99,7 @@ def scrape(path: Path) -> str:
 
 
 def test_daemon_serves_metrics_and_counts_an_override(tmp_path: Path) -> None:
-    from tests.test_daemon_helpers import running, wait_for
+    from tests.support.daemon import running, wait_for
 
     path = tmp_path / "metrics.sock"
     with running(tmp_path, metrics=f"unix:{path}") as r:
@@ -119,7 +119,7 @@ def test_daemon_serves_metrics_over_tcp_and_frees_the_port_on_stop(tmp_path: Pat
     import socket
     import urllib.request
 
-    from tests.test_daemon_helpers import running
+    from tests.support.daemon import running
 
     with socket.socket() as probe:  # a port free right now
         probe.bind(("127.0.0.1", 0))

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from zoned.numamaps import (
-    NumaMapsError,
+from zoned.errors import NumaMapsError
+from zoned.kernel.numamaps import (
     anon_bytes_by_node,
     file_bytes_by_path,
     parse_line,

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakesys import FakeSys
-from zoned.config import loads
-from zoned.ownership import measure, readonly_backend, shared_nodes
-from zoned.pagemap import PRESENT, PagemapReader
+from tests.fakes.sysfs import FakeSys
+from zoned.accounting.ownership import measure, shared_nodes
+from zoned.backends.select import readonly_backend
+from zoned.config.load import loads
+from zoned.kernel.pagemap import PRESENT, PagemapReader
 
 MIB = 1 << 20
 CONFIG = """\
@@ -115,7 +116,7 @@ def test_shared_count_takes_the_top_pool_nodes(tree: tuple[Path, FakeSys]) -> No
 def test_usage_command_json(tree: tuple[Path, FakeSys], capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
-    from zoned.cli import main
+    from zoned.cli.main import main
 
     cg, fs = tree
     cfg = cg.parent / "zoned.yaml"

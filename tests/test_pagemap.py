@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import need
-from zoned.pagemap import (
+from tests.support.realhost import need
+from zoned.errors import PagemapError
+from zoned.kernel.pagemap import (
     EXCLUSIVE,
     FILE,
     PRESENT,
     SWAPPED,
     Entry,
-    PagemapError,
     PagemapReader,
     parse_maps,
     sample_mask,

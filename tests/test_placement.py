@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zoned.decl import Amount, AmountUnit, ContainerDecl, Declarations, HostDecl
+from zoned.config.decl import Amount, AmountUnit, ContainerDecl, Declarations, HostDecl
 from zoned.errors import PlacementError
-from zoned.model import NodeInfo, OwnerKind, Topology
-from zoned.placement import Placement, place, usable
-from zoned.sizes import MIB
+from zoned.model.sizes import MIB
+from zoned.model.zonemap import NodeInfo, OwnerKind, Topology
+from zoned.policy.placement import Placement, place, usable
 
 
 def topo(*sizes_mib: int) -> Topology:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from zoned.cli import main
+from zoned.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 TREE = ["--sysfs-root", str(ROOT / "tests/data/sys-8node")]

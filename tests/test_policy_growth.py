@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from tests.test_policy import NOW, c, decls, full, moves, run, snap, view, zmap
-from zoned.actions import Lend, Reclaim
-from zoned.commands.simulate import run_scenario
-from zoned.policy import RATE_WINDOW_S, PolicyState, decide
-from zoned.sim import loads_scenario
-from zoned.sizes import MIB
+from tests.support.policy import NOW, c, decls, full, moves, run, snap, view, zmap
+from zoned.backends.sim import loads_scenario
+from zoned.cli.commands.simulate import run_scenario
+from zoned.model.actions import Lend, Reclaim
+from zoned.model.sizes import MIB
+from zoned.policy.decide import RATE_WINDOW_S, PolicyState, decide
 
 
 def seen(**levels: tuple[float, int]) -> PolicyState:

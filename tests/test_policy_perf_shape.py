@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from zoned.policy import decide
+from zoned.policy.decide import decide
 
 ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("decision_cost", ROOT / "bench/decision_cost.py")

@@ -8,12 +8,12 @@ from types import MappingProxyType
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zoned.actions import DirectedReclaim, Lend, Reclaim, RecordOom, Return, SetTripwire
-from zoned.decl import Amount, ContainerDecl, Declarations, PolicyDecl
-from zoned.model import FREE, RESERVED, Assignment, Owner, ZoneMap
-from zoned.policy import PolicyState, decide
-from zoned.sizes import MIB
-from zoned.snapshot import ContainerView, NodeView, Snapshot
+from zoned.config.decl import Amount, ContainerDecl, Declarations, PolicyDecl
+from zoned.model.actions import DirectedReclaim, Lend, Reclaim, RecordOom, Return, SetTripwire
+from zoned.model.sizes import MIB
+from zoned.model.snapshot import ContainerView, NodeView, Snapshot
+from zoned.model.zonemap import FREE, RESERVED, Assignment, Owner, ZoneMap
+from zoned.policy.decide import PolicyState, decide
 
 NODE = 256 * MIB
 NOW = 500.0

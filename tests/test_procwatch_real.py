@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import V1_MEMORY
 from tests.support.procs import descendants
+from tests.support.realhost import V1_MEMORY
+from tests.support.sandbox import Box, box_fixture
 from tests.support.waiting import run_until, wait_until
-from tests.test_exec_sandbox import Box, box_fixture
-from zoned.classify import RuleMover
-from zoned.config import load
-from zoned.procwatch import ProcWatch
-from zoned.rules import RuleSet
+from zoned.config.load import load
+from zoned.kernel.procwatch import ProcWatch
+from zoned.policy.rules import RuleSet
+from zoned.service.mover import RuleMover
 
 pytestmark = pytest.mark.root
 __all__ = ["box_fixture"]

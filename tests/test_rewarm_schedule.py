@@ -1,9 +1,9 @@
 """RewarmSchedule: the interval, and a re-warm brought forward when the shared zone's page
-cache drops (zoned.sidecars)."""
+cache drops (zoned.service.sidecars)."""
 
 from __future__ import annotations
 
-from zoned.sidecars import RewarmSchedule
+from zoned.shared.rewarm import RewarmSchedule
 
 MIB = 1 << 20
 DROP = 0.05

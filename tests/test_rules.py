@@ -11,18 +11,11 @@ from typing import Any
 
 import pytest
 
-from zoned.classify import (
-    RuleMover,
-    Runner,
-    cgroup_from_proc,
-    children,
-    is_kernel_thread,
-    read_proc,
-    systemd_conflicts,
-)
-from zoned.config import loads
+from zoned.config.load import loads
+from zoned.config.match import MatchRule, Pattern
 from zoned.errors import CgroupGone
-from zoned.procwatch import (
+from zoned.kernel.proc import cgroup_from_proc, children, is_kernel_thread, read_proc
+from zoned.kernel.procwatch import (
     OVERRUN,
     PROC_EVENT_EXEC,
     PROC_EVENT_EXIT,
@@ -31,7 +24,10 @@ from zoned.procwatch import (
     ProcEventKind,
     decode,
 )
-from zoned.rules import MatchRule, Pattern, ProcInfo, RuleSet, cgroup_within
+from zoned.model.process import ProcInfo, cgroup_within
+from zoned.policy.rules import RuleSet
+from zoned.service.mover import RuleMover
+from zoned.service.systemd import Runner, systemd_conflicts
 
 # -- patterns and rules -----------------------------------------------------------------
 

@@ -11,10 +11,10 @@ import jsonschema
 import pytest
 import yaml
 
-from zoned import schema
-from zoned.config import loads
-from zoned.confspec import CONTAINER_FIELDS, HOST_FIELDS, POLICY_FIELDS
-from zoned.decl import ContainerDecl, HostDecl, PolicyDecl
+from zoned.config import schema
+from zoned.config.decl import ContainerDecl, HostDecl, PolicyDecl
+from zoned.config.fields import CONTAINER_FIELDS, HOST_FIELDS, POLICY_FIELDS
+from zoned.config.load import loads
 from zoned.errors import ConfigError
 
 TESTS = Path(__file__).parent

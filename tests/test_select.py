@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakecg import FakeV1Tree
-from tests.fakesys import FakeSys
+from tests.fakes.sysfs import FakeSys
+from tests.fakes.v1tree import FakeV1Tree
 from zoned.backends.cgroup1 import Cgroup1Backend
 from zoned.backends.cgroup2 import Cgroup2Backend
 from zoned.backends.select import check_host, fd_loop_of, must_move, open_backend
-from zoned.config import loads
-from zoned.decl import Declarations
+from zoned.config.decl import Declarations
+from zoned.config.load import loads
 from zoned.errors import Unsupported
 
 V1 = """\

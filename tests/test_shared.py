@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import V1_CPUSET, V1_MEMORY, need
-from zoned.config import loads
-from zoned.decl import Declarations
-from zoned.shared import SHARED_LEAF, _runs, declared_paths, expand, shared_warnings, warm, where
+from tests.support.realhost import V1_CPUSET, V1_MEMORY, need
+from zoned.config.decl import Declarations
+from zoned.config.load import loads
+from zoned.shared.helper import _runs
+from zoned.shared.pages import where
+from zoned.shared.zone import SHARED_LEAF, declared_paths, expand, shared_warnings, warm
 
 BASE = """\
 host:
@@ -73,7 +75,7 @@ def test_real_warm_on_v1(tmp_path: Path) -> None:
     need(os.geteuid() == 0, "needs root to create cgroups")
     need((V1_CPUSET / "cpuset.mems").exists() and (V1_MEMORY / "memory.usage_in_bytes").exists(),
          "needs cgroup v1 cpuset and memory hierarchies")  # fmt: skip
-    from zoned.ownership import readonly_backend
+    from zoned.backends.select import readonly_backend
 
     parent = f"zoned-test-shared-{os.getpid()}"
     cfg = loads(

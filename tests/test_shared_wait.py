@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from zoned import mmcalls, shared
+from zoned.kernel import mmcalls
+from zoned.shared import helper as shared
 
 
 def fake_resident(monkeypatch: pytest.MonkeyPatch, counts: list[int], pages: int) -> list[int]:

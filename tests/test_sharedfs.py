@@ -1,33 +1,31 @@
-"""Shared tmpfs (zoned.sharedfs): mountinfo parsing, every decision, the effect with a fake
+"""Shared tmpfs (zoned.shared.tmpfs): mountinfo parsing, every decision, the effect with a fake
 mount(2) against a fake mountinfo, the CLI, the daemon's start-up mount, the declaration
 and its warnings. One test as root mounts a real tmpfs on the build machine (node 0)."""
 
 from __future__ import annotations
 
 import errno
-import functools
 import json
 import logging
 import os
 import shutil
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tests import test_daemon_wiring as wiring
-from tests.conftest import need
-from zoned import cli
-from zoned.config import loads
-from zoned.daemon import Options
-from zoned.decl import TmpfsDecl
+from tests.fakes.mounts import FakeKernel
+from tests.support.daemon import daemon
+from tests.support.realhost import need
+from zoned.cli import main as cli
+from zoned.config.decl import TmpfsDecl
+from zoned.config.load import loads
 from zoned.errors import BackendError, ConfigError, WriteRefused
-from zoned.model import SHARED
-from zoned.mountinfo import MountEntry, parse_mountinfo, read_mounts
-from zoned.shared import shared_warnings
-from zoned.sharedfs import (
+from zoned.kernel.mountinfo import MountEntry, parse_mountinfo, read_mounts
+from zoned.model.zonemap import SHARED
+from zoned.shared.tmpfs import ensure, libc_mount, perform, translate
+from zoned.shared.tmpfsplan import (
     MS_NOATIME,
     MS_NODEV,
     MS_NOEXEC,
@@ -42,16 +40,13 @@ from zoned.sharedfs import (
     PathState,
     TmpfsAction,
     Verb,
-    ensure,
-    libc_mount,
     mount_flags,
-    perform,
     plan,
     probe_path,
     shown_size,
     top_mount,
-    translate,
 )
+from zoned.shared.zone import shared_warnings
 
 DATA = Path(__file__).parent / "data"
 
@@ -265,52 +260,6 @@ def test_probe_path_on_real_directories(tmp_path: Path) -> None:
 # -- the effect, with a fake kernel --------------------------------------------------------
 
 
-@dataclass
-class FakeKernel:
-    """mount(2) against a fake mountinfo under ``proc``: a mount appends a line, a remount
-    rewrites the super options it is given. ``fail`` maps a target to an errno; ``ignore``
-    accepts a call and changes nothing (to test the verification)."""
-
-    proc: Path
-    lines: list[str]
-    calls: list[tuple[str, str, str | None, int, str]] = field(default_factory=list)
-    fail: dict[str, int] = field(default_factory=dict)
-    ignore: bool = False
-    next_id: int = 100
-
-    def __post_init__(self) -> None:
-        (self.proc / "self").mkdir(parents=True, exist_ok=True)
-        self.save()
-
-    def save(self) -> None:
-        (self.proc / "self" / "mountinfo").write_text("".join(f"{x}\n" for x in self.lines))
-
-    def __call__(self, source: str, target: str, fstype: str | None, flags: int, data: str) -> None:
-        self.calls.append((source, target, fstype, flags, data))
-        if target in self.fail:
-            code = self.fail[target]
-            raise OSError(code, os.strerror(code), target)
-        if self.ignore:
-            return
-        opts = dict(o.partition("=")[::2] for o in data.split(","))
-        if flags & MS_REMOUNT:
-            for i, line in enumerate(self.lines):
-                fields = line.split(" ")
-                if fields[4] == target:
-                    sup = dict(o.partition("=")[::2] for o in fields[-1].split(","))
-                    sup.update({k: v for k, v in opts.items() if k in ("mpol", "size")})
-                    fields[-1] = ",".join(f"{k}={v}" if v else k for k, v in sup.items())
-                    self.lines[i] = " ".join(fields)
-        else:
-            size = f",size={int(opts['size']) // 1024}k" if "size" in opts else ""
-            self.lines.append(
-                f"{self.next_id} 1 0:99 / {target} rw,nosuid,nodev,relatime - tmpfs tmpfs"
-                f" rw{size},inode64,mpol={opts['mpol']}"
-            )
-            self.next_id += 1
-        self.save()
-
-
 @pytest.fixture
 def kernel(tmp_path: Path) -> FakeKernel:
     return FakeKernel(tmp_path / "proc", [])
@@ -491,16 +440,14 @@ containers:
 
 
 def test_the_daemon_mounts_at_start_and_a_failure_is_logged_not_fatal(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     kernel = FakeKernel(tmp_path / "proc", [])
     good, bad = tmp_path / "good", tmp_path / "bad"
     kernel.fail[str(bad)] = errno.EPERM
-    # The helper builds the daemon's Options; point its proc root at the fake mountinfo.
-    monkeypatch.setattr(wiring, "Options", functools.partial(Options, proc_root=kernel.proc))
-    caplog.set_level(logging.INFO, logger="zoned.daemon")
+    caplog.set_level(logging.INFO, logger="zoned.service")
     config = SHARED_DAEMON.format(good=good, bad=bad)
-    with wiring.daemon(tmp_path, config, speed=100, tmpfs_mount=kernel) as d:
+    with daemon(tmp_path, config, speed=100, tmpfs_mount=kernel, proc_root=kernel.proc) as d:
         assert d.engine is not None and set(d.engine.managed) == {"web", "batch"}  # it runs
         shared = d.engine.zonemap.nodes_with(SHARED)
         warnings = list(d.warnings)

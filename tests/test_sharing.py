@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zoned.ownership import Target
-from zoned.sharing import OTHER, SHARED, foreign_files, sharing
+from zoned.accounting.ownership import Target
+from zoned.accounting.sharing import OTHER, SHARED, foreign_files, sharing
 
 # a (node 1) faulted /data/x first; b (node 2) maps it there; both map /data/y from the
 # shared zone (node 5); libc sits on node 0 (reserved: nobody's).
@@ -59,7 +59,7 @@ def test_pairs(tmp_path: Path) -> None:
 
 
 def test_sharing_command_text(tmp_path: Path) -> None:
-    from zoned.commands.sharing import as_json, render
+    from zoned.cli.commands.sharing import as_json, render
 
     proc = fake_proc(tmp_path)
     r = sharing([Target("a", frozenset({1}), (10,)), Target("b", frozenset({2}), (20,))],

@@ -6,10 +6,7 @@ import errno
 
 import pytest
 
-from zoned.backends.base import EventKind
-from zoned.decl import Amount, ContainerDecl
-from zoned.errors import CgroupGone, ConfigError
-from zoned.sim import (
+from zoned.backends.sim import (
     Alloc,
     Fault,
     Gone,
@@ -22,7 +19,10 @@ from zoned.sim import (
     WorkloadSpec,
     parse_faults,
 )
-from zoned.sizes import MIB
+from zoned.config.decl import Amount, ContainerDecl
+from zoned.errors import CgroupGone, ConfigError
+from zoned.model.host import EventKind
+from zoned.model.sizes import MIB
 
 KNOBS = SimKnobs(alloc_rate=800 * MIB, migrate_bandwidth=125 * MIB, leave_behind=0)
 

@@ -11,10 +11,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from zoned.backends.base import Event, EventKind, OpKind
-from zoned.decl import Amount, ContainerDecl
-from zoned.errors import Unsupported, WriteRefused
-from zoned.sim import (
+from zoned.backends.sim import (
     Alloc,
     Exit,
     Free,
@@ -27,7 +24,10 @@ from zoned.sim import (
     SimNode,
     WorkloadSpec,
 )
-from zoned.sizes import MIB
+from zoned.config.decl import Amount, ContainerDecl
+from zoned.errors import Unsupported, WriteRefused
+from zoned.model.host import Event, EventKind, OpKind
+from zoned.model.sizes import MIB
 
 KNOBS = SimKnobs(
     alloc_rate=800 * MIB,  # 8 MiB per tick

@@ -6,10 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from zoned.backends.base import EventKind
-from zoned.decl import Amount, AmountUnit, ContainerDecl
-from zoned.errors import ConfigError
-from zoned.sim import (
+from zoned.backends.sim import (
     Alloc,
     Hold,
     Isolation,
@@ -21,9 +18,12 @@ from zoned.sim import (
     load_scenario,
     loads_scenario,
     parse_workload,
-    run_baseline,
 )
-from zoned.sizes import MIB
+from zoned.baseline import run_baseline
+from zoned.config.decl import Amount, AmountUnit, ContainerDecl
+from zoned.errors import ConfigError
+from zoned.model.host import EventKind
+from zoned.model.sizes import MIB
 
 SCENARIO = """\
 duration_s: 1800

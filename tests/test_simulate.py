@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from zoned.actions import DirectedReclaim, Lend, Reclaim, Return
-from zoned.cli import main
-from zoned.commands.demo import bundled_scenario
-from zoned.commands.simulate import MODES, SimRun, run_scenario
-from zoned.sim import load_scenario
+from zoned.backends.sim import load_scenario
+from zoned.cli.commands.demo import bundled_scenario
+from zoned.cli.commands.simulate import MODES, SimRun, run_scenario
+from zoned.cli.main import main
+from zoned.model.actions import DirectedReclaim, Lend, Reclaim, Return
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = sorted((ROOT / "config" / "scenarios").glob("*.yaml"))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from zoned.model import FREE, MEMORYLESS, RESERVED, SHARED, Assignment, Owner, ZoneMap
-from zoned.service import Notifier, watchdog_interval
-from zoned.status import render, render_event, summary_line
+from zoned.cli.statusview import render, render_event
+from zoned.model.zonemap import FREE, MEMORYLESS, RESERVED, SHARED, Assignment, Owner, ZoneMap
+from zoned.service.status import summary_line
+from zoned.service.systemd import Notifier, watchdog_interval
 
 
 def zmap(*owners: Owner) -> ZoneMap:

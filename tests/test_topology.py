@@ -10,20 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakesys import DATA, FakeSys, write_8node
-from zoned.cli import main
-from zoned.decl import Amount, ContainerDecl, Declarations
+from tests.fakes.sysfs import DATA, FakeSys, write_8node
+from zoned.cli.main import main
+from zoned.config.decl import Amount, ContainerDecl, Declarations
 from zoned.errors import TopologyError
-from zoned.sizes import GIB, KIB, MIB
-from zoned.topology import (
-    fake_numa_arg,
-    machine_memory,
-    parse_node_meminfo,
-    plan_fake_numa,
-    read_topology,
-    recommend_fake_numa,
-    warnings,
-)
+from zoned.kernel.topology import fake_numa_arg, machine_memory, parse_node_meminfo, read_topology
+from zoned.model.sizes import GIB, KIB, MIB
+from zoned.policy.fakenuma import plan_fake_numa, recommend_fake_numa, warnings
 
 SYS8 = DATA / "sys-8node"
 PROC8 = DATA / "proc-8node"
@@ -433,9 +426,9 @@ def test_command_sizes_the_recommendation_for_config(
         loaded.append(path)
         return decls
 
-    fake = types.ModuleType("zoned.config")
+    fake = types.ModuleType("zoned.config.load")
     fake.load = load  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "zoned.config", fake)
+    monkeypatch.setitem(sys.modules, "zoned.config.load", fake)
     fs = FakeSys(tmp_path).node(0, 2048).build()
     cfg = tmp_path / "zoned.yaml"
     status, out, _ = run(
@@ -470,8 +463,8 @@ def test_command_error_goes_to_stderr(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 def test_read_node_memory_agrees_with_read_topology_on_every_fake_tree(tmp_path: Path) -> None:
-    from tests.fakesys import FakeSys
-    from zoned.topology import read_node_memory
+    from tests.fakes.sysfs import FakeSys
+    from zoned.kernel.topology import read_node_memory
 
     fs = FakeSys(tmp_path).node(0, 200, 100, 10).node(1, 0).node(2, 256, 250, 3)
     fs.has_memory("0,2").cmdline("numa=fake=3").build()

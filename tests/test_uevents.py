@@ -1,4 +1,4 @@
-"""zoned.uevents: kernel uevent datagrams → NODE_CHANGE events.
+"""zoned.kernel.uevents: kernel uevent datagrams → NODE_CHANGE events.
 
 The datagrams below were captured on the build machine (6.18) after writing ``change`` to
 ``/sys/devices/system/node/node0/uevent`` and ``/sys/devices/system/memory/memory0/uevent``;
@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 from pyroute2.netlink.uevent import MarshalUevent
 
-from tests.conftest import need
-from zoned.backends.base import EventKind
-from zoned.uevents import UeventSource, node_change, parse_uevent
+from tests.support.realhost import need
+from zoned.kernel.uevents import UeventSource, node_change, parse_uevent
+from zoned.model.host import EventKind
 
 NODE0_CHANGE = (
     b"change@/devices/system/node/node0\x00ACTION=change\x00DEVPATH=/devices/system/node/node0"

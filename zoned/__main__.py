@@ -1,5 +1,5 @@
 import sys
 
-from zoned.cli import main
+from zoned.cli.main import main
 
 sys.exit(main())

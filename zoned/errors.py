@@ -1,8 +1,23 @@
 """The one exception hierarchy of zoned.
 
-Every error zoned raises on purpose is a ``ZonedError``. OS errors are translated at the
-backend boundary (``raise BackendError(...) from exc``) and keep their errno, so callers
-can tell an ordinary outcome (a vanished cgroup) from a real failure.
+Every error zoned raises on purpose is a ``ZonedError``; the CLI catches it and prints
+its lines. OS errors are translated at the backend boundary (``raise BackendError(...)
+from exc``) and keep their errno, so callers can tell an ordinary outcome (a vanished
+cgroup) from a real failure::
+
+    ZonedError
+    ├── ConfigError         a configuration is invalid (every Problem, with file:line:col)
+    ├── TopologyError       the NUMA topology cannot be read or does not suit
+    ├── PlacementError      the declared containers do not fit the machine
+    ├── ControlError        the control socket is unreachable or refused a request
+    ├── SharedZoneError     the shared zone cannot be warmed
+    ├── NumaMapsError       a numa_maps line the kernel would not print   (also ValueError)
+    ├── PagemapError        pagemap gives no PFNs                          (also OSError)
+    └── BackendError        a host operation failed (.errno kept)
+        ├── CgroupGone          the cgroup or process vanished: an ordinary outcome
+        ├── WriteRefused        the kernel refused a write
+        ├── EffectiveMismatch   cpuset.mems granted differs from what was asked
+        └── Unsupported         the kernel or hierarchy lacks something zoned needs
 """
 
 from __future__ import annotations
@@ -10,7 +25,7 @@ from __future__ import annotations
 import errno as _errno
 from dataclasses import dataclass
 
-from zoned.nodelist import format_nodelist as fmt_nodes
+from zoned.model.nodelist import format_nodelist as fmt_nodes
 
 
 class ZonedError(Exception):
@@ -94,3 +109,15 @@ class Unsupported(BackendError):
 
 class ControlError(ZonedError):
     """The control socket could not be reached or refused a request."""
+
+
+class SharedZoneError(ZonedError):
+    """The shared zone cannot be warmed (no shared nodes, helper failed, ...)."""
+
+
+class NumaMapsError(ZonedError, ValueError):
+    """A ``numa_maps`` line the kernel would not print (a ValueError, as parsers raise)."""
+
+
+class PagemapError(ZonedError, OSError):
+    """Pagemap gives no PFNs (not CAP_SYS_ADMIN, or no CONFIG_PROC_PAGE_MONITOR)."""

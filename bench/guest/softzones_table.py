@@ -7,7 +7,7 @@ cpuset.mems, memcg = memory.max of the same size), runtime overhead (an allocati
 and a page-cache-heavy loop under zones, memcg and neither), storage overhead (NODE_DATA
 sizes from dmesg, kernel memory per created cgroup from /proc/meminfo), resize (cpuset.mems
 grow/shrink vs memory.max grow/shrink), creation (mkdir + the one write), and what each
-model charges for a file two containers read (zoned.ownership, with and without the
+model charges for a file two containers read (zoned.accounting.ownership, with and without the
 shared zone). Writes only under its own ``zoned-sz-<pid>`` cgroups and removes them.
 """
 
@@ -284,8 +284,8 @@ def creation(n: int = 20) -> dict[str, Any]:
 
 
 def _charges(backend: Any) -> dict[str, dict[str, int]]:
-    from zoned.ownership import MODELS, measure
-    from zoned.pagemap import PagemapReader
+    from zoned.accounting.ownership import MODELS, measure
+    from zoned.kernel.pagemap import PagemapReader
 
     r = measure(backend, ["a", "b"], MODELS, shared=frozenset({7}), reader=PagemapReader())
     return {
@@ -297,9 +297,10 @@ def _charges(backend: Any) -> dict[str, dict[str, int]]:
 def sharing(mib: int = 16) -> dict[str, Any]:
     """Two containers read one file (a first): each model's charge, with and without the
     shared zone. Charges are differences from a baseline taken before the reads."""
-    from zoned.config import loads
-    from zoned.ownership import MODELS, measure, readonly_backend
-    from zoned.shared import warm
+    from zoned.accounting.ownership import MODELS, measure
+    from zoned.backends.select import readonly_backend
+    from zoned.config.load import loads
+    from zoned.shared.zone import warm
 
     out: dict[str, Any] = {"mib": mib}
     for variant in ("no shared zone", "shared zone"):

@@ -31,14 +31,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from zoned.actions import Return
-from zoned.backends.base import Event, EventKind, NodeMemory, Usage
 from zoned.backends.cgroup2 import Cgroup2Backend
 from zoned.backends.fdloop import FdLoop
-from zoned.decl import Amount, ContainerDecl, Declarations, HostDecl, PolicyDecl
+from zoned.config.decl import Amount, ContainerDecl, Declarations, HostDecl, PolicyDecl
 from zoned.engine import Engine
-from zoned.placement import place
-from zoned.sizes import MIB
+from zoned.model.actions import Return
+from zoned.model.host import Event, EventKind, NodeMemory, Usage
+from zoned.model.sizes import MIB
+from zoned.policy.placement import place
 
 ROOT = Path("/sys/fs/cgroup")
 PARENT = "zbench-trip"

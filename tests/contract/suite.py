@@ -34,10 +34,11 @@ import pytest
 
 from tests.support.cgroups import CountingFs
 from tests.support.procs import AllocatingChild
-from zoned.backends.base import Backend, Event, EventKind
-from zoned.cgroupfs import CgroupFs
-from zoned.decl import Amount, ContainerDecl
+from zoned.backends.base import Backend
+from zoned.config.decl import Amount, ContainerDecl
 from zoned.errors import BackendError, CgroupGone
+from zoned.kernel.cgroupfs import CgroupFs
+from zoned.model.host import Event, EventKind
 
 MIB = 1 << 20
 

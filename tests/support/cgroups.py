@@ -9,7 +9,7 @@ import select
 import time
 from pathlib import Path
 
-from zoned.cgroupfs import CgroupFs
+from zoned.kernel.cgroupfs import CgroupFs
 
 
 def remove_cgroup_tree(root: Path, rel: str, deadline_s: float = 10.0) -> None:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from zoned.classify import children
+from zoned.kernel.proc import children
 
 from .waiting import read_line, tell
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from zoned.classify import RuleMover
+from zoned.service.mover import RuleMover
 
 
 def wait_for(cond: Callable[[], Any], what: str, deadline_s: float, poll_s: float = 0.2) -> Any:

@@ -19,10 +19,10 @@ import pytest
 from tests.contract.suite import ProcessWorkload, Watch
 from tests.support.cgroups import remove_cgroup_tree
 from tests.support.numa import anon_pages_per_node, numa_stat_pages
-from zoned.backends.base import EventKind
 from zoned.backends.cgroup1 import Cgroup1Backend
-from zoned.decl import Amount, ContainerDecl
-from zoned.sizes import MIB
+from zoned.config.decl import Amount, ContainerDecl
+from zoned.model.host import EventKind
+from zoned.model.sizes import MIB
 
 from .conftest import Finding
 

@@ -18,12 +18,12 @@ import pytest
 from tests.support.cgroups import CountingFs
 from tests.support.numa import anon_pages_per_node, stray_bytes
 from tests.support.procs import AllocatingChild
-from zoned.backends.base import Event, EventKind
 from zoned.backends.cgroup2 import Cgroup2Backend
-from zoned.cgroupfs import CgroupFs
-from zoned.decl import Amount, ContainerDecl
+from zoned.config.decl import Amount, ContainerDecl
 from zoned.errors import WriteRefused
-from zoned.sizes import MIB
+from zoned.kernel.cgroupfs import CgroupFs
+from zoned.model.host import Event, EventKind
+from zoned.model.sizes import MIB
 
 from .cgtools import remove_tree, write
 from .conftest import Finding

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.contract.realv1 import RealV1Harness
 from tests.contract.suite import BackendContract, Plan, RealHarness, Watch, closing
 from tests.support.cgroups import remove_cgroup_tree
-from tests.test_contract_real_v1 import RealV1Harness
 from zoned.backends.base import Backend
 from zoned.backends.cgroup2 import Cgroup2Backend
 from zoned.errors import Unsupported
-from zoned.sizes import MIB
+from zoned.model.sizes import MIB
 
 from .conftest import node_mem_total, online_nodes
 

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.boot(numa="8", cgroup="v2")
 PROBE = r"""
 import ctypes, mmap
 import numpy as np
-from zoned.pagemap import sorted_unique
+from zoned.kernel.pagemap import sorted_unique
 PAGE = mmap.PAGESIZE
 libc = ctypes.CDLL(None, use_errno=True)
 libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]

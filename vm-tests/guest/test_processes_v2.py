@@ -19,7 +19,7 @@ what is left under the parent is parked at the root and the tree removed, leaves
    carrying a unique argv marker, leaves an unmarked one alone, and a marked shell's
    forked children follow it. The kernel's exec timestamp → moved latency is a finding.
 
-Not here: ``systemd_conflicts`` (``zoned.classify``), which asks systemd about a unit's
+Not here: ``systemd_conflicts`` (``zoned.service.systemd``), which asks systemd about a unit's
 ``AllowedMemoryNodes=``. This guest's PID 1 is a busybox initramfs script, not systemd, so
 there is no systemd to ask; the check is covered by unit tests with a fake ``systemctl``
 runner (tests/test_rules*.py). A systemd-as-PID-1 boot mode is on vm-tests' list.
@@ -51,14 +51,14 @@ from tests.support.numa import anon_pages_per_node
 from tests.support.procs import descendants
 from tests.support.waiting import read_line, run_until, tell
 from zoned.backends.cgroup2 import Cgroup2Backend
-from zoned.cgroupfs import CgroupFs
-from zoned.classify import Move, RuleMover
-from zoned.commands import adopt as adopt_command
-from zoned.config import load
-from zoned.decl import Declarations
-from zoned.procwatch import ProcWatch
-from zoned.rules import RuleSet
-from zoned.sizes import MIB
+from zoned.cli.commands import adopt as adopt_command
+from zoned.config.decl import Declarations
+from zoned.config.load import load
+from zoned.kernel.cgroupfs import CgroupFs
+from zoned.kernel.procwatch import ProcWatch
+from zoned.model.sizes import MIB
+from zoned.policy.rules import RuleSet
+from zoned.service.mover import Move, RuleMover
 
 from .conftest import PROJECT, Finding
 
@@ -179,7 +179,7 @@ def unified_cgroup(pid: int, task: int | None = None) -> str:
 # ~10 s under TCG) for nothing this test looks at. The CLI entry is covered on the host.
 EXEC = """
 import argparse, sys
-from zoned.commands import exec as command
+from zoned.cli.commands import exec as command
 parser = argparse.ArgumentParser(prog="zoned")
 command.register(parser.add_subparsers(dest="command", required=True))
 args = parser.parse_args(sys.argv[1:])

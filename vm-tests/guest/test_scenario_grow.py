@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from tests.test_vm_scenarios_sim import EXPECTED, coarse, reason_kind
-from zoned.model import FREE
-from zoned.sizes import MIB
+from tests.support.scenarios import EXPECTED, coarse, reason_kind
+from zoned.model.sizes import MIB
+from zoned.model.zonemap import FREE
 
 from .conftest import Finding
-from .test_scenario_support import (
+from .scenario_support import (
     Kmsg,
     Workload,
     bare_cgroup,

@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
-from tests.test_vm_scenarios_sim import EXPECTED, Step
-from zoned.model import FREE
-from zoned.sizes import MIB
+from tests.support.scenarios import EXPECTED, Step
+from zoned.model.sizes import MIB
+from zoned.model.zonemap import FREE
 
 from .conftest import RUN_DIR, Finding
-from .test_scenario_support import (
+from .scenario_support import (
     STEP_S,
     Run,
     fitted,

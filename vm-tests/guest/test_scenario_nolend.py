@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from tests.test_vm_scenarios_sim import EXPECTED
-from zoned.model import FREE
+from tests.support.scenarios import EXPECTED
+from zoned.model.zonemap import FREE
 
 from .cgtools import read
 from .conftest import Finding
-from .test_scenario_support import (
+from .scenario_support import (
     fitted,
     guest_sizes,
     keyed,

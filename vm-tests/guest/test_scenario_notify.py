@@ -24,12 +24,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_vm_scenarios_sim import EXPECTED
-from zoned.sizes import MIB
+from tests.support.scenarios import EXPECTED
+from zoned.model.sizes import MIB
 
 from .cgtools import read, write
 from .conftest import RUN_DIR, Finding
-from .test_scenario_support import STEP_S, keyed, scenario, sim_full, sim_run, wait_for
+from .scenario_support import STEP_S, keyed, scenario, sim_full, sim_run, wait_for
 
 NOTICE_S = 60.0  # from the workload's start to the engine's log line (TCG, busy host)
 

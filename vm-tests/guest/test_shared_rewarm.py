@@ -40,12 +40,12 @@ from typing import Any
 import pytest
 import yaml
 
-from zoned.daemon import REWARM_EARLY_GAP_S
-from zoned.shared import where
+from zoned.service.sharedzone import REWARM_EARLY_GAP_S
+from zoned.shared.pages import where
 
 from .cgtools import remove_tree
 from .conftest import PROJECT, RUN_DIR, Finding
-from .test_scenario_support import START_S, Run, wait_for
+from .scenario_support import START_S, Run, wait_for
 
 pytestmark = pytest.mark.boot(kernel="6.1", cgroup="v2", numa="8")
 
@@ -93,7 +93,7 @@ class RewarmRun(Run):
 
 @contextlib.contextmanager
 def rewarm_run(tmp: Path, config: dict[str, Any]) -> Iterator[RewarmRun]:
-    """As ``test_scenario_support.scenario``: cleaned up (daemon, cgroups) whatever happens."""
+    """As ``scenario_support.scenario``: cleaned up (daemon, cgroups) whatever happens."""
     run = RewarmRun("shared-rewarm", tmp, {"config": config})
     for parent, root in zip(run.parents, run.roots, strict=True):
         remove_tree(parent, root)

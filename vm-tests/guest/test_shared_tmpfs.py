@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from zoned.nodelist import format_nodelist
+from zoned.model.nodelist import format_nodelist
 
 from .cgtools import remove_tree
 from .conftest import Finding, online_nodes, zoned
@@ -75,9 +75,9 @@ def _unmount_all(path: Path) -> None:
 
 @pytest.fixture
 def host(tmp_path: Path) -> Iterator[Host]:
-    from zoned.config import load
-    from zoned.ownership import readonly_backend
-    from zoned.placement import place
+    from zoned.backends.select import readonly_backend
+    from zoned.config.load import load
+    from zoned.policy.placement import place
 
     cfg = _config(tmp_path / "zoned.yaml", SHARED)
     decls = load(cfg)
@@ -111,7 +111,7 @@ def _write(container: str | None, mode: str, path: Path, mib: int) -> str:
 
 def _placement(path: Path) -> tuple[dict[int, float], str]:
     """MiB per node of the file's pages, and the policy numa_maps shows for a mapping."""
-    from zoned.shared import where
+    from zoned.shared.pages import where
 
     pl = where(path)
     assert pl.resident == pl.size, pl
@@ -135,8 +135,8 @@ def _policy(path: Path) -> str:
 
 
 def _mpol() -> str | None:
-    from zoned.mountinfo import read_mounts
-    from zoned.sharedfs import top_mount
+    from zoned.kernel.mountinfo import read_mounts
+    from zoned.shared.tmpfsplan import top_mount
 
     m = top_mount(read_mounts(), str(MOUNT))
     assert m is not None and m.fstype == "tmpfs", m

@@ -36,7 +36,7 @@ from typing import Any
 import pytest
 
 from tests.support.numa import memory_bound_to
-from zoned.shared import SHARED_LEAF
+from zoned.shared.zone import SHARED_LEAF
 
 from .cgtools import remove_tree
 from .conftest import BOOT, RUN_DIR, Finding, zoned
@@ -99,7 +99,7 @@ def _cold_file(path: Path, mib: int) -> Path:
     cache makes the next python processes (workers, helper, CLI) read the interpreter
     and libraries again over 9p, which under TCG cost most of these tests' time.
     """
-    from zoned.shared import where
+    from zoned.shared.pages import where
 
     with path.open("wb") as f:
         f.write(os.urandom(mib * MIB))
@@ -140,9 +140,9 @@ def _mib(d: dict[int, int]) -> dict[int, float]:
 def host(tmp_path: Path) -> Iterator[Host]:
     from zoned.backends.cgroup1 import Cgroup1Backend
     from zoned.backends.cgroup2 import Cgroup2Backend
-    from zoned.config import load
-    from zoned.ownership import readonly_backend
-    from zoned.placement import place
+    from zoned.backends.select import readonly_backend
+    from zoned.config.load import load
+    from zoned.policy.placement import place
 
     cfg = _config(tmp_path / "zoned.yaml", None)
     decls = load(cfg)
@@ -204,9 +204,10 @@ class Worker:
 
 def _usage_now(cfg: Path) -> dict[str, dict[str, int]]:
     """Charges in this process (cheaper than the CLI under TCG): name → model → bytes."""
-    from zoned.config import load
-    from zoned.ownership import MODELS, measure, readonly_backend, shared_nodes
-    from zoned.pagemap import PagemapReader
+    from zoned.accounting.ownership import MODELS, measure, shared_nodes
+    from zoned.backends.select import readonly_backend
+    from zoned.config.load import load
+    from zoned.kernel.pagemap import PagemapReader
 
     decls = load(cfg)
     backend = readonly_backend(decls)
@@ -380,9 +381,10 @@ def test_shared_zone_holds_the_file(host: Host, finding: Finding) -> None:
 
 def test_warm_methods_place_pages_on_the_shared_node(host: Host, finding: Finding) -> None:
     """read(2), mmap+touch and POSIX_FADV_WILLNEED from the helper: where do pages land?"""
-    from zoned.config import load
-    from zoned.ownership import readonly_backend
-    from zoned.shared import warm, where
+    from zoned.backends.select import readonly_backend
+    from zoned.config.load import load
+    from zoned.shared.pages import where
+    from zoned.shared.zone import warm
 
     backend = readonly_backend(load(host.config))
     try:

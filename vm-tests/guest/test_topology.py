@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from zoned.sizes import parse_size
-from zoned.topology import read_topology
+from zoned.kernel.topology import read_topology
+from zoned.model.sizes import parse_size
 
 from .conftest import Finding, has_command, node_mem_total, online_nodes, parse_list, zoned
 

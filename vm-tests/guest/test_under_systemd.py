@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from tests.support.waiting import wait_for as support_wait_for
-from zoned.control import request
+from zoned.service.control import request
 
 from .cgtools import read
 from .conftest import PROJECT, Finding, parse_list
@@ -171,7 +171,7 @@ def watchdog_then_stop(main_pid: int, tmpfs_id: int, finding: Finding) -> None:
 
 def mountinfo_at(pid: int | str, target: str) -> tuple[int, str] | None:
     """(mount id, line) of the topmost mount at ``target`` in ``/proc/PID/mountinfo``, parsed
-    here rather than by zoned.sharedfs, the code under test."""
+    here rather than by zoned.shared.tmpfs, the code under test."""
     found: tuple[int, str] | None = None
     for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines():
         fields = line.split(" ")

@@ -11,7 +11,7 @@ Kernel facts this module relies on (measured on 6.18, see docs/kernel-checks.md)
 - ``cpuset.memory_migrate=1`` makes pages follow a ``cpuset.mems`` change; that write
   blocks while pages migrate, so it runs on a worker (:class:`FdLoop`);
 - the granted set is ``cpuset.effective_mems`` (v1 name);
-- notifications are eventfds registered in ``cgroup.event_control`` (:mod:`zoned.v1events`);
+- notifications are eventfds registered in ``cgroup.event_control`` (:mod:`zoned.kernel.v1events`);
   removing the cgroup signals each of them once, so a signal on a vanished cgroup is GONE.
 
 Directed reclaim: v1 has no ``memory.reclaim``. ``memory.force_empty`` is no substitute: it
@@ -43,24 +43,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from zoned import memstat, v1events
-from zoned.backends.base import (
-    CgroupState,
-    Event,
-    EventKind,
-    OpKind,
-    Usage,
-    is_internal,
-)
 from zoned.backends.fdloop import IN, FdLoop, Outcome
 from zoned.backends.realhost import FdLoopBackend
-from zoned.cgroupfs import CgroupFs
-from zoned.decl import ContainerDecl
+from zoned.config.decl import ContainerDecl
 from zoned.errors import BackendError, CgroupGone, EffectiveMismatch, WriteRefused
-from zoned.hierarchy import v1_roots
-from zoned.nodelist import format_nodelist, parse_nodelist
-from zoned.rules import container_path
-from zoned.v1events import Registration, Watch
+from zoned.kernel import v1events
+from zoned.kernel import v1stat as memstat
+from zoned.kernel.cgroupfs import CgroupFs
+from zoned.kernel.hierarchy import v1_roots
+from zoned.kernel.roots import PROC_ROOT, SYS_ROOT
+from zoned.kernel.v1events import Registration, Watch
+from zoned.model.host import CgroupState, Event, EventKind, OpKind, Usage, is_internal
+from zoned.model.nodelist import format_nodelist, parse_nodelist
+from zoned.model.process import container_path
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +93,8 @@ class Cgroup1Backend(FdLoopBackend):
         parent: str = "zoned",
         cpuset_root: Path | None = None,
         memory_root: Path | None = None,
-        proc_root: Path = Path("/proc"),
-        sys_root: Path = Path("/sys"),
+        proc_root: Path = PROC_ROOT,
+        sys_root: Path = SYS_ROOT,
         adopt: Mapping[str, str] = MappingProxyType({}),
         enable_memory_pressure: bool = True,
         pressure_level: str | None = "low",

@@ -35,7 +35,7 @@ Adoption: :meth:`existing` only reads; :meth:`ensure` writes nothing that alread
 the right value and never moves a process, so a restart migrates no page.
 
 Every path is under injected roots (cgroup root, sys root, proc root); all cgroup file
-I/O goes through :class:`~zoned.cgroupfs.CgroupFs` and its errno translation.
+I/O goes through :class:`~zoned.kernel.cgroupfs.CgroupFs` and its errno translation.
 """
 
 from __future__ import annotations
@@ -49,18 +49,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from zoned.backends.base import (
-    CgroupState,
-    Event,
-    EventKind,
-    OpKind,
-    Usage,
-    is_internal,
-)
 from zoned.backends.fdloop import ERR, PRI, FdLoop, Outcome
 from zoned.backends.realhost import FdLoopBackend
-from zoned.cgroupfs import CgroupFs, translated
-from zoned.decl import ContainerDecl, Declarations
+from zoned.config.decl import ContainerDecl, Declarations
 from zoned.errors import (
     BackendError,
     CgroupGone,
@@ -68,17 +59,20 @@ from zoned.errors import (
     Unsupported,
     WriteRefused,
 )
-from zoned.nodelist import format_nodelist, parse_nodelist
-from zoned.psi import PsiTrigger, check_spec, describe, open_trigger, trigger_spec
-from zoned.rules import container_path
-from zoned.sizes import format_size
-from zoned.v2stat import (
+from zoned.kernel.cgroupfs import CgroupFs, translated
+from zoned.kernel.psi import PsiTrigger, check_spec, describe, open_trigger, trigger_spec
+from zoned.kernel.roots import PROC_ROOT, SYS_ROOT
+from zoned.kernel.v2stat import (
     bytes_outside,
     parse_controllers,
     parse_flat_keyed,
     parse_numa_stat,
     per_node_usage,
 )
+from zoned.model.host import CgroupState, Event, EventKind, OpKind, Usage, is_internal
+from zoned.model.nodelist import format_nodelist, parse_nodelist
+from zoned.model.process import container_path
+from zoned.model.sizes import format_size
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +116,8 @@ class Cgroup2Backend(FdLoopBackend):
         cgroup_root: Path,
         parent: str = "zoned",
         *,
-        sys_root: Path = Path("/sys"),
-        proc_root: Path = Path("/proc"),
+        sys_root: Path = SYS_ROOT,
+        proc_root: Path = PROC_ROOT,
         daemon_leaf: str | None = DEFAULT_DAEMON_LEAF,
         adopted: Mapping[str, str] | None = None,
         psi: str | None = DEFAULT_PSI,
@@ -159,8 +153,8 @@ class Cgroup2Backend(FdLoopBackend):
         cls,
         decls: Declarations,
         *,
-        sys_root: Path = Path("/sys"),
-        proc_root: Path = Path("/proc"),
+        sys_root: Path = SYS_ROOT,
+        proc_root: Path = PROC_ROOT,
         daemon_leaf: str | None = DEFAULT_DAEMON_LEAF,
         workers: int = 2,
     ) -> Cgroup2Backend:

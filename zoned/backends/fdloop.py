@@ -48,8 +48,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from zoned.backends.base import Event, EventKind, OpKind, OpResult
 from zoned.errors import ZonedError
+from zoned.model.host import Event, EventKind, OpKind, OpResult
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The simulated host paced to wall-clock time, for running the daemon without cgroups.
 
-``PacedSim(sim, speed=1.0, quantum_s=0.25)`` wraps a :class:`~zoned.sim.SimBackend`:
+``PacedSim(sim, speed=1.0, quantum_s=0.25)`` wraps a :class:`~zoned.backends.sim.SimBackend`:
 its virtual clock follows the monotonic clock (``speed`` virtual seconds per real second)
 and file descriptors (the daemon's control socket, its signal pipe) are watched by a real
 :class:`~zoned.backends.fdloop.FdLoop` exposed as ``loop``.
@@ -18,11 +18,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from zoned.backends.base import Backend, CgroupState, Event, NodeMemory, OpResult, Usage
+from zoned.backends.base import Backend
 from zoned.backends.fdloop import FdCallback, FdLoop
-from zoned.decl import ContainerDecl
-from zoned.model import Topology
-from zoned.sim.host import SimBackend
+from zoned.backends.sim.host import SimBackend
+from zoned.config.decl import ContainerDecl
+from zoned.model.host import CgroupState, Event, NodeMemory, OpResult, Usage
+from zoned.model.zonemap import Topology
 
 
 class PacedSim(Backend):

@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from zoned.backends.base import Backend, NodeMemory, OpResult
+from zoned.backends.base import Backend
 from zoned.backends.fdloop import FdLoop
-from zoned.model import Topology
-from zoned.topology import read_node_memory, read_topology
+from zoned.kernel.topology import read_node_memory, read_topology
+from zoned.model.host import NodeMemory, OpResult
+from zoned.model.zonemap import Topology
 
 
 class FdLoopBackend(Backend):

@@ -36,13 +36,14 @@ from zoned.backends.cgroup1 import Cgroup1Backend
 from zoned.backends.cgroup2 import DEFAULT_DAEMON_LEAF, Cgroup2Backend
 from zoned.backends.fdloop import FdLoop
 from zoned.backends.realhost import FdLoopBackend
-from zoned.decl import Declarations
+from zoned.config.decl import Declarations
 from zoned.errors import TopologyError, Unsupported
-from zoned.hierarchy import CgroupMount, parse_mountinfo
-from zoned.model import Topology
-from zoned.psi import trigger_spec
-from zoned.topology import read_topology
-from zoned.v2stat import parse_controllers
+from zoned.kernel.hierarchy import CgroupMount, parse_mountinfo
+from zoned.kernel.psi import trigger_spec
+from zoned.kernel.roots import PROC_ROOT, SYS_ROOT
+from zoned.kernel.topology import read_topology
+from zoned.kernel.v2stat import parse_controllers
+from zoned.model.zonemap import Topology
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +176,8 @@ def check_host(
     decls: Declarations,
     *,
     cgroup_root: Path,
-    sys_root: Path = Path("/sys"),
-    proc_root: Path = Path("/proc"),
+    sys_root: Path = SYS_ROOT,
+    proc_root: Path = PROC_ROOT,
     euid: int | None = None,
     access: Callable[[Path, int], bool] = os.access,
 ) -> HostCheck:
@@ -272,12 +273,18 @@ def must_move(parent: str, proc_root: Path) -> bool:
     )
 
 
+def _root_and_adopted(decls: Declarations, cgroup_root: Path | None) -> tuple[Path, dict[str, str]]:
+    """The hierarchy's root (given, or ``host.cgroup_root``) and the adopted cgroups."""
+    root = Path(decls.host.cgroup_root) if cgroup_root is None else cgroup_root
+    return root, {c.name: c.cgroup for c in decls.containers if c.cgroup}
+
+
 def open_backend(
     decls: Declarations,
     *,
     cgroup_root: Path | None = None,
-    sys_root: Path = Path("/sys"),
-    proc_root: Path = Path("/proc"),
+    sys_root: Path = SYS_ROOT,
+    proc_root: Path = PROC_ROOT,
     check: HostCheck | None = None,
     dry_run: bool = False,
 ) -> Backend:
@@ -286,9 +293,8 @@ def open_backend(
     Constructing it writes nothing but, on v1 and unless ``dry_run``, the root's host-wide
     ``cpuset.memory_pressure_enabled`` switch; the first ``ensure`` creates the parent.
     """
-    root = Path(decls.host.cgroup_root) if cgroup_root is None else cgroup_root
+    root, adopted = _root_and_adopted(decls, cgroup_root)
     hc = check or check_host(decls, cgroup_root=root, sys_root=sys_root, proc_root=proc_root)
-    adopted = {c.name: c.cgroup for c in decls.containers if c.cgroup}
     if hc.hierarchy == "v2":
         pol = decls.policy
         return Cgroup2Backend(
@@ -315,3 +321,40 @@ def fd_loop_of(backend: Backend) -> FdLoop | None:
     """The FdLoop behind a real backend's ``wait``, so the daemon can watch its own fds
     (control socket, signals) in the same epoll; None for a backend without one."""
     return backend.loop if isinstance(backend, FdLoopBackend) else None
+
+
+def readonly_backend(
+    decls: Declarations,
+    *,
+    cgroup_root: Path | None = None,
+    sys_root: Path = SYS_ROOT,
+    proc_root: Path = PROC_ROOT,
+) -> Backend:
+    """A backend for reading containers' state, built so that it writes nothing.
+
+    (The daemon's ``open_backend`` enables v1 memory pressure accounting host-wide at
+    construction; a reporting command must not.) Raises Unsupported like check_host.
+    """
+    root, adopted = _root_and_adopted(decls, cgroup_root)
+    if decls.host.hierarchy == "v2":
+        return Cgroup2Backend(
+            root, decls.host.parent, sys_root=sys_root, proc_root=proc_root,
+            adopted=adopted, psi=None, daemon_leaf=None,
+        )  # fmt: skip
+    hc = check_host(decls, cgroup_root=root, sys_root=sys_root, proc_root=proc_root)
+    if hc.hierarchy == "v2":
+        return Cgroup2Backend(
+            hc.cgroup_root, decls.host.parent, sys_root=sys_root, proc_root=proc_root,
+            adopted=adopted, psi=None, daemon_leaf=None,
+        )  # fmt: skip
+    return Cgroup1Backend(
+        parent=decls.host.parent,
+        cpuset_root=hc.cpuset_root,
+        memory_root=hc.memory_root,
+        proc_root=proc_root,
+        sys_root=sys_root,
+        adopt=adopted,
+        enable_memory_pressure=False,
+        pressure_level=None,
+        watch_oom=False,
+    )

@@ -1,0 +1,1 @@
+"""Who is charged for what: the three ownership models and the page-sharing report."""

@@ -1,0 +1,224 @@
+"""The simulated host as a ``Backend``: what the engine reads and writes, and ``wait``.
+
+The model itself (allocation, reclaim, OOM, tripwires, PSI, node memory) is
+``zoned.backends.sim.physics``; migration and reclaim operations are
+``zoned.backends.sim.migration``; what a run records is ``zoned.backends.sim.stats``.
+Beyond ``Backend``: ``advance(seconds)`` and ``run_until(at_s)`` run the clock whatever
+happens; ``history`` (a ``Sample`` every ``sample_ms``), ``events`` (all events ever
+reported), ``stats()`` (``SimStats``), ``ticks_worked`` (ticks computed one by one).
+"""
+
+from __future__ import annotations
+
+import errno as errno_mod
+from collections.abc import Mapping, Sequence
+
+from zoned.backends.base import Backend
+from zoned.backends.sim.migration import SimMigration
+from zoned.backends.sim.state import Isolation, _Ctr
+from zoned.backends.sim.stats import SimStats, collect_stats
+from zoned.config.decl import ContainerDecl
+from zoned.errors import CgroupGone, Unsupported, WriteRefused
+from zoned.model.host import (
+    CgroupState,
+    Event,
+    NodeMemory,
+    NodeUsage,
+    OpKind,
+    OpResult,
+    Usage,
+    is_internal,
+)
+from zoned.model.nodelist import format_nodelist
+from zoned.model.zonemap import NodeInfo, Topology
+
+
+class SimBackend(SimMigration, Backend):
+    """A deterministic simulated host (the model: ``zoned.backends.sim.physics``).
+
+    ``workloads`` maps container names to what their process does; a container starts its
+    workload when ``ensure`` creates it. ``reserved`` nodes are never given to containers
+    in the unconfined modes. ``memcg_limits`` (MEMCG mode) maps names to memory.max bytes;
+    missing names get their declared ``max`` (a node count times the mean unreserved node
+    size when ``max`` is in nodes).
+    """
+
+    name = "sim"
+
+    def topology(self) -> Topology:
+        mem = self.node_memory()
+        ids = list(self._nodes)
+        infos = tuple(
+            NodeInfo(
+                id=n,
+                mem_total=mem[n].total,
+                mem_free=mem[n].free,
+                file_pages=mem[n].file,
+                distances=tuple(10 if m == n else 20 for m in ids),
+            )
+            for n in ids
+        )
+        return Topology(nodes=infos, fake_numa=f"{len(ids)} (simulated)", numa_balancing=False)
+
+    def node_memory(self) -> Mapping[int, NodeMemory]:
+        files = dict.fromkeys(self._nodes, 0)
+        for c in self._ctrs.values():
+            for n, b in c.file.items():
+                files[n] += b
+        return {
+            n: NodeMemory(total=node.size, free=node.size - self._used[n], file=files[n])
+            for n, node in self._nodes.items()
+        }
+
+    def existing(self) -> Mapping[str, CgroupState]:
+        return {
+            name: self._state(c)
+            for name, c in self._ctrs.items()
+            if not c.gone and not is_internal(name)
+        }
+
+    def state(self, name: str) -> CgroupState:
+        return self._state(self._live(name))
+
+    def usage(self, name: str) -> Usage:
+        c = self._live(name)
+        per = {
+            n: NodeUsage(anon=c.anon.get(n, 0), file=c.file.get(n, 0))
+            for n in sorted(set(c.anon) | set(c.file))
+            if c.anon.get(n, 0) or c.file.get(n, 0)
+        }
+        return Usage(current=c.usage, anon=c.anon_total, file=c.file_total, per_node=per)
+
+    def processes(self, name: str) -> Sequence[int]:
+        c = self._ctrs.get(name)
+        if c is None or c.gone or c.pid is None:
+            return ()
+        return (c.pid,)
+
+    def op_result(self, op: int) -> OpResult:
+        return self._results[op]
+
+    def _state(self, c: _Ctr) -> CgroupState:
+        pids = (c.pid,) if c.pid is not None else ()
+        return CgroupState(c.name, c.path, c.nodes, pids, c.tripwire)
+
+    def _live(self, name: str) -> _Ctr:
+        c = self._ctrs.get(name)
+        if c is None or c.gone:
+            raise CgroupGone(f"{name}: no such cgroup", errno_mod.ENOENT)
+        return c
+
+    def ensure(self, decl: ContainerDecl, nodes: frozenset[int]) -> CgroupState:
+        """Create (or find) the container and start its workload.
+
+        Under ZONES an empty ``nodes`` acts as the parent's whole set (cgroup v2's
+        effective-mems rule); on an existing container with pages, new nodes apply at once
+        with no migration time (use ``start_set_nodes`` for that). Unconfined modes ignore
+        ``nodes``.
+        """
+        if self.isolation is Isolation.ZONES:
+            bad = nodes - self._memory_nodes()
+            if bad:
+                raise WriteRefused(
+                    f"{decl.name}: cpuset.mems {format_nodelist(nodes)}: no memory on "
+                    f"{format_nodelist(bad)}",
+                    errno_mod.EINVAL,
+                )
+            eff = nodes or self._memory_nodes()
+        else:
+            eff = self.unconfined_nodes
+        c = self._ctrs.get(decl.name)
+        if c is not None and not c.gone:
+            c.decl = decl
+            if c.nodes != eff:
+                c.nodes = eff
+                self._migrate_now(c, eff)
+            return self._state(c)
+        c = _Ctr(
+            name=decl.name,
+            decl=decl,
+            path=decl.cgroup or f"{self._parent}/{decl.name}",
+            index=len(self._ctrs),
+            nodes=eff,
+            spec=self._workloads.get(decl.name),
+        )
+        if self.isolation is Isolation.MEMCG:
+            c.limit = self._memcg_limits.get(decl.name, self._default_limit(decl))
+        self._ctrs[decl.name] = c
+        self._start_workload(c, self._tick)
+        return self._state(c)
+
+    def release(self, name: str) -> None:
+        c = self._ctrs.get(name)
+        if c is None or c.gone or c.alive:
+            return  # adopted or still populated: left as it is
+        self._free_all(c)
+        c.gone = True
+
+    def arm_tripwire(self, name: str, nbytes: int) -> None:
+        """memory.high := ``nbytes``. Arming at or below current usage fires at once."""
+        c = self._live(name)
+        c.tripwire = nbytes
+        c.tripwire_fired = False
+        if c.usage >= nbytes:
+            self._fire_tripwire(c)
+
+    def disarm_tripwire(self, name: str) -> None:
+        """memory.high := max (sim only; the engine re-arms instead)."""
+        c = self._live(name)
+        c.tripwire = None
+
+    def start_set_nodes(self, name: str, nodes: frozenset[int], deadline_s: float) -> int:
+        c = self._live(name)
+        if self.isolation is not Isolation.ZONES:
+            raise Unsupported(f"{name}: the {self.isolation.value} mode has no zones to move")
+        op = self._new_op(OpKind.SET_NODES, name, deadline_s, nodes=nodes)
+        c.ops.append(op)
+        if len(c.ops) == 1:
+            self._begin_set_nodes(c, op)
+        return op.id
+
+    def start_reclaim(self, name: str, nbytes: int, deadline_s: float) -> int:
+        c = self._live(name)
+        op = self._new_op(OpKind.RECLAIM, name, deadline_s, target=nbytes)
+        c.reclaims.append(op)
+        if nbytes <= 0:
+            self._finish_reclaim(c, op)
+        return op.id
+
+    def wait(self, timeout_s: float | None) -> list[Event]:
+        """Advance the virtual clock until an event happens or ``timeout_s`` passes.
+
+        Events already due return at once. With ``timeout_s=None`` and nothing left that
+        could ever happen, returns ``[]`` without moving the clock.
+        """
+        end = None if timeout_s is None else self._tick + self._ticks(timeout_s)
+        while not self._pending:
+            if end is not None and self._tick >= end:
+                break
+            if self._quiet():
+                wake = self._next_wake()
+                if wake is None and end is None:
+                    break
+                target = min(x for x in (wake, end) if x is not None)
+                if target > self._tick:
+                    self._jump(target)
+                    continue
+            self._step()
+        out, self._pending = self._pending, []
+        return out
+
+    def advance(self, seconds: float) -> list[Event]:
+        """Run the clock ``seconds`` forward whatever happens; return every event."""
+        end = self._tick + self._ticks(seconds)
+        out: list[Event] = []
+        while self._tick < end or self._pending:
+            out.extend(self.wait((end - self._tick) * self._dt))
+        return out
+
+    def run_until(self, at_s: float) -> list[Event]:
+        """Run the clock to ``at_s`` (no-op if already past); return every event."""
+        return self.advance(max(0.0, at_s - self.now()))
+
+    def stats(self) -> SimStats:
+        return collect_stats(self._ctrs.values(), self.events, self.now())

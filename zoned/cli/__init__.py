@@ -1,0 +1,1 @@
+"""The ``zoned`` command: entry point (``main``), one module per command, rendering."""

@@ -1,0 +1,25 @@
+"""``zoned reload``: re-read the configuration (as SIGHUP / systemctl reload zoned)."""
+
+from __future__ import annotations
+
+import argparse
+
+from zoned.cli.commands._client import add_socket, call
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("reload", help="re-read the configuration; a bad one is refused")
+    add_socket(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    res = call(args, {"cmd": "reload"}, timeout_s=120.0)
+    if res.get("deferred"):
+        print("reload accepted; it applies when the hand-overs in flight finish")
+    changes = res.get("changes") or []
+    if not changes:
+        print("reloaded: nothing changed")
+    for ch in changes:
+        print(f"reloaded: {ch}")
+    return 0

@@ -1,0 +1,143 @@
+"""``zoned sharing``: which container maps pages that live on whose nodes.
+
+    zoned sharing [--config F] [--json] [--promote]
+
+From each container's processes' ``/proc/PID/numa_maps`` (zoned.accounting.sharing): for every
+container, bytes it maps on its own nodes, on the shared zone (expected), on another
+container's nodes (that container faulted them first and pays), or elsewhere.
+``--promote`` moves the files mapped on other containers' nodes into the shared zone
+(the shared-zone helper maps them and calls mbind(MPOL_MF_MOVE_ALL)), then reports what
+moved and what stayed.
+
+JSON, version 1 (bytes)::
+
+    {"version": 1, "shared_nodes": [5], "own": {"web": 123, ...},
+     "shares": [{"mapper": "batch", "owner": "web", "file": 67108864, "anon": 0,
+                 "files": [["/data/x", 67108864]]}],
+     "promoted": null | <zoned shared warm's JSON>}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zoned.cli.commands._roots import add_root_args, roots
+from zoned.config.load import load
+from zoned.config.paths import DEFAULT_PATH
+from zoned.model.sizes import format_size
+
+if TYPE_CHECKING:  # the modules themselves are imported when the command runs (numpy)
+    from zoned.accounting.sharing import SharingReport
+    from zoned.shared.zone import WarmReport
+
+JSON_VERSION = 1
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "sharing",
+        help="pages each container maps on the shared zone or on other containers' nodes",
+        description="Per pair of containers, how much of whose pages each one maps "
+        "(from /proc/PID/numa_maps).",
+    )
+    p.add_argument("--config", type=Path, default=DEFAULT_PATH, metavar="FILE")
+    p.add_argument(
+        "--promote",
+        action="store_true",
+        help="move files mapped on other containers' nodes into the shared zone",
+    )
+    add_root_args(p, cgroup=True)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from zoned.accounting.ownership import shared_nodes, targets
+    from zoned.accounting.sharing import foreign_files, sharing
+    from zoned.backends.select import readonly_backend
+    from zoned.shared.zone import warm
+
+    decls = load(args.config)
+    r = roots(args)
+    backend = readonly_backend(decls, cgroup_root=r.cgroup, sys_root=r.sys, proc_root=r.proc)
+    promoted: WarmReport | None = None
+    try:
+        shared = shared_nodes(decls, backend.topology())
+        found, _missing = targets(backend, [c.name for c in decls.containers])
+        report = sharing(found, shared, r.proc)
+        if args.promote:
+            files = foreign_files(report)
+            if files:
+                promoted = warm(backend, shared, files, move=True)
+    finally:
+        backend.close()
+    if args.json:
+        doc = as_json(report)
+        doc["promoted"] = promoted.as_json() if promoted else None
+        print(json.dumps(doc, indent=2))
+    else:
+        print(render(report))
+        if promoted:
+            print(render_promoted(promoted))
+    return 0
+
+
+def as_json(r: SharingReport) -> dict[str, Any]:
+    return {
+        "version": JSON_VERSION,
+        "shared_nodes": sorted(r.shared_nodes),
+        "own": r.own,
+        "shares": [
+            {
+                "mapper": s.mapper,
+                "owner": s.owner,
+                "file": s.file,
+                "anon": s.anon,
+                "files": [list(f) for f in s.files],
+            }
+            for s in r.shares
+        ],
+    }
+
+
+SHARED = "(shared zone)"  # zoned.accounting.sharing.SHARED
+
+
+def _whose(owner: str) -> str:
+    return (
+        "the shared zone"
+        if owner == SHARED
+        else ("nodes no container owns" if owner.startswith("(") else f"{owner}'s nodes")
+    )
+
+
+def render(r: SharingReport) -> str:
+    lines: list[str] = []
+    for name, own in r.own.items():
+        lines.append(f"{name}: maps {format_size(own)} on its own nodes")
+        for s in (s for s in r.shares if s.mapper == name):
+            files = ", ".join(f"{p} {format_size(b)}" for p, b in s.files[:3])
+            more = f" (+{len(s.files) - 3} more)" if len(s.files) > 3 else ""
+            kind = f"file {format_size(s.file)}" + (
+                f", anon {format_size(s.anon)}" if s.anon else ""
+            )
+            pays = "" if s.owner.startswith("(") else f" — {s.owner} pays for them"
+            lines.append(
+                f"  {format_size(s.total)} on {_whose(s.owner)} ({kind}){pays}"
+                + (f": {files}{more}" if files else "")
+            )
+    return "\n".join(lines) or "no container has processes"
+
+
+def render_promoted(w: WarmReport) -> str:
+    lines = [f"promoted into the shared zone (nodes {','.join(map(str, w.shared_nodes))}):"]
+    for f in w.files:
+        stayed = f.resident - f.on_shared
+        lines.append(
+            f"  {f.path}: {format_size(f.on_shared)} now on the shared zone, "
+            f"{format_size(stayed)} stayed elsewhere" + (f" ({f.error})" if f.error else "")
+        )
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""YAML → ``Declarations`` with file:line:col problems: load, declarations, field table, schema."""

@@ -1,0 +1,364 @@
+"""The hand-over state machine: reclaim → evacuate → drain → give, one node at a time.
+
+A hand-over (``Transfer``) moves one node from a donor (or the free pool) to a receiver.
+Each phase is one slow backend operation; the next phase starts when the backend reports
+``OP_FINISHED`` for the last. An evacuation whose write timed out while the kernel keeps
+migrating is DRAIN: each step checks the donor's pages on the node, and the node is handed
+on once they are gone (at most ``DRAINED_BYTES`` left) or ``migrate_timeout_s`` has passed
+again. A failed phase re-reads what the host holds, reconciles the map and retries (at
+most ``max_attempts``) or gives up and puts the containers on hold.
+
+``HandOvers`` is the part of ``zoned.engine.Engine`` that runs transfers and keeps the map
+and the decision log; the engine (its subclass) owns the state it declares below.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import logging
+from dataclasses import dataclass
+from enum import Enum
+
+from zoned.backends.base import Backend
+from zoned.config.decl import Declarations
+from zoned.errors import BackendError, CgroupGone
+from zoned.model.actions import (
+    Action,
+    DirectedReclaim,
+    Reclaim,
+    Return,
+    kind_of,
+)
+from zoned.model.decisions import ContainerStats, LogRecord
+from zoned.model.host import OpKind, OpResult
+from zoned.model.nodelist import nodes_word
+from zoned.model.sizes import MIB, format_size
+from zoned.model.snapshot import Snapshot
+from zoned.model.zonemap import FREE, SHARED, Assignment, Owner, OwnerKind, ZoneMap
+
+# The engine's logger: the journal handler reads its records' fields (zoned.service.logsetup).
+log = logging.getLogger("zoned.engine")
+
+
+class Phase(Enum):
+    RECLAIM = "directed reclaim"
+    EVACUATE = "evacuate"
+    DRAIN = "drain"  # the write ended (timed out) but pages are still moving off the node
+    GIVE = "give"
+    DONE = "done"
+
+
+@dataclass
+class Transfer:
+    """One hand-over in flight (mutable, engine-internal)."""
+
+    action: Action
+    phase: Phase
+    node: int | None = None
+    donor: str | None = None
+    receiver: str | None = None
+    reclaim_bytes: int = 0
+    op: int | None = None
+    op_container: str = ""
+    expect: frozenset[int] | None = None  # SET_NODES: what the container must hold after
+    attempts: int = 0
+    started: float = 0.0
+    cancelled: bool = False
+    first: DirectedReclaim | None = None  # the directed reclaim this hand-over starts with
+    left_behind: int = 0
+    migrated: int = 0  # bytes the evacuation moved
+    drain_until: float = 0.0
+
+    def involves(self, name: str) -> bool:
+        return name in (self.donor, self.receiver)
+
+
+# A node counts as evacuated when the donor has no more than this on it: the kernel leaves
+# a few pages behind (measured: ~3 MiB of shared-library pages after a 300 MiB migration).
+DRAINED_BYTES = 16 * MIB
+
+
+class HandOvers:
+    """Transfers in flight, the zone map and the decision log (``Engine``'s base)."""
+
+    backend: Backend
+    decls: Declarations
+    dry_run: bool
+    max_attempts: int
+    log: list[LogRecord]
+    stats: dict[str, ContainerStats]
+    managed: list[str]
+    last_snapshot: Snapshot | None
+    _map: ZoneMap
+    _transfers: list[Transfer]
+    _by_op: dict[int, Transfer]
+    _tripwires: dict[str, int]
+    _last_change: dict[str, float]
+    _last_need: dict[str, float]
+    _blocked: dict[str, tuple[float, str]]
+
+    def _begin(self, t: Transfer, now: float) -> None:
+        self._transfers.append(t)
+        if t.first is not None:
+            f = t.first
+            self._record(kind_of(f), f.describe(), f.reason, "started", f)
+        self._record(kind_of(t.action), t.action.describe(), t.action.reason, "started", t.action)
+        self._advance(t, now)
+
+    def _advance(self, t: Transfer, now: float) -> None:
+        """Start the operation of ``t``'s current phase (or finish it)."""
+        deadline = self.decls.policy.migrate_timeout_s
+        try:
+            if t.phase is Phase.RECLAIM:
+                assert t.donor is not None
+                t.op_container, t.expect = t.donor, None
+                t.op = self.backend.start_reclaim(t.donor, t.reclaim_bytes, deadline)
+            elif t.phase is Phase.EVACUATE:
+                assert t.donor is not None and t.node is not None
+                held = self._map.nodes_of(t.donor)
+                if t.node not in held:  # the host already dropped it (after a reconcile)
+                    self._drain(t, now)
+                    return
+                try:
+                    moving = self.backend.usage(t.donor).per_node.get(t.node)
+                except CgroupGone:
+                    moving = None
+                t.reclaim_bytes = moving.total if moving is not None else 0
+                t.op_container, t.expect = t.donor, self._mems(t.donor, held - {t.node})
+                t.op = self.backend.start_set_nodes(t.donor, t.expect, deadline)
+            elif t.phase is Phase.GIVE:
+                assert t.receiver is not None and t.node is not None
+                self._assign(t.node, Owner.of(t.receiver), t.action.reason, now)
+                t.op_container = t.receiver
+                t.expect = self._mems(t.receiver, self._map.nodes_of(t.receiver))
+                t.op = self.backend.start_set_nodes(t.receiver, t.expect, deadline)
+            else:
+                self._done(t, now)
+                return
+        except BackendError as exc:
+            t.op = None
+            self._failed(t, now, str(exc))
+            return
+        self._by_op[t.op] = t
+
+    def _finished(self, op: int, now: float) -> None:
+        t = self._by_op.pop(op, None)
+        if t is None:
+            log.debug("op %d finished but is not ours, ignoring", op)
+            return
+        try:
+            r: OpResult | None = self.backend.op_result(op)
+        except KeyError:
+            r = None
+        if t.cancelled:
+            self._transfers.remove(t)
+            self._reconcile({n for n in (t.donor, t.receiver) if n in self.managed})
+            return
+        if r is None:
+            self._failed(t, now, f"op {op}: no result")
+            return
+        if r.kind is OpKind.RECLAIM:
+            # Reclaim that fell short is not fatal: the migration moves what fits.
+            short = "" if r.ok else f" ({r.error or 'fell short'})"
+            f = t.first if t.first is not None else t.action
+            self._record(
+                kind_of(f),
+                f.describe(),
+                f.reason,
+                f"done in {r.seconds:.1f}s: reclaimed {format_size(r.reclaimed)}{short}",
+                f,
+            )
+            if t.node is None:  # a directed reclaim alone: that was all
+                self._transfers.remove(t)
+                return
+            t.phase = Phase.EVACUATE
+            self._advance(t, now)
+            return
+        if not r.ok:
+            err = r.error or "failed"
+            name = _errno.errorcode.get(r.errno, str(r.errno)) if r.errno else ""
+            if name and name not in err:
+                err += f" ({name})"
+            self._failed(t, now, err)
+            return
+        if t.expect is not None and r.nodes != t.expect:
+            self._failed(
+                t,
+                now,
+                f"asked for {nodes_word(t.expect)}, host granted {nodes_word(r.nodes)}",
+            )
+            return
+        if t.phase is Phase.EVACUATE:
+            self._evacuated(t, now, t.reclaim_bytes - r.left_behind, r.left_behind)
+        else:  # GIVE
+            assert t.receiver is not None
+            self._last_change[t.receiver] = now
+            self._last_need[t.receiver] = now
+            self.stats.setdefault(t.receiver, ContainerStats()).nodes_gained += 1
+            t.phase = Phase.DONE
+            self._advance(t, now)
+
+    def _on_node(self, name: str, node: int) -> int:
+        try:
+            u = self.backend.usage(name).per_node.get(node)
+        except CgroupGone:
+            return 0
+        return u.total if u is not None else 0
+
+    def _drain(self, t: Transfer, now: float) -> None:
+        """The donor no longer holds the node; wait (level-checked each step) until its
+        pages have left it, or the migration deadline passes, before handing it on."""
+        assert t.donor is not None and t.node is not None
+        left = self._on_node(t.donor, t.node)
+        if t.phase is not Phase.DRAIN:
+            t.phase = Phase.DRAIN
+            t.drain_until = now + self.decls.policy.migrate_timeout_s
+        if left <= DRAINED_BYTES or now >= t.drain_until:
+            self._evacuated(t, now, t.reclaim_bytes - left, left)
+
+    def _evacuated(self, t: Transfer, now: float, moved: int, left: int = 0) -> None:
+        assert t.donor is not None and t.node is not None
+        self._last_change[t.donor] = now
+        st = self.stats.setdefault(t.donor, ContainerStats())
+        st.nodes_lost += 1
+        st.bytes_migrated += max(moved, 0)
+        t.left_behind = left
+        t.migrated = max(moved, 0)
+        if t.receiver is not None:
+            t.phase = Phase.GIVE
+        else:
+            self._assign(t.node, FREE, f"returned by {t.donor}", now)
+            t.phase = Phase.DONE
+        self._advance(t, now)
+
+    def _done(self, t: Transfer, now: float) -> None:
+        if t in self._transfers:
+            self._transfers.remove(t)
+        words = f"done in {now - t.started:.1f}s"
+        if isinstance(t.action, Reclaim | Return):
+            words += f"; {format_size(t.migrated)} migrated"
+        # The kernel leaves a few pages behind (shared libraries); say so, it is normal.
+        if t.left_behind:
+            words += f", {format_size(t.left_behind)} left behind"
+        self._record(kind_of(t.action), t.action.describe(), t.action.reason, words, t.action)
+
+    def _failed(self, t: Transfer, now: float, error: str) -> None:
+        t.attempts += 1
+        involved = {n for n in (t.donor, t.receiver) if n is not None}
+        self._reconcile(involved & set(self.managed))
+        if any(n not in self.managed for n in involved):
+            self._transfers.remove(t)
+            self._record(
+                kind_of(t.action),
+                t.action.describe(),
+                t.action.reason,
+                f"abandoned: a container vanished ({error})",
+                t.action,
+            )
+            return
+        if t.attempts < self.max_attempts:
+            self._record(
+                kind_of(t.action),
+                t.action.describe(),
+                t.action.reason,
+                f"{t.phase.value} failed: {error}; retrying ({t.attempts + 1}/{self.max_attempts})",
+                t.action,
+            )
+            self._advance(t, now)
+            return
+        self._transfers.remove(t)
+        hold = self.decls.policy.cooldown_s
+        why = f"gave up on {t.action.describe()} after {t.attempts} attempts: {error}"
+        for n in involved:
+            self._blocked[n] = (now + hold, why)
+        self._record(
+            kind_of(t.action),
+            t.action.describe(),
+            t.action.reason,
+            f"gave up after {t.attempts} attempts: {error}; holding off {hold:g}s",
+            t.action,
+        )
+        log.warning("%s", why)
+
+    # -- the map -------------------------------------------------------------------------
+
+    def _mems(self, name: str, own: frozenset[int]) -> frozenset[int]:
+        """What ``name``'s cpuset must hold: its own nodes, plus the shared zone if it may
+        use it."""
+        try:
+            shared = self.decls.container(name).shared
+        except KeyError:
+            shared = False
+        return own | self._map.nodes_with(SHARED) if shared else own
+
+    def _own(self, held: frozenset[int]) -> frozenset[int]:
+        """``held`` without the shared zone: the nodes the map gives to one container."""
+        return held - self._map.nodes_with(SHARED)
+
+    def _assign(self, node: int, owner: Owner, reason: str, now: float) -> None:
+        self._map = self._map.with_assignment(Assignment(node, owner, reason, now))
+
+    def _reconcile(self, names: set[str]) -> None:
+        """Make the map say what the host holds for ``names`` (after a failed write)."""
+        now = self.backend.now()
+        for name in sorted(names):
+            try:
+                held = self._own(self.backend.state(name).nodes)
+            except CgroupGone:
+                self._gone(name, now)
+                continue
+            mapped = self._map.nodes_of(name)
+            for n in sorted(mapped - held):
+                self._assign(n, FREE, f"{name} does not hold it after a failed write", now)
+            for n in sorted(held - mapped):
+                other = self._map.assignments.get(n)
+                if other is not None and other.owner.kind is OwnerKind.CONTAINER:
+                    log.warning(
+                        "node %d: host gives it to %s, map said %s; following the host",
+                        n,
+                        name,
+                        other.owner,
+                    )
+                self._assign(n, Owner.of(name), f"the host says {name} holds it", now)
+            if mapped != held:
+                log.info(
+                    "%s: map corrected from %s to %s (what the host holds)",
+                    name,
+                    nodes_word(mapped),
+                    nodes_word(held),
+                )
+
+    def _gone(self, name: str, now: float) -> None:
+        if name not in self.managed:
+            return
+        self.managed.remove(name)
+        nodes = self._map.nodes_of(name)
+        for n in sorted(nodes):
+            self._assign(n, FREE, f"{name}'s cgroup vanished", now)
+        for t in list(self._transfers):
+            if t.involves(name):
+                if t.op is not None and t.op in self._by_op:
+                    t.cancelled = True  # its OP_FINISHED reconciles the other side
+                else:
+                    self._transfers.remove(t)
+                if t.node is not None and t.receiver == name and t.phase is Phase.GIVE:
+                    self._assign(t.node, FREE, f"{name}'s cgroup vanished", now)
+        self._record(
+            "gone",
+            f"{name} vanished",
+            f"{name}: cgroup vanished; {nodes_word(nodes)} back to the pool",
+            "nodes freed",
+        )
+
+    # -- log -----------------------------------------------------------------------------
+
+    def _describe(self, t: Transfer) -> str:
+        return f"{t.action.describe()} ({t.phase.value})"
+
+    def _record(
+        self, kind: str, what: str, reason: str, outcome: str, action: Action | None = None
+    ) -> None:
+        rec = LogRecord(self.backend.now(), kind, what, reason, outcome, action)
+        self.log.append(rec)
+        prefix = "would have: " if outcome == "would have" else ""
+        log.info("%s%s: %s [%s]", prefix, what, reason, outcome)

@@ -1,0 +1,1 @@
+"""Files and fds of /sys, /proc and cgroupfs: readers, parsers, notifications, syscalls."""

@@ -1,0 +1,4 @@
+"""Pure decisions over plain data: decide, placement, process rules.
+
+Imports only model, config and errors.
+"""

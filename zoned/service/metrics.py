@@ -1,0 +1,210 @@
+"""Prometheus metrics (off by default): ``--metrics 127.0.0.1:9799`` or ``unix:/path``.
+
+Updated from the event loop after each step (``Metrics.update``), served by
+prometheus_client's HTTP handler on a thread of its own (reading its registry is
+thread-safe), so a slow scraper never delays the loop.
+
+Metrics::
+
+    zoned_node_owner{node,owner,kind}                 1 for the current owner of each node
+    zoned_node_bytes{node,what=total|free}
+    zoned_container_bytes{container,what=current|anon|file|capacity|tripwire}
+    zoned_container_headroom_ratio{container}        capacity not taken by anon, 0..1
+    zoned_container_nodes{container}
+    zoned_decisions_total{kind,outcome,reason}        reason: a small fixed vocabulary
+    zoned_tripwire_to_action_seconds                 tripwire event → hand-over started
+    zoned_oom_kills_total{container}
+"""
+
+from __future__ import annotations
+
+import http.server
+import logging
+import os
+import socketserver
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.exposition import MetricsHandler
+
+from zoned.engine import Engine
+from zoned.model.actions import Lend, Reclaim
+from zoned.model.decisions import LogRecord
+
+log = logging.getLogger(__name__)
+
+# Words in a reason → the label value; the first match wins. Reasons themselves carry
+# numbers and names, which would make a label of unbounded cardinality.
+_REASONS = (
+    ("operator", "operator"),
+    ("reload", "reload"),
+    ("declared", "reload"),
+    ("tripwire", "tripwire"),
+    ("stall", "pressure"),
+    ("pressure", "pressure"),
+    ("idle", "idle"),
+    ("oom", "oom"),
+    ("vanished", "gone"),
+    ("placement", "placement"),
+    ("capacity", "capacity"),
+)
+
+
+def reason_class(rec: LogRecord) -> str:
+    text = f"{rec.reason} {rec.what}".lower()
+    return next((label for word, label in _REASONS if word in text), "other")
+
+
+def outcome_class(outcome: str) -> str:
+    for word in (
+        "would have",
+        "started",
+        "done",
+        "failed",
+        "gave up",
+        "abandoned",
+        "armed",
+        "recorded",
+        "created",
+        "adopted",
+        "released",
+        "noted",
+    ):
+        if outcome.startswith(word) or word in outcome.split(":", maxsplit=1)[0]:
+            return word.replace(" ", "_")
+    return "other"
+
+
+class Metrics:
+    """The metric families and how to fill them from the engine."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.node_owner = Gauge(
+            "zoned_node_owner",
+            "1 for the owner of each node",
+            ["node", "owner", "kind"],
+            registry=r,
+        )
+        self.node_bytes = Gauge("zoned_node_bytes", "node memory", ["node", "what"], registry=r)
+        self.ctr_bytes = Gauge(
+            "zoned_container_bytes",
+            "container memory and zone size",
+            ["container", "what"],
+            registry=r,
+        )
+        self.headroom = Gauge(
+            "zoned_container_headroom_ratio",
+            "capacity not taken by anon",
+            ["container"],
+            registry=r,
+        )
+        self.ctr_nodes = Gauge("zoned_container_nodes", "nodes held", ["container"], registry=r)
+        self.decisions = Counter(
+            "zoned_decisions",
+            "engine decisions and outcomes",
+            ["kind", "outcome", "reason"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "zoned_tripwire_to_action_seconds",
+            "from a tripwire event to the start of the hand-over it caused",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.oom = Counter("zoned_oom_kills", "kernel OOM kills seen", ["container"], registry=r)
+        self._seen = 0
+        self._owners: dict[str, tuple[str, str]] = {}
+        self._oom_seen: dict[str, int] = {}
+        self._tripped: dict[str, float] = {}
+
+    def tripwire(self, container: str, at: float) -> None:
+        """A tripwire event (engine clock); the first one since the last action counts."""
+        self._tripped.setdefault(container, at)
+
+    def update(self, engine: Engine) -> None:
+        """Bring every metric up to the engine's state (engine thread)."""
+        new: Sequence[LogRecord] = engine.log[self._seen :]
+        self._seen = len(engine.log)
+        for rec in new:
+            self.decisions.labels(rec.kind, outcome_class(rec.outcome), reason_class(rec)).inc()
+            a = rec.action
+            if isinstance(a, Lend | Reclaim) and rec.outcome == "started":
+                t = self._tripped.pop(a.to, None)
+                if t is not None:
+                    self.latency.observe(max(0.0, rec.at - t))
+        for asg in engine.zonemap:
+            key = str(asg.node)
+            label = (str(asg.owner), asg.owner.kind.value)
+            old = self._owners.get(key)
+            if old != label:
+                if old is not None:
+                    self.node_owner.remove(key, *old)
+                self.node_owner.labels(key, *label).set(1)
+                self._owners[key] = label
+        snap = engine.last_snapshot
+        if snap is None:
+            return
+        for n, v in snap.nodes.items():
+            self.node_bytes.labels(str(n), "total").set(v.total)
+            self.node_bytes.labels(str(n), "free").set(v.free)
+        for name, c in snap.containers.items():
+            cap = snap.capacity(c.nodes)
+            for what, val in (
+                ("current", c.current),
+                ("anon", c.unreclaimable),
+                ("file", c.file),
+                ("capacity", cap),
+                ("tripwire", c.tripwire or 0),
+            ):
+                self.ctr_bytes.labels(name, what).set(val)
+            self.headroom.labels(name).set((cap - c.unreclaimable) / cap if cap else 0.0)
+            self.ctr_nodes.labels(name).set(len(c.nodes))
+        for name, st in engine.stats.items():
+            delta = st.oom_kills - self._oom_seen.get(name, 0)
+            if delta > 0:
+                self.oom.labels(name).inc(delta)
+            self._oom_seen[name] = st.oom_kills
+
+
+class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+def serve(metrics: Metrics, where: str) -> socketserver.BaseServer:
+    """Start serving ``where`` (``HOST:PORT`` or ``unix:/path``) on a thread.
+
+    Returns the server, for the caller to shut down. Port 0 picks a free port (logged)."""
+    if where.startswith("unix:"):
+        path = Path(where[5:])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            path.unlink()
+        base = MetricsHandler.factory(metrics.registry)
+
+        class Handler(base):  # type: ignore[misc, valid-type]
+            def address_string(self) -> str:
+                return "unix"
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        old = os.umask(0o177)
+        try:
+            srv = _UnixHTTPServer(str(path), Handler)
+        finally:
+            os.umask(old)
+        threading.Thread(target=srv.serve_forever, name="zoned-metrics", daemon=True).start()
+        log.info("metrics on %s", where)
+        return srv
+    host, _, port = where.rpartition(":")
+    tcp, _thread = start_http_server(int(port), addr=host or "127.0.0.1", registry=metrics.registry)
+    log.info("metrics on http://%s:%s/metrics", host or "127.0.0.1", tcp.server_port)
+    return tcp
+
+
+__all__ = ["Metrics", "serve"]
+_ = http.server  # the unix server speaks HTTP through MetricsHandler (BaseHTTPRequestHandler)
