@@ -111,7 +111,8 @@ def compose(text: str, filename: str) -> Node | Problem | None:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        where = Location(filename, mark.line + 1, mark.column + 1) if mark else None
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        where = Location(filename, line, column)
         what = one_line(" ".join(p for p in (exc.context, exc.problem) if p))
         return Problem(where, f"found invalid YAML ({what}); expected well-formed YAML")
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow
