@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import socket
+import stat
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -124,6 +125,32 @@ class Client:
         return self.sock.fileno()
 
 
+def clear_stale_socket(path: Path) -> None:
+    """Make room for a socket at ``path``: nothing there is fine; a socket of this user's
+    that nobody listens on (left by a daemon that died) is removed. Anything else is
+    refused with a ControlError and left alone: a file that is not a socket (a symlink
+    included: it is not followed), another user's socket, or one that answers."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ControlError(f"{path}: {exc.strerror or exc}") from exc
+    if not stat.S_ISSOCK(st.st_mode):
+        raise ControlError(f"{path} exists and is not a socket (refusing to replace it)")
+    if st.st_uid != os.geteuid():
+        raise ControlError(f"{path} is uid {st.st_uid}'s socket (refusing to replace it)")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        path.unlink()  # stale: left by a daemon that died
+    else:
+        raise ControlError(f"another zoned is listening on {path}")
+    finally:
+        probe.close()
+
+
 def json_depth(line: bytes) -> int:
     """The deepest nesting of arrays and objects in a JSON text (brackets inside strings
     do not count); linear, with no recursion, so it is safe on any input."""
@@ -172,16 +199,7 @@ class ControlServer:
     @staticmethod
     def _bind(path: Path, group: int | None) -> socket.socket:
         path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists() or path.is_symlink():
-            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                probe.connect(str(path))
-            except OSError:
-                path.unlink()  # stale: left by a daemon that died
-            else:
-                raise ControlError(f"another zoned is listening on {path}")
-            finally:
-                probe.close()
+        clear_stale_socket(path)
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         old = os.umask(0o177)  # no window in which the socket is open to others
         try:

@@ -252,7 +252,16 @@ class Daemon:
             return decls, backend, loop
 
     def start(self) -> None:
-        """Everything up to READY=1; raises ZonedError (nothing applied) on a problem."""
+        """Everything up to READY=1; raises ZonedError (nothing applied) on a problem, with
+        the wake-up pair closed (a daemon that did not start holds no socket)."""
+        try:
+            self._start()
+        except BaseException:
+            self._wake_r.close()
+            self._wake_w.close()
+            raise
+
+    def _start(self) -> None:
         o = self.opts
         decls, backend, host = self._open()
         self.backend, self._host = backend, host
