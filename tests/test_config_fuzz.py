@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 
 from tests.support.configfuzz import check, documents
 
-EXAMPLES = int(os.environ.get("ZONED_FUZZ_EXAMPLES", "1200"))
+EXAMPLES = int(os.environ.get("ZONED_FUZZ_EXAMPLES", "1000"))
 
 
 @settings(

@@ -46,7 +46,7 @@ def container(body: str, name: str = "web") -> str:
         ("policy:\n  cooldown_s: 1" + "0" * 400 + "\n", "policy.cooldown_s"),
         ("policy:\n  cooldown_s: 1" + "0" * 400 + ".0\n", "policy.cooldown_s"),
         ("policy:\n  cooldown_s: .inf\n", "policy.cooldown_s"),
-        ("policy:\n  migrate_timeout_s: 1e300\n", "policy.migrate_timeout_s"),
+        ("policy:\n  migrate_timeout_s: 1.0e+300\n", "policy.migrate_timeout_s"),
         ("host:\n  reserved_nodes: [" + "9" * 5000 + "]\n", "host.reserved_nodes[0]"),
         ("host:\n  shared: " + "9" * 5000 + "\n", "host.shared"),
     ],

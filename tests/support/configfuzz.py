@@ -68,8 +68,73 @@ _THIRD = st.one_of(st.sampled_from(KNOWN_KEYS), _KEY)
 _JUNK = st.sampled_from([b"\xff", b"\x00", b"\x07", b"\t", b"\xc3", b"\r", b"'", b":"])
 
 
+# Values each key accepts, so that near-valid documents reach the cross-field checks.
+_GOOD: dict[str, list[str]] = {
+    "min": ["1G", "512M", "{nodes: 1}", "{nodes: 2}", "1073741824"],
+    "max": ["2G", "{nodes: 2}", "{nodes: 3}", "1.5GiB"],
+    "priority": ["0", "10", "9223372036854775807"],
+    "shared": ["true", "false"],
+    "cgroup": ["x/y", "x/y/z", "/x", "zoned", "zoned/web", "zoned/zoned.s", "system.slice/a"],
+    "match": ["[{exe: /bin/true}]", "[{cmdline: 're:^a'}, {user: 0}]", "[]"],
+    "shared_paths": ["[/srv/a]", "[/srv/a, /srv/a]"],
+    "reserved_nodes": ["[0]", "[0, 1]", "[]"],
+    "parent": ["zoned", "a/zoned", "x"],
+    "headroom_pct": ["15", "0", "99.9"],
+    "cooldown_s": ["10", "0.5", "1000000000"],
+    "psi_some_ms": ["100", "2000"],
+    "psi_window_ms": ["1000", "500"],
+}
+
+
 @st.composite
-def documents(draw: st.DrawFn) -> bytes:
+def near_valid(draw: st.DrawFn) -> bytes:
+    """A document of the right shape whose values are mostly ones the key accepts."""
+
+    def value(key: str) -> str:
+        good = _GOOD.get(key)
+        return draw(st.sampled_from(good)) if good and draw(st.integers(0, 5)) else draw(VALUE)
+
+    lines = ["host:"]
+    lines += [
+        f"  {k}: {value(k)}"
+        for k in draw(st.sets(st.sampled_from(["parent", "reserved_nodes", "headroom_pct"])))
+    ]
+    lines.append("policy:")
+    lines += [
+        f"  {k}: {value(k)}"
+        for k in draw(st.sets(st.sampled_from(["cooldown_s", "psi_some_ms", "psi_window_ms"])))
+    ]
+    lines.append("containers:")
+    for name in draw(
+        st.lists(
+            st.one_of(
+                st.sampled_from(NAMES), st.from_regex(r"[a-z][a-z0-9.-]{0,8}", fullmatch=True)
+            ),
+            max_size=5,
+        )
+    ):
+        lines.append(f"  {name}:")
+        keys = [
+            "min",
+            *draw(
+                st.sets(
+                    st.sampled_from(
+                        ["max", "priority", "shared", "cgroup", "match", "shared_paths"]
+                    )
+                )
+            ),
+        ]
+        lines += [f"    {k}: {value(k)}" for k in keys]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def documents() -> st.SearchStrategy[bytes]:
+    """Configuration files' bytes: near-valid ones, and random ones (``random_documents``)."""
+    return st.one_of(near_valid(), random_documents())
+
+
+@st.composite
+def random_documents(draw: st.DrawFn) -> bytes:
     """One configuration file's bytes: a block mapping of sections, containers and values."""
     lines: list[str] = []
     for _ in range(draw(st.integers(0, 3))):

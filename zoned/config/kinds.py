@@ -18,6 +18,7 @@ from zoned.config.decl import Amount
 from zoned.config.match import MatchRule, Pattern
 from zoned.config.yamlpos import (
     TAG_BOOL,
+    TAG_FLOAT,
     TAG_INT,
     TAG_NULL,
     TAG_STR,
@@ -66,6 +67,14 @@ class Kind(ABC):
         sink.found(node, path, describe(node), self.expected + hint)
 
 
+def _bound_hint(node: Node) -> str:
+    """Why a number that YAML reads as one was still refused: it is beyond zoned's bounds."""
+    nan = isinstance(node, ScalarNode) and "nan" in node.value.lower()
+    if isinstance(node, ScalarNode) and node.tag in (TAG_INT, TAG_FLOAT) and not nan:
+        return " (numbers are finite, integers at most 2^63-1, reals at most 1e9)"
+    return ""
+
+
 def _number(node: Node, integral: bool) -> int | float | None:
     """The number a scalar holds (bools are not numbers), or None; bounded: no NaN, no
     infinity, no integer beyond ``INT_LIMIT`` nor float beyond ``FLOAT_LIMIT``."""
@@ -105,6 +114,9 @@ class IntKind(Kind):
 
     def parse(self, node: Node, path: str, sink: Sink) -> int | None:
         value = _number(node, integral=True)
+        if value is None and isinstance(node, ScalarNode) and node.tag == TAG_INT:
+            self.bad(node, path, sink, _bound_hint(node))
+            return None
         if (
             value is None
             or value < self.minimum
@@ -140,7 +152,7 @@ class NumberKind(Kind):
     def parse(self, node: Node, path: str, sink: Sink) -> float | None:
         value = _number(node, integral=False)
         if value is None:
-            self.bad(node, path, sink)
+            self.bad(node, path, sink, _bound_hint(node))
             return None
         too_low = value <= self.low if self.low_open else value < self.low
         too_high = self.high is not None and (
