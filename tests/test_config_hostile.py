@@ -170,3 +170,9 @@ def test_cgroup_above_the_parent() -> None:
     text = "host:\n  parent: a/zoned\n" + container("    cgroup: a\n")
     (line,) = problems(text)
     assert "containers.web.cgroup" in line
+
+
+@pytest.mark.parametrize("value", ['"x/\\ud800"', '"\\udcff"'])
+def test_a_lone_surrogate_is_a_located_problem(value: str) -> None:
+    (line,) = problems(container(f"    cgroup: {value}\n"))
+    assert where(line) == (4, 13) and "surrogate" in line

@@ -13,6 +13,7 @@ expanded tree), and every problem is one line at the place the YAML reader stopp
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,24 +127,39 @@ def compose(text: str, filename: str) -> Node | Problem | None:
         return Problem(
             Location(filename, 1, 1), f"found unreadable YAML ({one_line(str(exc))}); expected text"
         )
-    if root is not None and _count(root, {}) > MAX_NODES:
+    if root is None:
+        return None
+    odd: list[Node] = []
+    if _count(root, {}, odd) > MAX_NODES:
         return Problem(
             Location(filename, 1, 1),
             f"found more than {MAX_NODES} nodes with aliases expanded; expected a smaller document",
         )
+    if odd:  # "\ud800" escapes: no file name, path or pattern can hold one
+        mark = odd[0].start_mark
+        return Problem(
+            Location(filename, mark.line + 1, mark.column + 1),
+            "found a lone surrogate (an escape like \\ud800); expected valid Unicode text",
+        )
     return root
 
 
-def _count(node: Node, seen: dict[int, int]) -> int:
-    """Nodes under ``node`` with aliases expanded (each shared node counted once per use)."""
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _count(node: Node, seen: dict[int, int], odd: list[Node]) -> int:
+    """Nodes under ``node`` with aliases expanded (each shared node counted once per use);
+    scalars holding a lone surrogate are added to ``odd``."""
     known = seen.get(id(node))
     if known is not None:
         return known
     total = 1
     if isinstance(node, SequenceNode):
-        total += sum(_count(item, seen) for item in node.value)
+        total += sum(_count(item, seen, odd) for item in node.value)
     elif isinstance(node, MappingNode):
-        total += sum(_count(k, seen) + _count(v, seen) for k, v in node.value)
+        total += sum(_count(k, seen, odd) + _count(v, seen, odd) for k, v in node.value)
+    elif isinstance(node.value, str) and _SURROGATE.search(node.value):
+        odd.append(node)
     seen[id(node)] = min(total, MAX_NODES + 1)
     return seen[id(node)]
 
