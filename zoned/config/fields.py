@@ -34,6 +34,7 @@ from zoned.config.kinds import (
     parse_distinct,
     parse_mapping,
     section_schema,
+    size_value,
 )
 from zoned.config.yamlpos import (
     TAG_INT,
@@ -45,8 +46,8 @@ from zoned.config.yamlpos import (
     SequenceNode,
     Sink,
     describe,
+    quoted,
 )
-from zoned.model.sizes import parse_size
 
 # A container name becomes a cgroup directory name.
 # "zoned." is kept for zoned's own cgroups beside the containers (zoned.backends.base).
@@ -55,9 +56,62 @@ NAME_EXPECTED = (
     "a name of letters, digits, '_', '.' and '-', not starting with '.' nor 'zoned.'"
     " (it becomes a cgroup directory name; zoned.* are zoned's own)"
 )
-# A cgroup path relative to the cgroup root: no empty, '.' or '..' parts.
-CGROUP_PATTERN = r"^(?!.*(^|/)\.\.?(/|$))/?[^/]+(/[^/]+)*$"
-ABS_PATH_PATTERN = r"^/"
+#: The kernel's NAME_MAX: the longest directory name, in bytes.
+NAME_MAX = 255
+#: The kernel's PATH_MAX less the final NUL: the longest path, in bytes.
+PATH_MAX = 4095
+# Files the kernel puts in every cgroup directory (v1 and v2): a container named like one
+# would clash with it. The rule is systemd's (cg_needs_escape): the three v1 files without a
+# dot, and any name whose part before the first '.' is "cgroup" or a controller's name.
+CONTROL_FILES = frozenset({"tasks", "notify_on_release", "release_agent"})
+CONTROL_PREFIXES = frozenset(
+    {
+        "cgroup", "cpuset", "cpu", "cpuacct", "io", "blkio", "memory", "devices", "freezer",
+        "net_cls", "net_prio", "perf_event", "hugetlb", "pids", "rdma", "misc", "dmem", "debug",
+    }
+)  # fmt: skip
+NAME_CLASH_EXPECTED = (
+    "a name that is not a cgroup control file (not tasks, notify_on_release, release_agent,"
+    " nor cgroup.* or CONTROLLER.* like cpuset.mems or memory.high)"
+)
+
+
+def name_problem(name: str) -> str | None:
+    """What the kernel would make of container name ``name``, as an expected text; None: fine."""
+    if not re.fullmatch(NAME_PATTERN, name):
+        return NAME_EXPECTED
+    if len(name.encode()) > NAME_MAX:
+        return f"a name of at most {NAME_MAX} bytes (the kernel's limit on a directory name)"
+    if name in CONTROL_FILES or (name.split(".", 1)[0] in CONTROL_PREFIXES and "." in name):
+        return NAME_CLASH_EXPECTED
+    return None
+
+
+# A cgroup path relative to the cgroup root: no empty, '.' or '..' parts, no control characters.
+CGROUP_PATTERN = r"^(?!.*(^|/)\.\.?(/|$))/?[^/\x00-\x1f\x7f]+(/[^/\x00-\x1f\x7f]+)*$"
+
+
+@dataclass
+class CgroupPathKind(StrKind):
+    """A cgroup path (``CGROUP_PATTERN``) the kernel can open: each part at most
+    ``NAME_MAX`` bytes, the whole at most ``PATH_MAX``."""
+
+    pattern: str = CGROUP_PATTERN
+    expected: str = "a cgroup path under cgroup_root"
+
+    def parse(self, node: Node, path: str, sink: Sink) -> str | None:
+        value = super().parse(node, path, sink)
+        if value is None:
+            return None
+        if len(value.encode()) > PATH_MAX or any(
+            len(part.encode()) > NAME_MAX for part in value.split("/")
+        ):
+            self.bad(node, path, sink, f" (each part at most {NAME_MAX} bytes)")
+            return None
+        return value
+
+
+ABS_PATH_PATTERN = r"^/[^\x00-\x1f\x7f]*$"
 # A mount point: absolute and normalised (no empty, '.' or '..' parts, no trailing /), not /.
 MOUNT_POINT_PATTERN = r"^(?!.*/\.\.?(/|$))(/[^/]+)+$"
 MOUNT_POINT_EXPECTED = (
@@ -83,15 +137,16 @@ class SizeKind(Kind):
 
     def parse(self, node: Node, path: str, sink: Sink) -> int | None:
         if isinstance(node, ScalarNode) and node.tag == TAG_INT:
-            value = parse_size(str(node.value)) if node.value.lstrip("+").isdigit() else 0
-            if value >= 1:
+            value = size_value(str(node.value)) if node.value.lstrip("+").isdigit() else 0
+            if value:
                 return value
         elif (
             isinstance(node, ScalarNode)
             and node.tag == TAG_STR
             and re.search(SIZE_PATTERN, node.value)
+            and (value := size_value(node.value))
         ):
-            return parse_size(node.value)
+            return value
         self.bad(node, path, sink)
         return None
 
@@ -193,7 +248,7 @@ HOST_FIELDS: tuple[Field, ...] = (
     ),
     Field(
         "parent",
-        StrKind(CGROUP_PATTERN, "a cgroup path under cgroup_root, like zoned"),
+        CgroupPathKind(expected="a cgroup path under cgroup_root, like zoned"),
         "The cgroup (relative to cgroup_root) that zoned owns; containers it creates go under it.",
         default=_HOST["parent"],
     ),
@@ -320,7 +375,7 @@ MATCH_FIELDS: tuple[Field, ...] = (
     Field("user", UserKind(), "The process's real user: a name, or a uid."),
     Field(
         "parent_cgroup",
-        StrKind(CGROUP_PATTERN, "a cgroup path under cgroup_root, like system.slice/foo.service"),
+        CgroupPathKind(expected="a cgroup path under cgroup_root, like system.slice/foo.service"),
         "The process starts inside this cgroup or below it (it inherited its parent's).",
     ),
 )
@@ -342,7 +397,7 @@ CONTAINER_FIELDS: tuple[Field, ...] = (
     ),
     Field(
         "cgroup",
-        StrKind(CGROUP_PATTERN, "a cgroup path under cgroup_root, like system.slice/web.service"),
+        CgroupPathKind(expected="a cgroup path under cgroup_root, like system.slice/web.service"),
         "An existing cgroup to adopt; when omitted zoned creates parent/NAME.",
     ),
     Field(
@@ -397,14 +452,15 @@ class ContainersKind(Kind):
         for key_node, body in node.value:
             name = key_text(key_node)
             sub = f"{path}.{name}"
-            if not isinstance(key_node, ScalarNode) or not re.search(NAME_PATTERN, name):
-                sink.found(key_node, sub, f"container name {name!r}", NAME_EXPECTED)
+            wrong = name_problem(name) if isinstance(key_node, ScalarNode) else NAME_EXPECTED
+            if wrong:
+                sink.found(key_node, sub, f"container name {quoted(name)}", wrong)
             elif name in sink.defined:
                 first = sink.defined[name]
                 sink.found(
                     key_node,
                     sub,
-                    f"container {name!r} again (first defined at {first})",
+                    f"container {quoted(name)} again (first defined at {first})",
                     "each container defined once, in the main file or in one drop-in",
                 )
             else:

@@ -8,7 +8,6 @@ tables of ``Field``s built from these kinds live in ``zoned.config.fields``.
 from __future__ import annotations
 
 import difflib
-import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Sequence
@@ -29,11 +28,18 @@ from zoned.config.yamlpos import (
     SequenceNode,
     Sink,
     describe,
+    number_value,
+    quoted,
     scalar_value,
 )
 from zoned.model.sizes import parse_size
 
 JSON = dict[str, Any]
+
+#: The largest integer any key accepts (a signed 64-bit value, as the kernel's counters).
+INT_LIMIT = (1 << 63) - 1
+#: The largest real number any key accepts (seconds: about 31 years; beyond, timeouts overflow).
+FLOAT_LIMIT = 1e9
 
 # What zoned.model.sizes.parse_size reads, minus values written as plainly zero.
 SIZE_PATTERN = (
@@ -61,18 +67,39 @@ class Kind(ABC):
         sink.found(node, path, describe(node), self.expected + hint)
 
 
+def _bound_hint(node: Node) -> str:
+    """Why a number that YAML reads as one was still refused: it is beyond zoned's bounds."""
+    nan = isinstance(node, ScalarNode) and "nan" in node.value.lower()
+    if isinstance(node, ScalarNode) and node.tag in (TAG_INT, TAG_FLOAT) and not nan:
+        return " (numbers are finite, integers at most 2^63-1, reals at most 1e9)"
+    return ""
+
+
 def _number(node: Node, integral: bool) -> int | float | None:
-    """The number a scalar holds (bools are not numbers), or None."""
-    if not isinstance(node, ScalarNode) or node.tag not in (TAG_INT, TAG_FLOAT):
+    """The number a scalar holds (bools are not numbers), or None; bounded: no NaN, no
+    infinity, no integer beyond ``INT_LIMIT`` nor float beyond ``FLOAT_LIMIT``."""
+    if not isinstance(node, ScalarNode):
         return None
-    value = scalar_value(node)
-    if not isinstance(value, int | float) or isinstance(value, bool) or math.isnan(value):
-        return None  # not a number, or NaN
+    value = number_value(node)
+    if value is None or abs(value) > (INT_LIMIT if isinstance(value, int) else FLOAT_LIMIT):
+        return None
     if integral:
         if isinstance(value, float):
             return int(value) if value.is_integer() else None
         return value
     return value
+
+
+def size_value(text: str) -> int | None:
+    """The bytes a size string names (``parse_size``), or None when unreadable or above
+    ``INT_LIMIT``."""
+    if len(text) > 64:
+        return None
+    try:
+        n = parse_size(text)
+    except ValueError:
+        return None
+    return n if n <= INT_LIMIT else None
 
 
 @dataclass
@@ -87,6 +114,9 @@ class IntKind(Kind):
 
     def parse(self, node: Node, path: str, sink: Sink) -> int | None:
         value = _number(node, integral=True)
+        if value is None and isinstance(node, ScalarNode) and node.tag == TAG_INT:
+            self.bad(node, path, sink, _bound_hint(node))
+            return None
         if (
             value is None
             or value < self.minimum
@@ -122,7 +152,7 @@ class NumberKind(Kind):
     def parse(self, node: Node, path: str, sink: Sink) -> float | None:
         value = _number(node, integral=False)
         if value is None:
-            self.bad(node, path, sink)
+            self.bad(node, path, sink, _bound_hint(node))
             return None
         too_low = value <= self.low if self.low_open else value < self.low
         too_high = self.high is not None and (
@@ -166,7 +196,7 @@ class StrKind(Kind):
         if (
             isinstance(node, ScalarNode)
             and node.tag == TAG_STR
-            and re.search(self.pattern, node.value)
+            and re.fullmatch(self.pattern, node.value)
         ):
             return str(node.value)
         self.bad(node, path, sink)
@@ -292,7 +322,7 @@ class PathListKind(Kind):
                 sink.found(item, item_path, describe(item), "an absolute path")
                 ok = False
             elif item.value in out:
-                sink.found(item, item_path, f"{item.value} again", "each path once")
+                sink.found(item, item_path, f"{quoted(item.value)} again", "each path once")
                 ok = False
             else:
                 out.append(str(item.value))
@@ -332,7 +362,7 @@ class AmountKind(Kind):
                 return None
             return Amount.bytes_(int(n))
         if node.tag == TAG_STR and re.search(SIZE_PATTERN, node.value):
-            n = parse_size(node.value)
+            n = size_value(node.value) or 0
             if n >= 1:
                 return Amount.bytes_(n)
         m = re.fullmatch(r"\s*(\d+)\s*nodes?\s*", str(node.value))
@@ -383,7 +413,7 @@ class UserKind(Kind):
 
     def parse(self, node: Node, path: str, sink: Sink) -> str | int | None:
         if isinstance(node, ScalarNode) and node.tag == TAG_STR:
-            if re.search(USER_NAME_PATTERN, node.value):
+            if re.fullmatch(USER_NAME_PATTERN, node.value):
                 return str(node.value)
         else:
             uid = _number(node, integral=True)
@@ -492,7 +522,9 @@ def parse_mapping(
         sub = f"{path}.{key}" if path else key
         if key in seen:
             first = sink.at(seen[key])
-            sink.found(key_node, sub, f"key {key!r} again (first at {first})", "each key once")
+            sink.found(
+                key_node, sub, f"key {quoted(key)} again (first at {first})", "each key once"
+            )
             continue
         seen[key] = key_node
         fld = by_name.get(key)

@@ -23,12 +23,14 @@ from zoned.config.decl import ContainerDecl, Declarations, HostDecl, PolicyDecl
 from zoned.config.fields import DROPIN_KEYS, TOP_FIELDS
 from zoned.config.kinds import key_text, parse_mapping
 from zoned.config.paths import DEFAULT_PATH
-from zoned.config.yamlpos import MappingNode, Sink, compose
+from zoned.config.yamlpos import MappingNode, Sink, compose, position
 from zoned.errors import ConfigError, Location, Problem
 from zoned.model.nodelist import format_nodelist
 from zoned.model.zonemap import Topology
 
 DROPIN_DIR = "containers.d"
+#: The largest file read (a configuration is a few KiB; this bounds memory and time).
+MAX_FILE_BYTES = 1 << 20
 
 __all__ = [
     "DEFAULT_PATH",
@@ -54,13 +56,40 @@ def load(path: Path) -> Declarations:
     problems: list[Problem] = []
     for p in [path, *dropin_paths(path)]:
         try:
-            sources.append((str(p), p.read_text(encoding="utf-8")))
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            problems.append(Problem(None, f"{p}: found no readable file ({reason}); expected YAML"))
+            with p.open("rb") as f:
+                data = f.read(MAX_FILE_BYTES + 1)
+        except OSError as exc:
+            problems.append(
+                Problem(None, f"{p}: found no readable file ({exc.strerror}); expected YAML")
+            )
+            continue
+        text = _decode(data, str(p))
+        if isinstance(text, Problem):
+            problems.append(text)
+        else:
+            sources.append((str(p), text))
     if problems:
         raise ConfigError(problems)
     return _build(sources)
+
+
+def _decode(data: bytes, filename: str) -> str | Problem:
+    """A file's bytes as text, or a located problem (too large, not UTF-8)."""
+    if len(data) > MAX_FILE_BYTES:
+        line, column = position(data[:MAX_FILE_BYTES].decode("utf-8", "replace"), MAX_FILE_BYTES)
+        return Problem(
+            Location(filename, line, column),
+            f"found a file larger than {MAX_FILE_BYTES} bytes; expected a smaller configuration",
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start].decode("utf-8", "replace")
+        line, column = position(before, len(before))
+        return Problem(
+            Location(filename, line, column),
+            f"found the byte {data[exc.start]:#04x}, which is not UTF-8; expected UTF-8 text",
+        )
 
 
 def loads(text: str, filename: str = "<string>") -> Declarations:
@@ -182,6 +211,8 @@ def _cross_checks(decls: Declarations, bad_paths: set[str]) -> list[Problem]:
                 "a shared zone for their mpol=bind (host.shared: a count or a list of nodes)",
             )
         )
+    if clean("host.parent"):
+        out.extend(_cgroup_clashes(decls, bad_paths))
     pol = decls.policy
     if pol.psi_some_ms > pol.psi_window_ms and clean("policy.psi_"):
         key = (
@@ -197,6 +228,47 @@ def _cross_checks(decls: Declarations, bad_paths: set[str]) -> list[Problem]:
                 "a stall no longer than its window",
             )
         )
+    return out
+
+
+def _parts(cgroup: str) -> tuple[str, ...]:
+    return tuple(cgroup.strip("/").split("/"))
+
+
+def _cgroup_clashes(decls: Declarations, bad_paths: set[str]) -> list[Problem]:
+    """Each container's cgroup (its ``cgroup:``, or parent/NAME) is its own: not another's,
+    not inside or around another's, not the parent nor around it, not zoned's own
+    (parent/zoned.*)."""
+    parent = _parts(decls.host.parent)
+    taken: list[tuple[tuple[str, ...], str]] = []  # (parts, key) in declaration order
+    out: list[Problem] = []
+    for c in decls.containers:
+        key = f"containers.{c.name}.cgroup"
+        own = f"containers.{c.name}"
+        if any(p == own or p.startswith(f"{own}.") for p in bad_paths):
+            continue
+        parts = _parts(c.cgroup) if c.cgroup is not None else (*parent, c.name)
+        shown = "/".join(parts)
+        found = ""
+        if c.cgroup is not None and parent[: len(parts)] == parts:
+            found = f"{shown}, which is zoned's parent cgroup ({decls.host.parent}) or holds it"
+        elif parts[: len(parent)] == parent and parts[len(parent)].startswith("zoned."):
+            found = f"{shown}, which is zoned's own cgroup under its parent"
+        for other, other_key in taken:
+            if found:
+                break
+            n = min(len(other), len(parts))
+            if other[:n] == parts[:n]:
+                relation = (
+                    "the cgroup of"
+                    if other == parts
+                    else ("inside the cgroup of" if len(parts) > len(other) else "around")
+                )
+                name = other_key.split(".", 1)[1].rsplit(".", 1)[0]
+                found = f"{shown}, {relation} container {name!r} (at {decls.where(other_key)})"
+        if found:
+            out.append(_problem(decls, key, found, "a cgroup that no other container holds"))
+        taken.append((parts, key))
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS = {
@@ -30,7 +31,8 @@ GIB = 1 << 30
 def parse_size(text: str | int) -> int:
     """Bytes from ``"768M"``, ``"2G"``, ``"1.5GiB"`` or a plain integer (bytes).
 
-    Units are binary (K = 1024). Raises ValueError with the accepted forms.
+    Units are binary (K = 1024). Raises ValueError with the accepted forms, or when the
+    number is too large to be a float (never OverflowError).
     """
     if isinstance(text, bool):
         raise ValueError("a size, not a boolean")
@@ -41,7 +43,10 @@ def parse_size(text: str | int) -> int:
     m = _SIZE.match(text)
     if not m or m.group(2).upper() not in _UNITS:
         raise ValueError(f"cannot read {text!r} as a size (write e.g. 512M, 2G, 1.5GiB)")
-    return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+    value = float(m.group(1)) * _UNITS[m.group(2).upper()]
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:40]!r} is too large a size")
+    return int(value)
 
 
 def format_size(n: int | float) -> str:

@@ -19,7 +19,9 @@ supplementary groups). The socket file is mode 0600 (0660 with that group).
 Nothing here blocks the loop: sockets are non-blocking; a client's output is buffered and
 sent as the socket accepts it; a client that lets more than ``MAX_OUTPUT`` bytes pile up
 (a stalled ``zoned events`` reader) is disconnected, and a request line longer than
-``MAX_LINE`` closes the connection.
+``MAX_LINE`` closes the connection. A request nested deeper than ``MAX_DEPTH`` is refused
+before it is parsed (the JSON parser recurses), and an error in a handler is logged and
+answered: no request ends the daemon.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import json
 import logging
 import os
 import socket
+import stat
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -46,6 +49,7 @@ log = logging.getLogger(__name__)
 DEFAULT_SOCKET = RUN_DIR / "control.sock"
 MAX_LINE = 64 * 1024
 MAX_OUTPUT = 4 * 1024 * 1024
+MAX_DEPTH = 16  # of arrays and objects in a request (a request needs 1 or 2)
 MUTATING = frozenset({"lend", "reclaim", "reload"})
 _OUT = 0x004  # EPOLLOUT
 
@@ -121,6 +125,55 @@ class Client:
         return self.sock.fileno()
 
 
+def clear_stale_socket(path: Path) -> None:
+    """Make room for a socket at ``path``: nothing there is fine; a socket of this user's
+    that nobody listens on (left by a daemon that died) is removed. Anything else is
+    refused with a ControlError and left alone: a file that is not a socket (a symlink
+    included: it is not followed), another user's socket, or one that answers."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ControlError(f"{path}: {exc.strerror or exc}") from exc
+    if not stat.S_ISSOCK(st.st_mode):
+        raise ControlError(f"{path} exists and is not a socket (refusing to replace it)")
+    if st.st_uid != os.geteuid():
+        raise ControlError(f"{path} is uid {st.st_uid}'s socket (refusing to replace it)")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        path.unlink()  # stale: left by a daemon that died
+    else:
+        raise ControlError(f"another zoned is listening on {path}")
+    finally:
+        probe.close()
+
+
+def json_depth(line: bytes) -> int:
+    """The deepest nesting of arrays and objects in a JSON text (brackets inside strings
+    do not count); linear, with no recursion, so it is safe on any input."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in line:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
+
+
 class ControlServer:
     """Serves requests on ``path`` through ``host``'s loop; ``handler(client, request)``
     returns the response (or None when it answered by itself, e.g. ``events``)."""
@@ -146,16 +199,7 @@ class ControlServer:
     @staticmethod
     def _bind(path: Path, group: int | None) -> socket.socket:
         path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists() or path.is_symlink():
-            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                probe.connect(str(path))
-            except OSError:
-                path.unlink()  # stale: left by a daemon that died
-            else:
-                raise ControlError(f"another zoned is listening on {path}")
-            finally:
-                probe.close()
+        clear_stale_socket(path)
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         old = os.umask(0o177)  # no window in which the socket is open to others
         try:
@@ -224,6 +268,9 @@ class ControlServer:
         return []
 
     def _request(self, c: Client, line: bytes) -> None:
+        if json_depth(line) > MAX_DEPTH:
+            self.send(c, {"ok": False, "error": f"request nested deeper than {MAX_DEPTH} levels"})
+            return
         try:
             req = json.loads(line)
         except (UnicodeDecodeError, ValueError) as exc:
@@ -237,7 +284,12 @@ class ControlServer:
             log.warning("control: refused %s from pid %d: %s", req["cmd"], c.cred.pid, why)
             self.send(c, {"ok": False, "error": why})
             return
-        resp = self._handler(c, req)
+        try:
+            resp = self._handler(c, req)
+        except Exception as exc:
+            log.exception("control: %s from pid %d failed", req["cmd"], c.cred.pid)
+            what = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+            resp = {"ok": False, "error": f"{req['cmd']} failed in the daemon ({what})"}
         if resp is not None:
             self.send(c, resp)
 

@@ -179,6 +179,7 @@ class Daemon:
         self._seen = 0
         self._saved: ZoneMap | None = None
         self._reload_pending = False
+        self._reload_allow_empty = False  # what the reload that is pending was asked
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -251,7 +252,16 @@ class Daemon:
             return decls, backend, loop
 
     def start(self) -> None:
-        """Everything up to READY=1; raises ZonedError (nothing applied) on a problem."""
+        """Everything up to READY=1; raises ZonedError (nothing applied) on a problem, with
+        the wake-up pair closed (a daemon that did not start holds no socket)."""
+        try:
+            self._start()
+        except BaseException:
+            self._wake_r.close()
+            self._wake_w.close()
+            raise
+
+    def _start(self) -> None:
         o = self.opts
         decls, backend, host = self._open()
         self.backend, self._host = backend, host
@@ -326,12 +336,17 @@ class Daemon:
             sidecars.on_node_change(self, changes)
         return rest
 
-    def reload(self) -> dict[str, Any]:
+    def reload(self, allow_empty: bool | None = None) -> dict[str, Any]:
         """Re-read the configuration and apply it as a difference (``zoned.service.reconfigure``).
 
-        Returns ``{"ok", "changes" | "error", "deferred"}``; never raises for a bad file.
+        ``allow_empty``: a file without containers may release them all (None: as the
+        deferred reload asked, else no). Returns ``{"ok", "changes" | "error", "deferred"}``;
+        never raises for a bad file.
         """
-        return reconfigure.reload(self)
+        if allow_empty is None:
+            allow_empty = self._reload_allow_empty
+        self._reload_allow_empty = allow_empty
+        return reconfigure.reload(self, allow_empty)
 
     def _handle(self, c: Client, req: dict[str, Any]) -> dict[str, Any] | None:
         return handlers.handle(self, c, req)
@@ -383,7 +398,7 @@ class Daemon:
                 break
             if self._sig.reload:
                 self._sig.reload = False
-                self.reload()
+                self.reload(allow_empty=False)
             now = backend.now()
             if events or now >= next_tick:
                 if self.metrics is not None:

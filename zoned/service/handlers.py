@@ -45,7 +45,7 @@ def handle(d: Daemon, c: Client, req: dict[str, Any]) -> dict[str, Any] | None:
         if cmd == "reclaim":
             return _override(d, c, req, lend=False)
         if cmd == "reload":
-            result = d.reload()
+            result = d.reload(allow_empty=req.get("allow_empty") is True)
             return {
                 "ok": result["ok"],
                 "result": result,

@@ -30,8 +30,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.exposition import MetricsHandler
 
 from zoned.engine import Engine
+from zoned.errors import ZonedError
 from zoned.model.actions import Lend, Reclaim
 from zoned.model.decisions import LogRecord
+from zoned.service.control import clear_stale_socket
 
 log = logging.getLogger(__name__)
 
@@ -175,14 +177,15 @@ class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer
 
 
 def serve(metrics: Metrics, where: str) -> socketserver.BaseServer:
-    """Start serving ``where`` (``HOST:PORT`` or ``unix:/path``) on a thread.
+    """Start serving ``where`` (``HOST:PORT``, ``[IPV6]:PORT`` or ``unix:/path``) on a thread.
 
-    Returns the server, for the caller to shut down. Port 0 picks a free port (logged)."""
+    Returns the server, for the caller to shut down. Port 0 picks a free port (logged).
+    Raises ZonedError (one line) when it cannot listen there (address in use, unknown
+    host, a file at the unix path that is not a stale socket of ours)."""
     if where.startswith("unix:"):
         path = Path(where[5:])
         path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            path.unlink()
+        clear_stale_socket(path)
         base = MetricsHandler.factory(metrics.registry)
 
         class Handler(base):  # type: ignore[misc, valid-type]
@@ -195,14 +198,21 @@ def serve(metrics: Metrics, where: str) -> socketserver.BaseServer:
         old = os.umask(0o177)
         try:
             srv = _UnixHTTPServer(str(path), Handler)
+        except OSError as exc:
+            raise ZonedError(f"cannot serve metrics on {where}: {exc.strerror or exc}") from exc
         finally:
             os.umask(old)
         threading.Thread(target=srv.serve_forever, name="zoned-metrics", daemon=True).start()
         log.info("metrics on %s", where)
         return srv
     host, _, port = where.rpartition(":")
-    tcp, _thread = start_http_server(int(port), addr=host or "127.0.0.1", registry=metrics.registry)
-    log.info("metrics on http://%s:%s/metrics", host or "127.0.0.1", tcp.server_port)
+    host = host.removeprefix("[").removesuffix("]") or "127.0.0.1"  # [::1]:9799
+    try:
+        tcp, _thread = start_http_server(int(port), addr=host, registry=metrics.registry)
+    except OSError as exc:  # in use, no such address, not resolvable
+        raise ZonedError(f"cannot serve metrics on {where}: {exc.strerror or exc}") from exc
+    shown = f"[{host}]" if ":" in host else host
+    log.info("metrics on http://%s:%s/metrics", shown, tcp.server_port)
     return tcp
 
 

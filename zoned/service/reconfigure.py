@@ -1,8 +1,11 @@
 """Reload: re-read the configuration and apply it to the running daemon as a difference.
 
-An invalid file or a change that needs a restart is refused (the running configuration is
-kept); a valid one waits while hand-overs are in flight, then frees the nodes of removed
-containers, places added ones on free nodes and lends to containers whose ``min`` rose.
+An invalid file, one that cannot be read at all (any error while loading it is caught: a
+reload never ends the daemon), a file that declares no containers (unless ``allow_empty``:
+it would release every container) or a change that needs a restart is refused (the
+running configuration is kept); a valid one waits while hand-overs are in flight, then
+frees the nodes of removed containers, places added ones on free nodes and lends to
+containers whose ``min`` rose.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from zoned.config import load as zconfig
+from zoned.config.decl import Declarations
 from zoned.config.diff import config_diff
 from zoned.engine import Engine
-from zoned.errors import ConfigError, PlacementError
+from zoned.errors import ConfigError, PlacementError, ZonedError
 from zoned.model.actions import Lend
 from zoned.model.decisions import LogRecord
 from zoned.model.zonemap import (
@@ -33,7 +37,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def reload(d: Daemon) -> dict[str, Any]:
+EMPTY_REFUSED = (
+    "{file} declares no containers: applying it would release every container"
+    " (reload with zoned reload --allow-empty to do that)"
+)
+
+
+def reload(d: Daemon, allow_empty: bool = False) -> dict[str, Any]:
     """Re-read the configuration and apply it as a difference; see the module doc.
 
     Returns ``{"ok", "changes" | "error", "deferred"}``; never raises for a bad file.
@@ -44,7 +54,7 @@ def reload(d: Daemon) -> dict[str, Any]:
         return {"ok": False, "error": "no --config to reload (running a scenario's own)"}
     d.notifier.reloading()
     try:
-        return _apply(d, e, topo)
+        return _apply(d, e, topo, allow_empty)
     finally:
         d.notifier.reloaded()
         d._after_change()
@@ -57,12 +67,31 @@ def _refuse(d: Daemon, problems: list[str]) -> dict[str, Any]:
     return {"ok": False, "error": "\n".join(problems), "problems": problems}
 
 
-def _apply(d: Daemon, e: Engine, topo: Topology) -> dict[str, Any]:
-    assert d.opts.config is not None
+def _load(d: Daemon, allow_empty: bool) -> Declarations | list[str]:
+    """The configuration file's declarations, or why a reload must refuse it (each problem
+    one line). Catches every error of loading: a reload never ends the daemon."""
+    path = d.opts.config
+    assert path is not None
     try:
-        new = zconfig.load(d.opts.config)
+        new = zconfig.load(path)
     except ConfigError as exc:
-        return _refuse(d, [str(p) for p in exc.problems])
+        return [str(p) for p in exc.problems]
+    except (ZonedError, OSError) as exc:
+        return [f"{path}: cannot be loaded: {' '.join(str(exc).split())}"]
+    except Exception as exc:
+        log.exception("reload: loading %s failed", path)
+        what = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        return [f"{path}: cannot be loaded ({what})"]
+    if not new.containers and not allow_empty:
+        return [EMPTY_REFUSED.format(file=path)]
+    return new
+
+
+def _apply(d: Daemon, e: Engine, topo: Topology, allow_empty: bool) -> dict[str, Any]:
+    loaded = _load(d, allow_empty)
+    if not isinstance(loaded, Declarations):
+        return _refuse(d, loaded)
+    new = loaded
     problems = zconfig.check_against_topology(new, topo)
     if problems and e.juggle:
         return _refuse(d, [str(p) for p in problems])

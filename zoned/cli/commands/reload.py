@@ -9,12 +9,20 @@ from zoned.cli.commands._client import add_socket, call
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("reload", help="re-read the configuration; a bad one is refused")
+    p.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="apply a configuration that declares no containers (releases every container)",
+    )
     add_socket(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    res = call(args, {"cmd": "reload"}, timeout_s=120.0)
+    req: dict[str, object] = {"cmd": "reload"}
+    if args.allow_empty:
+        req["allow_empty"] = True
+    res = call(args, req, timeout_s=120.0)
     if res.get("deferred"):
         print("reload accepted; it applies when the hand-overs in flight finish")
     changes = res.get("changes") or []

@@ -20,9 +20,11 @@ def check_address(where: str) -> str | None:
     """Why ``where`` is not a metrics address (None: fine)."""
     if where.startswith("unix:"):
         return None if where[5:].startswith("/") else "unix: needs an absolute path"
-    _, sep, port = where.rpartition(":")
+    host, sep, port = where.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        return f"{where!r}: expected HOST:PORT or unix:/path"
+        return f"{where!r}: expected HOST:PORT, [IPV6]:PORT or unix:/path"
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        return f"{where!r}: write an IPv6 address in brackets, like [::1]:9799"
     return None
 
 
