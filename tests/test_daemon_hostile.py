@@ -71,6 +71,10 @@ def test_an_empty_configuration_is_applied_when_asked_for(
         assert main(["reload", "--allow-empty", "--socket", str(r.socket)]) == 0
         assert "removed web" in capsys.readouterr().out
         assert set(r.owners().values()) == {"reserved", "free"}
+        # With no container running, nothing is released: a container-less file reloads
+        # without being asked for (a daemon that keeps only a shared zone does this).
+        r.config.write_text("policy: {cooldown_s: 2}\n")
+        assert main(["reload", "--socket", str(r.socket)]) == 0, capsys.readouterr().err
 
 
 def _raw(sock: Path, payload: bytes) -> dict[str, Any]:

@@ -1,11 +1,11 @@
 """Reload: re-read the configuration and apply it to the running daemon as a difference.
 
 An invalid file, one that cannot be read at all (any error while loading it is caught: a
-reload never ends the daemon), a file that declares no containers (unless ``allow_empty``:
-it would release every container) or a change that needs a restart is refused (the
-running configuration is kept); a valid one waits while hand-overs are in flight, then
-frees the nodes of removed containers, places added ones on free nodes and lends to
-containers whose ``min`` rose.
+reload never ends the daemon), a file that declares no containers while some are running
+(unless ``allow_empty``: it would release every one of them) or a change that needs a
+restart is refused (the running configuration is kept); a valid one waits while hand-overs
+are in flight, then frees the nodes of removed containers, places added ones on free nodes
+and lends to containers whose ``min`` rose.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def _refuse(d: Daemon, problems: list[str]) -> dict[str, Any]:
     return {"ok": False, "error": "\n".join(problems), "problems": problems}
 
 
-def _load(d: Daemon, allow_empty: bool) -> Declarations | list[str]:
+def _load(d: Daemon) -> Declarations | list[str]:
     """The configuration file's declarations, or why a reload must refuse it (each problem
     one line). Catches every error of loading: a reload never ends the daemon."""
     path = d.opts.config
@@ -82,16 +82,18 @@ def _load(d: Daemon, allow_empty: bool) -> Declarations | list[str]:
         log.exception("reload: loading %s failed", path)
         what = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
         return [f"{path}: cannot be loaded ({what})"]
-    if not new.containers and not allow_empty:
-        return [EMPTY_REFUSED.format(file=path)]
     return new
 
 
 def _apply(d: Daemon, e: Engine, topo: Topology, allow_empty: bool) -> dict[str, Any]:
-    loaded = _load(d, allow_empty)
+    loaded = _load(d)
     if not isinstance(loaded, Declarations):
         return _refuse(d, loaded)
     new = loaded
+    # Only a file that would release running containers needs asking for: a daemon that
+    # runs no containers (a shared zone alone) reloads its policy like any other.
+    if not new.containers and e.decls.containers and not allow_empty:
+        return _refuse(d, [EMPTY_REFUSED.format(file=d.opts.config)])
     problems = zconfig.check_against_topology(new, topo)
     if problems and e.juggle:
         return _refuse(d, [str(p) for p in problems])
