@@ -83,4 +83,5 @@ def progress_report(run_dir: Path, last: int = 15) -> str:
         )
         state = "its call had ended (teardown or later)" if ended else "still running"
         head = f"last guest test started: {nodeid} ({state})"
-    return "\n".join([head, f"guest progress (last {last} of {len(lines)} lines):", *lines[-last:]])
+    tail = lines[-last:]
+    return "\n".join([head, f"guest progress (last {len(tail)} of {len(lines)} lines):", *tail])
