@@ -27,7 +27,7 @@ import pytest
 
 from tests.support.cgroups import RecordingFs, remove_cgroup_tree
 from tests.support.realhost import V1_CPUSET, V1_MEMORY
-from zoned.backends.cgroup1 import Cgroup1Backend
+from zoned.backends.cgroup1 import LIMIT_SLACK, Cgroup1Backend
 from zoned.config.decl import Amount, ContainerDecl
 from zoned.errors import BackendError, WriteRefused
 from zoned.kernel.cgroupfs import CgroupFs
@@ -105,13 +105,16 @@ class Sandbox:
     backends: list[Cgroup1Backend] = field(default_factory=list)
     children: list[Child] = field(default_factory=list)
 
-    def backend(self, fs_factory: Callable[[Path], CgroupFs] = CgroupFs) -> Cgroup1Backend:
+    def backend(
+        self, fs_factory: Callable[[Path], CgroupFs] = CgroupFs, *, tripwire_limit: bool = True
+    ) -> Cgroup1Backend:
         b = Cgroup1Backend(
             parent=self.name,
             cpuset_root=V1_CPUSET,
             memory_root=V1_MEMORY,
             enable_memory_pressure=False,  # host-wide switch: never flipped by tests
             fs_factory=fs_factory,
+            tripwire_limit=tripwire_limit,
         )
         self.backends.append(b)
         return b
@@ -208,7 +211,7 @@ def test_container_created_with_its_mems_and_a_process_moved_in(sandbox: Sandbox
 
 
 def test_usage_threshold_eventfd_fires_on_allocation(sandbox: Sandbox) -> None:
-    b = sandbox.backend()
+    b = sandbox.backend(tripwire_limit=False)  # the threshold alone: it only notifies
     b.ensure(WEB, N0)
     child = sandbox.spawn()
     b.attach("web", child.pid)
@@ -232,6 +235,43 @@ def test_usage_threshold_eventfd_fires_on_allocation(sandbox: Sandbox) -> None:
         f"{times[-1] - sent:.3f} s"
     )
     assert b.state("web").tripwire is None  # fired once, disarmed
+
+
+def test_tripwire_limit_holds_a_grower_until_raised(sandbox: Sandbox) -> None:
+    """The default v1 tripwire: a limit with the OOM killer off. The grower waits at it
+    (not killed), the engine hears one TRIPWIRE and then PRESSURE while it waits (the oom
+    eventfd with under_oom), and raising the tripwire lets it finish. Closing the backend puts the
+    limit and the OOM killer back."""
+    b = sandbox.backend()
+    b.ensure(WEB, N0)
+    child = sandbox.spawn()
+    b.attach("web", child.pid)
+    before = b.memory.read(sandbox.path, "memory.limit_in_bytes").strip()
+    wire = b.usage("web").current + 32 * MIB
+    b.arm_tripwire("web", wire)
+    sent = time.monotonic()
+    child.send("alloc 64")
+    events = wait_for(b, lambda ev: EventKind.TRIPWIRE in kinds(ev), 10)
+    held = wait_for(
+        b, lambda ev: any(e.kind is EventKind.PRESSURE and "under_oom" in e.detail for e in ev), 10
+    )
+    oc = b.oom_control("web")
+    assert oc["oom_kill_disable"] == 1 and oc["oom_kill"] == 0, oc
+    assert b.usage("web").current <= wire + LIMIT_SLACK
+    assert child.proc.poll() is None  # waiting, not killed
+    raised = time.monotonic()
+    b.arm_tripwire("web", wire + 64 * MIB)
+    times = child.reply(20)
+    assert times is not None and len(times) == 64, "the grower did not finish after the raise"
+    assert b.oom_control("web")["oom_kill"] == 0
+    print(
+        f"\nlimit tripwire: TRIPWIRE {events[0].at - sent:.3f} s after the command; "
+        f"{len(held)} more events while held; finished {time.monotonic() - raised:.3f} s "
+        "after the raise"
+    )
+    b.close()
+    assert b.memory.read(sandbox.path, "memory.limit_in_bytes").strip() == before
+    assert b.memory.read_keyed(sandbox.path, "memory.oom_control")["oom_kill_disable"] == 0
 
 
 def test_oom_control_reports_an_oom_kill(sandbox: Sandbox) -> None:

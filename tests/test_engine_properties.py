@@ -136,3 +136,78 @@ def test_invariants_hold_after_every_step(world: tuple[SimBackend, Declarations]
     for word in ("done", "retrying", "gave up", "drain"):
         if any(word in r.outcome for r in e.log):
             event(f"some hand-over {word}")
+
+
+class OneWriterCheck(SimBackend):
+    """The simulated host, failing the test when a second operation starts on a container
+    while one is in flight on it (two writes of one cpuset race: issue 13)."""
+
+    inflight: dict[int, str]
+    overlaps: list[str]
+
+    def start_set_nodes(self, name: str, nodes: frozenset[int], deadline_s: float) -> int:
+        return self._track(name, super().start_set_nodes(name, nodes, deadline_s))
+
+    def start_reclaim(self, name: str, nbytes: int, deadline_s: float) -> int:
+        return self._track(name, super().start_reclaim(name, nbytes, deadline_s))
+
+    def _track(self, name: str, op: int) -> int:
+        if name in self.inflight.values():
+            self.overlaps.append(f"op {op} on {name} while another is in flight")
+        self.inflight[op] = name
+        return op
+
+    def wait(self, timeout_s: float | None) -> list[Event]:
+        events = super().wait(timeout_s)
+        for ev in events:
+            if ev.op is not None:
+                self.inflight.pop(ev.op, None)
+        return events
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(worlds())
+def test_one_operation_at_a_time_per_container(world: tuple[SimBackend, Declarations]) -> None:
+    """Lends, returns, reclaims and retries on one container never overlap: each write of
+    its node set starts after the one before it ended."""
+    sim, decls = world
+    b = OneWriterCheck.__new__(OneWriterCheck)
+    b.__dict__.update(sim.__dict__)
+    b.inflight, b.overlaps = {}, []
+    try:
+        zonemap = place(b.topology(), decls).zonemap
+    except PlacementError:
+        return
+    e = Engine(b, decls, zonemap)
+    e.admit()
+    e.run(90)
+    assert not b.overlaps, b.overlaps
+    if sum(r.kind == "lend" and r.outcome == "started" for r in e.log) >= 2:
+        event("two or more lends")
+
+
+def test_two_lends_in_one_decision_write_one_after_the_other() -> None:
+    """A fast grower earns two free nodes in one decision: the second write waits for the
+    first and asks for all three nodes, so the kernel never sees an out-of-date list."""
+    spec = {"start_s": 3, "phases": [{"ramp": {"anon": "700M", "over_s": 2}}, {"hold_s": 60}]}
+    sim = SimBackend([SimNode(i, SIZE) for i in range(6)], workloads={"g": parse_workload(spec)})
+    b = OneWriterCheck.__new__(OneWriterCheck)
+    b.__dict__.update(sim.__dict__)
+    b.inflight, b.overlaps = {}, []
+    decls = Declarations(
+        policy=PolicyDecl(cooldown_s=2.0, idle_return_s=300.0),
+        containers=(ContainerDecl("g", Amount.nodes(1), Amount.nodes(4)),),
+    )
+    e = Engine(b, decls, place(b.topology(), decls).zonemap)
+    e.admit()
+    e.run(30)
+    lends = [r for r in e.log if r.kind == "lend" and r.outcome == "started"]
+    together = {r.at for r in lends}
+    assert len(lends) >= 2 and len(together) < len(lends), [(r.at, r.what) for r in lends]
+    assert not b.overlaps, b.overlaps
+    assert not any("failed" in r.outcome for r in e.log), [r.outcome for r in e.log]
+    assert b.state("g").nodes == e.zonemap.nodes_of("g")

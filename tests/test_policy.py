@@ -337,3 +337,19 @@ def test_shmem_counts_as_unreclaimable_not_as_page_cache() -> None:
     assert [type(a) for a in moves(run(snap(tmpfs), decls(c("web")), m))] == [Lend]
     cache = view("web", {1}, anon=0, file=450 * MIB, tripped=True)
     assert moves(run(snap(cache), decls(c("web")), m)) == []
+
+
+def test_no_return_within_cooldown_even_with_a_shorter_idle_return() -> None:
+    """cooldown_s bounds every move, returns included (issue 13: idle_return_s 2 and
+    cooldown_s 12 returned a node 5.2 s after it was lent)."""
+    d = decls(c("batch"), idle_return_s=2, cooldown_s=12, shrink_below_pct=50)
+    m = zmap({2: "batch", 3: "batch"})
+    idle = PolicyState(started=0.0, last_need=MappingProxyType({"batch": NOW - 5}))
+    lent_5s_ago = view(
+        "batch", {2, 3}, anon=100 * MIB, per_node={2: 100 * MIB, 3: 0}, last_change=NOW - 5
+    )
+    assert moves(run(snap(lent_5s_ago), d, m, idle)) == []
+    lent_13s_ago = view(
+        "batch", {2, 3}, anon=100 * MIB, per_node={2: 100 * MIB, 3: 0}, last_change=NOW - 13
+    )
+    assert [type(a) for a in moves(run(snap(lent_13s_ago), d, m, idle))] == [Return]

@@ -129,3 +129,20 @@ def test_ramp_takes_a_second_node_from_the_same_donor_without_waiting_its_cooldo
     assert r.oom_kills == 0
     web = next(s for s in r.summary if s.name == "web")
     assert web.stall_s is not None and web.stall_s < 0.5
+
+
+def test_a_cache_crossing_while_anon_rises_is_not_dismissed() -> None:
+    """Usage reached the tripwire with page cache while anon, just under it, rises fast:
+    that crossing is the last warning (v1's threshold fires once), so it lends now
+    (issue 13: "not growing" logged at ~100 MiB/s, then an OOM kill)."""
+    m = zmap({1: "web", 2: None})
+    # 512M node, tripwire 435M; anon 420M + 20M of cache; anon was 320M a second ago.
+    v = view("web", {1}, anon=420 * MIB, file=20 * MIB, tripped=True)
+    dec = run(snap(v), decls(c("web")), m, seen(web=(NOW - 1, 320 * MIB)))
+    (lend,) = moves(dec)
+    assert isinstance(lend, Lend) and lend.node == 2
+    assert "rising to 520M" in lend.reason, lend.reason
+    # The same crossing with anon flat is page cache only: not growing, nothing lent.
+    flat = run(snap(v), decls(c("web")), m, seen(web=(NOW - 1, 420 * MIB)))
+    assert moves(flat) == []
+    assert any("not growing" in r for r in flat.reasons)

@@ -8,6 +8,17 @@ on once they are gone (at most ``DRAINED_BYTES`` left) or ``migrate_timeout_s`` 
 again. A failed phase re-reads what the host holds, reconciles the map and retries (at
 most ``max_attempts``) or gives up and puts the containers on hold.
 
+One writer per container: an operation on a container starts only when no other one is in
+flight on it (a later phase waits, ``Transfer.waiting``), so two nodes lent in one decision
+are two writes one after the other, each of the whole node set the map holds when it
+starts. A ``cpuset.mems`` write that outlives its deadline is still in the kernel: the
+hand-over keeps waiting for its real end (the backend reports it late) instead of writing
+again behind it, and is not done before the write returned with the effective mems asked.
+Where the tripwire throttles inside the kernel (``Backend.raise_tripwire_before_give``:
+v2's ``memory.high`` holds an allocating task that may hold its mmap lock, which the
+``cpuset.mems`` write needs), the receiver's tripwire is raised to its new capacity before
+the write.
+
 ``HandOvers`` is the part of ``zoned.engine.Engine`` that runs transfers and keeps the map
 and the decision log; the engine (its subclass) owns the state it declares below.
 """
@@ -67,7 +78,11 @@ class Transfer:
     first: DirectedReclaim | None = None  # the directed reclaim this hand-over starts with
     left_behind: int = 0
     migrated: int = 0  # bytes the evacuation moved
+    freed: int = 0  # bytes that left the node because they were freed (exits), not moved
+    elsewhere: int = 0  # the donor's bytes on its other nodes when the evacuation started
     drain_until: float = 0.0
+    waiting: bool = False  # its next operation waits for another one on the same container
+    in_kernel_since: float | None = None  # its write outlived the deadline; still running
 
     def involves(self, name: str) -> bool:
         return name in (self.donor, self.receiver)
@@ -105,9 +120,39 @@ class HandOvers:
         self._record(kind_of(t.action), t.action.describe(), t.action.reason, "started", t.action)
         self._advance(t, now)
 
+    def _target(self, t: Transfer) -> str | None:
+        """The container the operation of ``t``'s current phase writes to."""
+        if t.phase in (Phase.RECLAIM, Phase.EVACUATE):
+            return t.donor
+        if t.phase is Phase.GIVE:
+            return t.receiver
+        return None
+
+    def _writing_to(self, name: str, other_than: Transfer) -> bool:
+        return any(
+            o is not other_than
+            and o.op is not None
+            and o.op in self._by_op
+            and o.op_container == name
+            for o in self._transfers
+        )
+
+    def _start_waiting(self, now: float) -> None:
+        """Start the phases that waited for their container's previous operation."""
+        for t in list(self._transfers):
+            target = self._target(t)
+            if t.waiting and (target is None or not self._writing_to(target, t)):
+                t.waiting = False
+                self._advance(t, now)
+
     def _advance(self, t: Transfer, now: float) -> None:
-        """Start the operation of ``t``'s current phase (or finish it)."""
+        """Start the operation of ``t``'s current phase (or finish it), or leave it
+        waiting while another operation on the same container is in flight."""
         deadline = self.decls.policy.migrate_timeout_s
+        target = self._target(t)
+        if target is not None and self._writing_to(target, t):
+            t.waiting = True
+            return
         try:
             if t.phase is Phase.RECLAIM:
                 assert t.donor is not None
@@ -119,11 +164,7 @@ class HandOvers:
                 if t.node not in held:  # the host already dropped it (after a reconcile)
                     self._drain(t, now)
                     return
-                try:
-                    moving = self.backend.usage(t.donor).per_node.get(t.node)
-                except CgroupGone:
-                    moving = None
-                t.reclaim_bytes = moving.total if moving is not None else 0
+                t.reclaim_bytes, t.elsewhere = self._split(t.donor, t.node)
                 t.op_container, t.expect = t.donor, self._mems(t.donor, held - {t.node})
                 t.op = self.backend.start_set_nodes(t.donor, t.expect, deadline)
             elif t.phase is Phase.GIVE:
@@ -131,6 +172,8 @@ class HandOvers:
                 self._assign(t.node, Owner.of(t.receiver), t.action.reason, now)
                 t.op_container = t.receiver
                 t.expect = self._mems(t.receiver, self._map.nodes_of(t.receiver))
+                if self.backend.raise_tripwire_before_give:
+                    self._raise_tripwire(t.receiver)
                 t.op = self.backend.start_set_nodes(t.receiver, t.expect, deadline)
             else:
                 self._done(t, now)
@@ -141,11 +184,41 @@ class HandOvers:
             return
         self._by_op[t.op] = t
 
+    def _raise_tripwire(self, name: str) -> None:
+        """Arm ``name``'s tripwire at its capacity as the map now says (before the write
+        that gives it the node), if that is higher than the armed one."""
+        snap = self.last_snapshot
+        if snap is None:
+            return
+        cap = sum(snap.nodes[n].total for n in self._map.nodes_of(name) if n in snap.nodes)
+        level = int(cap * self.decls.policy.tripwire_pct / 100.0)
+        if level <= self._tripwires.get(name, 0):
+            return
+        try:
+            self.backend.arm_tripwire(name, level)
+        except BackendError as exc:
+            log.warning("%s: raising the tripwire before the write: %s", name, exc)
+            return
+        self._tripwires[name] = level
+        self._record(
+            "tripwire",
+            f"set {name}'s tripwire to {format_size(level)}",
+            f"{name}: raised to its new capacity before the write, so a task the old one "
+            "holds can finish what the write waits for",
+            "armed",
+        )
+
     def _finished(self, op: int, now: float) -> None:
         t = self._by_op.pop(op, None)
         if t is None:
             log.debug("op %d finished but is not ours, ignoring", op)
             return
+        try:
+            self._finished_op(t, op, now)
+        finally:
+            self._start_waiting(now)
+
+    def _finished_op(self, t: Transfer, op: int, now: float) -> None:
         try:
             r: OpResult | None = self.backend.op_result(op)
         except KeyError:
@@ -153,6 +226,26 @@ class HandOvers:
         if t.cancelled:
             self._transfers.remove(t)
             self._reconcile({n for n in (t.donor, t.receiver) if n in self.managed})
+            return
+        if (
+            r is not None
+            and r.kind is OpKind.SET_NODES
+            and r.errno == _errno.ETIMEDOUT
+            and "(running)" in (r.error or "")
+        ):
+            # The write is still in the kernel (pages migrating, or waiting for a lock a
+            # task holds): writing again would queue behind it. Wait for its real end.
+            self._by_op[op] = t
+            if t.in_kernel_since is None:
+                t.in_kernel_since = now
+                self._record(
+                    kind_of(t.action),
+                    t.action.describe(),
+                    t.action.reason,
+                    f"{t.phase.value}: the write is still in the kernel after "
+                    f"{r.seconds:.0f}s; waiting for it to return",
+                    t.action,
+                )
             return
         if r is None:
             self._failed(t, now, f"op {op}: no result")
@@ -189,7 +282,7 @@ class HandOvers:
             )
             return
         if t.phase is Phase.EVACUATE:
-            self._evacuated(t, now, t.reclaim_bytes - r.left_behind, r.left_behind)
+            self._evacuated(t, now, r.left_behind)
         else:  # GIVE
             assert t.receiver is not None
             self._last_change[t.receiver] = now
@@ -198,32 +291,44 @@ class HandOvers:
             t.phase = Phase.DONE
             self._advance(t, now)
 
-    def _on_node(self, name: str, node: int) -> int:
+    def _split(self, name: str, node: int) -> tuple[int, int]:
+        """``name``'s bytes on ``node`` and on its other nodes (0, 0 when it is gone)."""
         try:
-            u = self.backend.usage(name).per_node.get(node)
+            per_node = self.backend.usage(name).per_node
         except CgroupGone:
-            return 0
-        return u.total if u is not None else 0
+            return 0, 0
+        on = per_node.get(node)
+        rest = sum(u.total for n, u in per_node.items() if n != node)
+        return (on.total if on is not None else 0), rest
 
     def _drain(self, t: Transfer, now: float) -> None:
         """The donor no longer holds the node; wait (level-checked each step) until its
         pages have left it, or the migration deadline passes, before handing it on."""
         assert t.donor is not None and t.node is not None
-        left = self._on_node(t.donor, t.node)
+        left, _ = self._split(t.donor, t.node)
         if t.phase is not Phase.DRAIN:
             t.phase = Phase.DRAIN
             t.drain_until = now + self.decls.policy.migrate_timeout_s
         if left <= DRAINED_BYTES or now >= t.drain_until:
-            self._evacuated(t, now, t.reclaim_bytes - left, left)
+            self._evacuated(t, now, left)
 
-    def _evacuated(self, t: Transfer, now: float, moved: int, left: int = 0) -> None:
+    def _evacuated(self, t: Transfer, now: float, left: int = 0) -> None:
+        """The node is off the donor: count what moved and what was freed, hand it on.
+
+        What left the node either moved to the donor's other nodes or was freed (its
+        processes exited or freed it): "migrated" is only what arrived elsewhere, at most
+        what left."""
         assert t.donor is not None and t.node is not None
         self._last_change[t.donor] = now
+        gone = max(t.reclaim_bytes - left, 0)
+        _, elsewhere = self._split(t.donor, t.node)
+        moved = min(gone, max(elsewhere - t.elsewhere, 0))
         st = self.stats.setdefault(t.donor, ContainerStats())
         st.nodes_lost += 1
-        st.bytes_migrated += max(moved, 0)
+        st.bytes_migrated += moved
         t.left_behind = left
-        t.migrated = max(moved, 0)
+        t.migrated = moved
+        t.freed = gone - moved
         if t.receiver is not None:
             t.phase = Phase.GIVE
         else:
@@ -237,6 +342,9 @@ class HandOvers:
         words = f"done in {now - t.started:.1f}s"
         if isinstance(t.action, Reclaim | Return):
             words += f"; {format_size(t.migrated)} migrated"
+            # Pages freed while the node was evacuated were not moved: say which it was.
+            if t.freed >= MIB:
+                words += f", {format_size(t.freed)} freed (not migrated: exits or frees)"
         # The kernel leaves a few pages behind (shared libraries); say so, it is normal.
         if t.left_behind:
             words += f", {format_size(t.left_behind)} left behind"
@@ -353,7 +461,12 @@ class HandOvers:
     # -- log -----------------------------------------------------------------------------
 
     def _describe(self, t: Transfer) -> str:
-        return f"{t.action.describe()} ({t.phase.value})"
+        state = t.phase.value
+        if t.waiting:
+            state += ", waiting for the write before it"
+        elif t.in_kernel_since is not None:
+            state += ", write still in the kernel"
+        return f"{t.action.describe()} ({state})"
 
     def _record(
         self, kind: str, what: str, reason: str, outcome: str, action: Action | None = None

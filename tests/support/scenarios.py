@@ -36,7 +36,7 @@ def reason_kind(reason: str) -> str:
         return "evacuate"
     if "crossed tripwire" in reason:
         return "tripwire"
-    if "would fill its zones" in reason:
+    if "would fill its zones" in reason or "with the tripwire" in reason:
         return "rising"
     if "stalled" in reason:
         return "stall"

@@ -37,6 +37,13 @@ class Backend(abc.ABC):
     """
 
     name: str = "abstract"
+    #: The tripwire holds an allocating task inside the kernel, possibly with its mmap lock
+    #: held (v2's ``memory.high`` throttles inside one ``MAP_POPULATE``), and a
+    #: ``cpuset.mems`` write needs that lock: the engine raises the receiver's tripwire
+    #: to its new capacity *before* giving it a node. False where the held task holds no
+    #: lock (v1's limit: it waits at the end of its page fault) and the tripwire must
+    #: only move once the node is there.
+    raise_tripwire_before_give: bool = False
 
     @abc.abstractmethod
     def now(self) -> float:

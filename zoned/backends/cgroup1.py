@@ -23,6 +23,22 @@ anonymous memory and no swap it answers EBUSY at once). Risk: while the limit is
 allocation inside the container that reclaim cannot satisfy OOM-kills there. Steps keep
 each window short and the first EBUSY stops the descent.
 
+The tripwire (``arm_tripwire``) is a ``memory.usage_in_bytes`` threshold eventfd and, by
+default (``tripwire_limit``), also a memcg limit at the same level with the OOM killer
+off (``memory.oom_control`` ``oom_kill_disable=1``). v1 has no ``memory.high``: a
+threshold only notifies, and a grower at ~100 MiB/s fills the last 15 % of a 200 MiB node
+before the engine can lend. With the limit, a task that reaches it first has the kernel
+reclaim page cache inside the container, and when only anon is left it *waits* at the
+end of its page fault (no mmap lock held, killable) while the oom eventfd fires; the
+engine lends a node and raises the limit, and the task goes on (measured: event after
+0.04 s, resumed 0.06 s after the raise; docs/kernel-checks.md). A charge inside a system
+call (``MAP_POPULATE``, a ``read`` into page cache) fails with ENOMEM instead of waiting,
+so no task waits while holding a lock the ``cpuset.mems`` write needs. The limit and the
+OOM killer are put back as they were (``release``, ``close``); after a crash they stay
+until zoned starts again and re-arms. Beside the eventfds, the OOM poll below also
+re-reads usage against an armed threshold and ``under_oom``: a threshold eventfd can miss
+a crossing (measured on 6.18 under load: usage 64 MiB over a 32 MiB threshold, no signal).
+
 OOM: the ``memory.oom_control`` eventfd only fires for memcg OOMs. A cpuset-constrained
 kill signals nothing at all (measured on 6.1 and 6.18: no oom_control, pressure or
 threshold signal once the tripwire's registration has fired); it shows only in the
@@ -63,6 +79,9 @@ _EMPTY_PROCS: tuple[int, ...] = ()
 
 # How late a cpuset-constrained OOM kill may be reported (no eventfd signals it).
 OOM_POLL_S = 2.0
+# The tripwire's limit sits this far above its threshold (and above usage, when the
+# tripwire is below what cannot be reclaimed).
+LIMIT_SLACK = 4 * 1024 * 1024
 
 
 def _mems_text(nodes: frozenset[int]) -> str:
@@ -80,6 +99,8 @@ class _Managed:
     tripwire: int | None = None
     regs: dict[Watch, Registration] = field(default_factory=dict)
     oom_kills: int = 0  # last seen memory.oom_control oom_kill
+    limit: int | None = None  # the tripwire's memcg limit, when zoned set one
+    saved: tuple[str, str] | None = None  # limit_in_bytes and oom_kill_disable before it
 
 
 class Cgroup1Backend(FdLoopBackend):
@@ -102,6 +123,7 @@ class Cgroup1Backend(FdLoopBackend):
         # listens there ("default" stops at the first listener on the way up).
         pressure_mode: str = "hierarchy",
         watch_oom: bool = True,
+        tripwire_limit: bool = True,
         reclaim_steps: int = 4,
         page_size: int | None = None,
         workers: int = 2,
@@ -112,7 +134,9 @@ class Cgroup1Backend(FdLoopBackend):
         controller is not mounted on v1). ``adopt`` maps container names to existing cgroup
         paths. ``enable_memory_pressure`` sets the root's ``cpuset.memory_pressure_enabled``
         (a host-wide switch: the daemon wants it, tests must not flip it). ``fs_factory`` builds
-        the file access for each root (tests hand in a fake that acts like kernfs)."""
+        the file access for each root (tests hand in a fake that acts like kernfs).
+        ``tripwire_limit`` makes each tripwire a memcg limit with the OOM killer off as
+        well as a threshold (the module docstring)."""
         if cpuset_root is None or memory_root is None:
             found_cpuset, found_memory = v1_roots(proc_root)
             cpuset_root = cpuset_root or found_cpuset
@@ -130,6 +154,7 @@ class Cgroup1Backend(FdLoopBackend):
         self._pressure_level = pressure_level
         self._pressure_mode = pressure_mode
         self._watch_oom = watch_oom
+        self._tripwire_limit = tripwire_limit
         self._next_oom_poll = 0.0
         self._reclaim_steps = reclaim_steps
         self.page_size = page_size or os.sysconf("SC_PAGE_SIZE")
@@ -235,6 +260,7 @@ class Cgroup1Backend(FdLoopBackend):
         m = self._managed.pop(name, None)
         if m is not None:
             self._unwatch(m)
+            self._unlimit(m)
         path = m.path if m is not None else self.path_of(name)
         owned = m.owned if m is not None else name not in self._adopt
         if not owned:
@@ -379,6 +405,8 @@ class Cgroup1Backend(FdLoopBackend):
             raise BackendError(f"container {name} is not managed (call ensure first)")
         self._drop(m, Watch.THRESHOLD)
         m.tripwire = None
+        if self._tripwire_limit:
+            self._limit(m, nbytes)
         reg = v1events.usage_threshold(self.memory, m.path, nbytes)
         self._add(m, reg)
         m.tripwire = nbytes
@@ -387,6 +415,49 @@ class Cgroup1Backend(FdLoopBackend):
             self._drop(m, Watch.THRESHOLD)
             m.tripwire = None
             self._loop.post(self._tripwire_event(m, usage, nbytes))
+
+    def _limit(self, m: _Managed, nbytes: int) -> None:
+        """The memcg limit just above ``nbytes`` with the OOM killer off (saving what was
+        there the first time). Below usage the kernel reclaims to fit, and answers EBUSY when it
+        cannot (anon): the limit then goes just above usage, and the container waits there
+        for its next node instead of at the tripwire."""
+        fs = self.memory
+        if m.saved is None:
+            old_disable = str(self.oom_control(m.name).get("oom_kill_disable", 0))
+            m.saved = (fs.read(m.path, "memory.limit_in_bytes").strip(), old_disable)
+            fs.write(m.path, "memory.oom_control", "1")
+        # A little above the threshold: the kernel checks thresholds only as charges
+        # succeed, so a limit right at it could hold the task before it is seen crossing.
+        want = -(-(nbytes + LIMIT_SLACK) // self.page_size) * self.page_size
+        try:
+            fs.write(m.path, "memory.limit_in_bytes", str(want))
+        except WriteRefused as exc:
+            if exc.errno != errno.EBUSY:
+                raise
+            usage = fs.read_int(m.path, "memory.usage_in_bytes") or 0
+            want = -(-(usage + LIMIT_SLACK) // self.page_size) * self.page_size
+            fs.write(m.path, "memory.limit_in_bytes", str(want))
+            log.info(
+                "%s: usage %d is over the tripwire %d and cannot be reclaimed; limit at %d",
+                m.name,
+                usage,
+                nbytes,
+                want,
+            )
+        m.limit = want
+
+    def _unlimit(self, m: _Managed) -> None:
+        """Put back the limit and OOM killer the tripwire replaced (best effort: the
+        cgroup may be gone)."""
+        if m.saved is None:
+            return
+        limit, disable = m.saved
+        m.saved = m.limit = None
+        try:
+            self.memory.write(m.path, "memory.limit_in_bytes", limit)
+            self.memory.write(m.path, "memory.oom_control", disable)
+        except BackendError as exc:
+            log.info("%s: restoring its memcg limit: %s", m.name, exc)
 
     def _tripwire_event(self, m: _Managed, usage: int, nbytes: int) -> Event:
         return Event(
@@ -457,6 +528,8 @@ class Cgroup1Backend(FdLoopBackend):
             oc = self.oom_control(m.name)
             detail = f"under_oom {oc.get('under_oom', 0)}"
             out.append(Event(EventKind.OOM, now, container=m.name, detail=detail, value=count))
+            if m.limit is not None and oc.get("under_oom", 0):
+                out.append(self._held_event(m, now))
         # Every signal (including a threshold crossed downwards when a kill freed memory)
         # is a chance to notice kills: a cpuset-constrained OOM kill signals no eventfd.
         kills = self.oom_control(m.name).get("oom_kill", 0)
@@ -493,12 +566,35 @@ class Cgroup1Backend(FdLoopBackend):
             if events or (deadline is not None and self.now() >= deadline):
                 return events
 
+    def _held_event(self, m: _Managed, now: float) -> Event:
+        """A container's tasks wait at the tripwire's limit: a real stall, reported as
+        PRESSURE (level-triggered, again at each poll while they wait; the TRIPWIRE
+        itself fires once per arming)."""
+        return Event(
+            EventKind.PRESSURE,
+            now,
+            container=m.name,
+            detail=f"waiting at its limit {m.limit} (under_oom)",
+            value=0,
+        )
+
     def _poll_oom_kills(self) -> list[Event]:
+        """The fallback poll: OOM kills, tasks waiting at a tripwire's limit (PRESSURE),
+        and crossings of an armed threshold that its eventfd missed (TRIPWIRE)."""
         out: list[Event] = []
         now = self.now()
         for m in list(self._managed.values()):
             try:
-                kills = self.oom_control(m.name).get("oom_kill", 0)
+                oc = self.oom_control(m.name)
+                kills = oc.get("oom_kill", 0)
+                if m.limit is not None and oc.get("under_oom", 0):
+                    out.append(self._held_event(m, now))
+                if m.tripwire is not None:
+                    usage = self.memory.read_int(m.path, "memory.usage_in_bytes") or 0
+                    if usage >= m.tripwire:
+                        out.append(self._tripwire_event(m, usage, m.tripwire))
+                        self._drop(m, Watch.THRESHOLD)
+                        m.tripwire = None
             except CgroupGone:
                 self._unwatch(m)
                 self._managed.pop(m.name, None)
@@ -512,6 +608,9 @@ class Cgroup1Backend(FdLoopBackend):
         return out
 
     def close(self) -> None:
+        """Stop watching; put back each container's limit and OOM killer (without zoned
+        a task must not wait at a tripwire nobody will raise)."""
         for m in self._managed.values():
             self._unwatch(m)
+            self._unlimit(m)
         self._loop.close()

@@ -110,6 +110,7 @@ class Cgroup2Backend(FdLoopBackend):
     """
 
     name = "cgroup2"
+    raise_tripwire_before_give = True  # memory.high throttles inside MAP_POPULATE
 
     def __init__(
         self,

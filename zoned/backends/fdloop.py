@@ -23,8 +23,9 @@ Two parts, one wake-up path:
   Deadlines count from ``submit``. An operation still queued or running at its deadline is
   reported as failed (``ETIMEDOUT``) at the deadline. A thread stuck in the kernel cannot
   be interrupted: it is left to finish, the pool starts a replacement worker so capacity
-  is kept, and the late outcome is logged and kept in :attr:`FdLoop.late` (the reported
-  result is not changed: the engine re-reads the state anyway).
+  is kept, and the late outcome is logged, kept in :attr:`FdLoop.late` and reported as a
+  second ``OP_FINISHED`` for the same op (its result replaces the timed-out one): a caller
+  that waits for a write still in the kernel learns when it really returned.
 
 ``wait`` does nothing while nothing happens: the only timed wake-ups are the caller's
 timeout and the earliest pending deadline. There is no periodic polling in this module.
@@ -349,7 +350,6 @@ class FdLoop:
                     res.ok,
                     res.error,
                 )
-                continue
             out.append(self._finish(res, now))
         return out
 

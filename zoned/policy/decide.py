@@ -33,7 +33,8 @@ The ladder (DESIGN.md, "How the daemon juggles"), in the order ``decide`` applie
       of the nodes it keeps;
    c. else nothing can be lent: a reason says why (and an OOM, if it comes, is recorded).
 3. **Give idle nodes back.** A container above its ``min`` that has neither needed memory
-   nor changed for ``idle_return_s``, and whose anon would use less than
+   nor changed for ``idle_return_s`` (nor changed within ``cooldown_s``), and whose anon
+   would use less than
    ``shrink_below_pct`` of its nodes without one, ``Return``s its least-used node.
 4. **Keep tripwires at** ``tripwire_pct`` of each settled container's capacity
    (``SetTripwire``, only when the value changes: nothing is rewritten every tick).
@@ -290,6 +291,16 @@ class Ctx:
                 f"{format_size(cap)}) and anon {format_size(c.unreclaimable)} at "
                 f"{_pct(c.unreclaimable, cap)} of them (>= {self.p.shrink_below_pct:g}%)"
             )
+        ahead = self.projected(c)
+        if (c.tripped or c.stalled) and ahead is not None and ahead >= trip:
+            # Cache filled the rest, but anon is still rising and will cross within the
+            # next window: this crossing is the last warning there will be (v1's
+            # threshold fires once; a fast grower fills a node in well under a second).
+            return (
+                f"{c.name}: anon {format_size(c.unreclaimable)} of {format_size(cap)} "
+                f"capacity with the tripwire {pct} reached, rising to "
+                f"{format_size(ahead)} within {self.now - self.state.seen[c.name][0]:.1f}s"
+            )
         if (c.tripped or c.stalled) and cap and c.current >= trip:
             self.note(
                 f"{c.name}: usage {format_size(c.current)} of {format_size(cap)} reached the "
@@ -472,7 +483,12 @@ class Ctx:
         idle = self.idle_s(d.name)
         if idle < self.p.idle_return_s:
             return
-        if d.last_change is not None and self.now - d.last_change < self.p.idle_return_s:
+        # Neither within idle_return_s nor within cooldown_s of its last change: cooldown
+        # bounds every move, returns included (a short idle_return_s must not undo a
+        # lend a moment after it was made).
+        if d.last_change is not None and self.now - d.last_change < max(
+            self.p.idle_return_s, self.p.cooldown_s
+        ):
             return
         node = self.node_to_give(d, ddecl)
         if node is None:
