@@ -443,3 +443,28 @@ def test_from_declarations(env: Env) -> None:
         Cgroup2Backend(env.fs.root, psi="some 1 100")
     with pytest.raises(ValueError):
         Cgroup2Backend(env.fs.root, "/")
+
+
+def test_mems_reached_when_every_thread_of_the_subtree_may_use_the_nodes(env: Env) -> None:
+    """A cpuset.mems write updates the tasks one at a time: the node is "reached" only
+    when each thread's Mems_allowed_list holds it (threads gone meanwhile do not count)."""
+    b, _ = env.backend()
+    b.ensure(decl("web"), frozenset({2, 3}))
+    env.fs.put("zoned/web", {"cgroup.threads": "101\n102\n"})
+    env.fs.mkdir("zoned/web/inner")
+    env.fs.put("zoned/web/inner", {"cgroup.threads": "103\n"})
+
+    def allowed(tid: int, nodes: str) -> None:
+        p = env.sysfs.proc_root / str(tid) / "status"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(f"Name:\tx\nMems_allowed:\t0\nMems_allowed_list:\t{nodes}\nvoluntary: 1\n")
+
+    allowed(101, "2-4")
+    allowed(102, "2-4")
+    allowed(103, "2-3")  # the write has not reached it yet
+    assert not b.mems_reached("web", frozenset({2, 3, 4}))
+    allowed(103, "2-4")
+    assert b.mems_reached("web", frozenset({2, 3, 4}))
+    (env.sysfs.proc_root / "102" / "status").unlink()  # exited
+    assert b.mems_reached("web", frozenset({2, 3, 4}))
+    assert not b.mems_reached("web", frozenset({2, 5}))

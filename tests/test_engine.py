@@ -303,3 +303,62 @@ def test_write_refused_at_the_call_is_retried_or_given_up(refusals: int, gives_u
     assert any(o.startswith("gave up after 3 attempts") for o in outs) == gives_up
     assert held(b, "web", e) == ({1} if gives_up else {1, 2})
     assert_map_is_host(e, b)
+
+
+class BlockedWriteSim(SimBackend):
+    """A host where a lend's cpuset.mems write stays in the kernel for ``hold_s`` (its
+    end is held back), whose tasks may use the new node only after ``reach_s``, and whose
+    tripwire throttles inside the kernel (v2's memory.high)."""
+
+    raise_tripwire_before_give = True
+    hold_s = 3.0
+    reach_s = 1.0
+    calls: list[tuple[float, str]]
+    _held: list[tuple[float, Event]]
+    _started: float
+
+    def start_set_nodes(self, name: str, nodes: frozenset[int], deadline_s: float) -> int:
+        self._started = self.now()
+        self.calls.append((self.now(), f"write {name}"))
+        return super().start_set_nodes(name, nodes, deadline_s)
+
+    def mems_reached(self, name: str, nodes: frozenset[int]) -> bool:
+        return self.now() - self._started >= self.reach_s
+
+    def arm_tripwire(self, name: str, nbytes: int) -> None:
+        self.calls.append((self.now(), f"tripwire {name} {nbytes}"))
+        super().arm_tripwire(name, nbytes)
+
+    def wait(self, timeout_s: float | None) -> list[Event]:
+        events = [*super().wait(timeout_s)]
+        self._held += [(self.now() + self.hold_s, e) for e in events if e.op is not None]
+        due = [e for at, e in self._held if at <= self.now()]
+        self._held = [(at, e) for at, e in self._held if at > self.now()]
+        return [e for e in events if e.op is None] + due
+
+
+def test_tripwire_is_raised_during_a_blocked_write_once_every_task_has_the_node() -> None:
+    """v2: the write that gives a node may wait for a task memory.high holds (inside one
+    MAP_POPULATE); the receiver's tripwire goes up while the write is in flight, but only
+    once every task may use the new node (sooner, a task not reached yet fills the old
+    node: 2 OOM kills on 6.12 with eight stress-ng workers)."""
+    b = host(GROW)
+    blocked = BlockedWriteSim.__new__(BlockedWriteSim)
+    blocked.__dict__.update(b.__dict__)
+    blocked.calls, blocked._held, blocked._started = [], [], 0.0
+    e = engine(blocked, ctr("web"))
+    blocked.calls.clear()
+
+    def look(eng: Engine, events: Sequence[Event]) -> None:
+        # The daemon steps again after next_look() without events: do the same here.
+        while (wait := eng.next_look()) is not None and blocked.now() < 40:
+            eng.step(blocked.wait(wait))
+
+    e.run(40, observer=look)
+    writes = [at for at, what in blocked.calls if what == "write web"]
+    raises = [at for at, what in blocked.calls if what.startswith("tripwire web")]
+    assert writes, blocked.calls
+    first_raise = next(at for at in raises if at > writes[0])
+    assert writes[0] + blocked.reach_s <= first_raise < writes[0] + blocked.hold_s, blocked.calls
+    assert any("raised to the new capacity" in r.reason for r in e.log)
+    assert blocked.stats().containers["web"].oom_kills == 0

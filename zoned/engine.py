@@ -180,6 +180,7 @@ class Engine(HandOvers):
         for t in list(self._transfers):
             if t.phase is Phase.DRAIN:
                 self._drain(t, now)
+        self._raise_when_reached()
         snap = self._snapshot(now, tripped, stalled, ooms)
         decision = decide(snap, self.decls, self._map, self.policy_state(), now)
         self._seen = decision.seen

@@ -15,9 +15,11 @@ starts. A ``cpuset.mems`` write that outlives its deadline is still in the kerne
 hand-over keeps waiting for its real end (the backend reports it late) instead of writing
 again behind it, and is not done before the write returned with the effective mems asked.
 Where the tripwire throttles inside the kernel (``Backend.raise_tripwire_before_give``:
-v2's ``memory.high`` holds an allocating task that may hold its mmap lock, which the
-``cpuset.mems`` write needs), the receiver's tripwire is raised to its new capacity before
-the write.
+v2's ``memory.high`` holds an allocating task that may hold the mmap or VMA lock the
+``cpuset.mems`` write needs), the receiver's tripwire is raised to its new capacity while
+the write is in flight, once every task may allocate on the new node
+(``Backend.mems_reached``; the engine looks every ``RAISE_LOOK_S`` meanwhile): sooner, a
+task the write has not reached yet would fill the old node.
 
 ``HandOvers`` is the part of ``zoned.engine.Engine`` that runs transfers and keeps the map
 and the decision log; the engine (its subclass) owns the state it declares below.
@@ -82,11 +84,15 @@ class Transfer:
     elsewhere: int = 0  # the donor's bytes on its other nodes when the evacuation started
     drain_until: float = 0.0
     waiting: bool = False  # its next operation waits for another one on the same container
+    raise_pending: bool = False  # GIVE: raise the tripwire once every task has the node
     in_kernel_since: float | None = None  # its write outlived the deadline; still running
 
     def involves(self, name: str) -> bool:
         return name in (self.donor, self.receiver)
 
+
+# While a GIVE waits to raise the receiver's tripwire, the engine looks this often.
+RAISE_LOOK_S = 0.1
 
 # A node counts as evacuated when the donor has no more than this on it: the kernel leaves
 # a few pages behind (measured: ~3 MiB of shared-library pages after a 300 MiB migration).
@@ -172,8 +178,7 @@ class HandOvers:
                 self._assign(t.node, Owner.of(t.receiver), t.action.reason, now)
                 t.op_container = t.receiver
                 t.expect = self._mems(t.receiver, self._map.nodes_of(t.receiver))
-                if self.backend.raise_tripwire_before_give:
-                    self._raise_tripwire(t.receiver)
+                t.raise_pending = self.backend.raise_tripwire_before_give
                 t.op = self.backend.start_set_nodes(t.receiver, t.expect, deadline)
             else:
                 self._done(t, now)
@@ -183,6 +188,22 @@ class HandOvers:
             self._failed(t, now, str(exc))
             return
         self._by_op[t.op] = t
+
+    def _raise_when_reached(self) -> None:
+        """Raise the tripwire of each receiver whose write in flight has reached all of
+        its tasks (see the module docstring)."""
+        for t in self._transfers:
+            if not (t.raise_pending and t.receiver is not None and t.expect is not None):
+                continue
+            if t.op is None or t.op not in self._by_op:
+                t.raise_pending = False
+            elif self.backend.mems_reached(t.receiver, t.expect):
+                t.raise_pending = False
+                self._raise_tripwire(t.receiver)
+
+    def next_look(self) -> float | None:
+        """Seconds until the engine wants to step again with no event, if it does."""
+        return RAISE_LOOK_S if any(t.raise_pending for t in self._transfers) else None
 
     def _raise_tripwire(self, name: str) -> None:
         """Arm ``name``'s tripwire at its capacity as the map now says (before the write
@@ -203,8 +224,9 @@ class HandOvers:
         self._record(
             "tripwire",
             f"set {name}'s tripwire to {format_size(level)}",
-            f"{name}: raised to its new capacity before the write, so a task the old one "
-            "holds can finish what the write waits for",
+            f"{name}: every task may use its new node; raised to the new capacity while "
+            "the write is in flight, so a task the old one holds can finish what the "
+            "write waits for",
             "armed",
         )
 

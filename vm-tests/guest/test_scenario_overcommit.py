@@ -10,6 +10,13 @@ and free nodes to lend, and runs a stress-ng workload that needs more than that 
 - **swarm**: eight workers started together, 1.7 nodes in all: it earns two nodes in
   one decision.
 
+And a hand-over under load: no node is free, a low-priority donor holds anon interleaved
+over two nodes, and the fast worker grows in a high-priority receiver: zoned evacuates
+one of the donor's nodes and gives it to the receiver, which waits at its tripwire
+meanwhile (v1: its limit; v2: memory.high) instead of being OOM-killed. Once more with the
+donor's process killed as the evacuation starts: the outcome counts as migrated only what
+arrived on the donor's other node, the rest as freed.
+
 With zoned: no OOM kill, stress-ng finishes, the container holds what it grew to and the
 kernel agrees. Without zoned: the same workload in a bare cgroup on the same node is
 OOM-killed, so each scenario can fail. The fill rate is measured in the bare run.
@@ -32,12 +39,23 @@ from zoned.model.sizes import MIB
 
 from .cgtools import read, remove_tree, write
 from .conftest import Finding
-from .scenario_support import ROOT, V1_CPUSET, V1_MEMORY, Kmsg, guest_sizes, scenario, wait_for
+from .scenario_support import (
+    ROOT,
+    V1_CPUSET,
+    V1_MEMORY,
+    Kmsg,
+    Run,
+    guest_sizes,
+    migrated_bytes,
+    scenario,
+    size_before,
+    wait_for,
+)
 
 pytestmark = pytest.mark.boot(numa="8")
 
 V1 = os.environ.get("ZONED_VM_CGROUP") == "v1"
-RUN_S = 10  # stress-ng --timeout
+RUN_S = 6  # stress-ng --timeout: the fills take 1-2 s, the lends well under 1 s
 WAIT_S = 150.0  # the whole run, throttling and lends included, on a busy TCG host
 
 SCENARIOS: dict[str, tuple[list[str], float, int]] = {
@@ -218,3 +236,126 @@ def test_grows_without_oom_kill(name: str, tmp_path: Path, finding: Finding) -> 
             },
         )
         assert kills >= 1, f"without zoned the workload should not fit node {node}: {out}"
+
+
+def anon_by_node(memcg: Path) -> dict[int, int]:
+    """The cgroup's anonymous bytes per node (``memory.numa_stat``; v1 counts pages)."""
+    for line in read(memcg / "memory.numa_stat").splitlines():
+        kind, *fields = line.split()
+        if V1 and kind.startswith("anon="):
+            page = os.sysconf("SC_PAGE_SIZE")
+            return {int(k[1:]): int(v) * page for k, v in (f.split("=") for f in fields)}
+        if not V1 and kind == "anon":
+            return {int(k[1:]): int(v) for k, v in (f.split("=") for f in fields)}
+    raise AssertionError(f"no anon line in {memcg}/memory.numa_stat")
+
+
+def handover_config() -> dict[str, Any]:
+    pool = len(guest_sizes()) - 1  # node 0 is reserved
+    assert pool >= 4, f"the hand-over needs four pool nodes; this guest has {pool}"
+    host: dict[str, Any] = {"parent": "zoned-vmtest-oc-handover", "shared": 0}
+    if V1:
+        host["hierarchy"] = "v1"
+    return {
+        "config": {
+            "host": host,
+            # The donor was just lent a node by the operator: a short cooldown lets the
+            # receiver take it back seconds later (the shipped 10 s would only slow the test).
+            "policy": {"cooldown_s": 2},
+            "containers": {
+                "filler": {"min": {"nodes": pool - 3}, "max": {"nodes": pool - 3}},
+                "donor": {"min": {"nodes": 1}, "max": {"nodes": 2}, "priority": 0},
+                "recv": {"min": {"nodes": 1}, "max": {"nodes": 2}, "priority": 10},
+            },
+        }
+    }
+
+
+DONOR_MIB = 160  # interleaved over two nodes: ~80 MiB to move, ~6 s under TCG
+
+
+@pytest.mark.parametrize("kill_donor", [False, True], ids=["donor-lives", "donor-killed"])
+def test_handover_while_the_receiver_grows(
+    kill_donor: bool, tmp_path: Path, finding: Finding
+) -> None:
+    name = "handover-kill" if kill_donor else "handover"
+    sizes = guest_sizes()
+    with scenario(name, tmp_path, handover_config()) as run:
+        finding(f"{name}: daemon ready (s)", round(run.start_daemon(), 1))
+        lend_free_to_donor(run)
+        donor_nodes = run.holds("donor")
+        donor = run.workload(
+            "donor", "anon", "--mib", str(DONOR_MIB), "--rate", "200", "--interleave"
+        )
+        assert donor.finish(), "the donor's workload was killed"
+        before = anon_by_node(run.cg("donor"))
+        time.sleep(2.5)  # out of the donor's cooldown
+        (recv_node,) = run.holds("recv")
+        argv = stress_args("fast", sizes[recv_node])
+        stress = Stress([p / "recv" for p in run.parents], argv)
+        if kill_donor:
+            wait_for(
+                lambda: any(
+                    d["kind"] == "reclaim" and d["outcome"] == "started"
+                    for d in run.status()["decisions"]
+                ),
+                "the reclaim to start",
+                60,
+            )
+            donor.proc.kill()
+        code, out, seconds = stress.finish()
+        wait_for(run.settled, "the hand-over to end", 120)
+        doc = run.status()
+        kept, got = run.container("donor", doc)["nodes"], run.container("recv", doc)["nodes"]
+        (taken,) = set(donor_nodes) - set(kept)
+        rec = next(
+            d
+            for d in doc["decisions"]
+            if d["kind"] == "reclaim" and d["outcome"].startswith("done")
+        )
+        after = anon_by_node(run.cg("donor"))
+        migrated = migrated_bytes(rec["outcome"])
+        freed = size_before(rec["outcome"], "freed")
+        recv_kills, donor_kills = memcg_kills(run.cg("recv")), memcg_kills(run.cg("donor"))
+        finding(
+            f"{name}: hand-over",
+            {
+                "taken": taken,
+                "donor_anon_before_MiB": {n: b // MIB for n, b in before.items() if b},
+                "donor_anon_after_MiB": {n: b // MIB for n, b in after.items() if b},
+                "reclaim": rec["outcome"],
+                "recv_exit": code,
+                "recv_seconds": round(seconds, 1),
+                "oom_kills": {"recv": recv_kills, "donor": donor_kills},
+            },
+        )
+        assert recv_kills == 0 and donor_kills == 0, (recv_kills, donor_kills, out)
+        assert code == 0, out
+        assert taken in got and run.effective("recv") == got and run.effective("donor") == kept
+        on_node = before.get(taken, 0)
+        assert on_node >= 32 * MIB, before  # there was something to move
+        if kill_donor:
+            # Nothing of the donor survives: whatever left the node was freed, and
+            # "migrated" may only count what was on the kept node when the write returned.
+            assert donor.proc.poll() is not None
+            assert migrated + freed >= on_node - 16 * MIB, rec["outcome"]
+            assert freed > 0 or migrated <= on_node, rec["outcome"]
+        else:
+            assert donor.proc.poll() is None, "the donor's workload died"
+            assert after.get(taken, 0) <= 16 * MIB, after
+            moved_in = after.get(kept[0], 0) - before.get(kept[0], 0)
+            assert abs(migrated - moved_in) <= 8 * MIB, (rec["outcome"], before, after)
+
+    with bare(name, recv_node) as (cgroups, memcg):
+        stress = Stress(cgroups, argv)
+        code, out, _ = stress.finish()
+        assert memcg_kills(memcg) >= 1, f"without zoned recv should not fit node {recv_node}"
+
+
+def lend_free_to_donor(run: Run) -> None:
+    doc = run.status()
+    free = [n["node"] for n in doc["nodes"] if n["kind"] == "free"]
+    assert len(free) == 1, doc["nodes"]
+    run.call({"cmd": "lend", "node": free[0], "container": "donor"})
+    wait_for(lambda: len(run.holds("donor")) == 2 and run.settled(), "the operator lend", 60)
+    assert run.effective("donor") == run.holds("donor")

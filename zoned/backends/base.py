@@ -38,12 +38,20 @@ class Backend(abc.ABC):
 
     name: str = "abstract"
     #: The tripwire holds an allocating task inside the kernel, possibly with its mmap lock
-    #: held (v2's ``memory.high`` throttles inside one ``MAP_POPULATE``), and a
-    #: ``cpuset.mems`` write needs that lock: the engine raises the receiver's tripwire
-    #: to its new capacity *before* giving it a node. False where the held task holds no
-    #: lock (v1's limit: it waits at the end of its page fault) and the tripwire must
-    #: only move once the node is there.
+    #: held (v2's ``memory.high`` throttles inside one ``MAP_POPULATE``, and inside a
+    #: fault that holds a VMA lock), and a ``cpuset.mems`` write needs that lock: the
+    #: engine raises the receiver's tripwire to its new capacity while the write is in
+    #: flight, as soon as every task may allocate on the new node (``mems_reached``; sooner
+    #: would let a task not yet moved fill the old node). False where the held task holds
+    #: no lock (v1's limit: it waits at the end of its page fault): the tripwire moves once
+    #: the write returned.
     raise_tripwire_before_give: bool = False
+
+    def mems_reached(self, name: str, nodes: frozenset[int]) -> bool:
+        """Whether every task of the container may already allocate on all of ``nodes``
+        (a ``cpuset.mems`` write updates the tasks one at a time, and may block on one).
+        Hosts that cannot tell say True."""
+        return True
 
     @abc.abstractmethod
     def now(self) -> float:

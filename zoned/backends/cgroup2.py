@@ -60,6 +60,7 @@ from zoned.errors import (
     WriteRefused,
 )
 from zoned.kernel.cgroupfs import CgroupFs, translated
+from zoned.kernel.proc import mems_allowed
 from zoned.kernel.psi import PsiTrigger, check_spec, describe, open_trigger, trigger_spec
 from zoned.kernel.roots import PROC_ROOT, SYS_ROOT
 from zoned.kernel.v2stat import (
@@ -310,6 +311,24 @@ class Cgroup2Backend(FdLoopBackend):
             return self.fs.pids(self._path(name))
         except CgroupGone:
             return ()
+
+    def mems_reached(self, name: str, nodes: frozenset[int]) -> bool:
+        """Every thread in the container's subtree is allowed ``nodes`` (threads that
+        exited meanwhile do not count). False when the cgroup is gone."""
+        tids: list[int] = []
+        todo = [self._path(name)]
+        try:
+            while todo:
+                path = todo.pop()
+                tids.extend(self.fs.pids(path, "cgroup.threads"))
+                todo.extend(self.fs.children(path))
+        except CgroupGone:
+            return False
+        for tid in tids:
+            allowed = mems_allowed(self.proc_root, tid)
+            if allowed is not None and not nodes <= allowed:
+                return False
+        return True
 
     # -- containers ----------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import pwd
 from functools import lru_cache
 from pathlib import Path
 
+from zoned.model.nodelist import parse_nodelist
 from zoned.model.process import ProcInfo, norm_cgroup
 
 PF_KTHREAD = 0x00200000  # include/linux/sched.h
@@ -23,6 +24,18 @@ def _read_bytes(path: Path) -> bytes | None:
             return f.read()
     except (FileNotFoundError, ProcessLookupError):
         return None
+
+
+def mems_allowed(proc_root: Path, tid: int) -> frozenset[int] | None:
+    """The nodes task ``tid`` may allocate on now (``Mems_allowed_list`` of its status),
+    or None when it is gone. A cpuset.mems write updates each task in turn."""
+    raw = _read_bytes(proc_root / str(tid) / "status")
+    if raw is None:
+        return None
+    for line in raw.decode(errors="replace").splitlines():
+        if line.startswith("Mems_allowed_list:"):
+            return parse_nodelist(line.split(":", 1)[1].strip())
+    return None
 
 
 def cgroup_from_proc(text: str) -> str | None:

@@ -389,6 +389,10 @@ class Daemon:
                 waits.append(next_dog - self._clock())
             if self.rewarm.next_at is not None:
                 waits.append((self.rewarm.next_at - backend.now()) / self._speed)
+            look = engine.next_look()
+            if look is not None:
+                next_tick = min(next_tick, backend.now() + look)
+                waits.append(look / self._speed)
             events = self._side_events(host.poll_once(max(0.0, min(waits))))
             self.wakeups += 1
             if self._sig.names:
