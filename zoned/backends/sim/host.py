@@ -156,12 +156,15 @@ class SimBackend(SimMigration, Backend):
         c.gone = True
 
     def arm_tripwire(self, name: str, nbytes: int) -> None:
-        """memory.high := ``nbytes``. Arming at or below current usage fires at once."""
+        """memory.high := ``nbytes``, after the engine's reaction delay (SimKnobs).
+        Arming at or below current usage fires at once."""
         c = self._live(name)
-        c.tripwire = nbytes
-        c.tripwire_fired = False
-        if c.usage >= nbytes:
-            self._fire_tripwire(c)
+        due = self._write_due()
+        if due > self._tick:
+            c.high_due = (due, nbytes)
+            return
+        c.high_due = None
+        self._set_high(c, nbytes)
 
     def disarm_tripwire(self, name: str) -> None:
         """memory.high := max (sim only; the engine re-arms instead)."""
@@ -173,14 +176,16 @@ class SimBackend(SimMigration, Backend):
         if self.isolation is not Isolation.ZONES:
             raise Unsupported(f"{name}: the {self.isolation.value} mode has no zones to move")
         op = self._new_op(OpKind.SET_NODES, name, deadline_s, nodes=nodes)
+        op.not_before = self._write_due()
         c.ops.append(op)
-        if len(c.ops) == 1:
+        if len(c.ops) == 1 and op.not_before <= self._tick:
             self._begin_set_nodes(c, op)
         return op.id
 
     def start_reclaim(self, name: str, nbytes: int, deadline_s: float) -> int:
         c = self._live(name)
         op = self._new_op(OpKind.RECLAIM, name, deadline_s, target=nbytes)
+        op.not_before = self._write_due()
         c.reclaims.append(op)
         if nbytes <= 0:
             self._finish_reclaim(c, op)
@@ -192,6 +197,7 @@ class SimBackend(SimMigration, Backend):
         Events already due return at once. With ``timeout_s=None`` and nothing left that
         could ever happen, returns ``[]`` without moving the clock.
         """
+        self._step_due = None  # the engine's next writes are a new step's
         end = None if timeout_s is None else self._tick + self._ticks(timeout_s)
         while not self._pending:
             if end is not None and self._tick >= end:
