@@ -1,7 +1,7 @@
 """Overcommit benchmark: the same scenarios under five policies on the simulated host.
 
     python bench/overcommit.py [SCENARIO.yaml ...] [--set idle_return_s=120 ...]
-        [--out bench/results] [--png DIR] [--docs]
+        [--out bench/results] [--png DIR] [--docs [KEY] [--brief]]
 
 Policies, each a fresh simulated host running the same workloads:
 
@@ -47,8 +47,9 @@ budget: ``STALL_PER_LEND_S`` per lend and ``STALL_PER_CONTAINER_S`` per containe
 run. Where it does not hold, the bench says whether zoned lost to no isolation, and why.
 
 Prints the run's commit, machine, load and date, then everything; writes
-``<out>/overcommit.md``; ``--docs`` puts the same text in docs/benchmarks.md between the
-``overcommit-output`` markers; ``--png DIR`` draws one bar chart per scenario.
+``<out>/overcommit.md``; ``--docs [KEY]`` puts the same text in docs/benchmarks.md between
+the ``KEY`` markers (default ``overcommit-output``; ``--brief``: the summary table only,
+for before/after comparisons); ``--png DIR`` draws one bar chart per scenario.
 Deterministic: the same inputs give the same numbers.
 """
 
@@ -456,16 +457,16 @@ def model_line(overrides: Mapping[str, float]) -> str:
     )
 
 
-def write_docs(text: str, path: Path = DOCS) -> None:
-    """Replace the text between the ``overcommit-output`` markers of docs/benchmarks.md."""
-    begin, end = "<!-- BEGIN overcommit-output -->", "<!-- END overcommit-output -->"
+def write_docs(text: str, key: str, path: Path = DOCS) -> None:
+    """Replace the text between the ``key`` markers of docs/benchmarks.md."""
+    begin, end = f"<!-- BEGIN {key} -->", f"<!-- END {key} -->"
     doc = path.read_text(encoding="utf-8")
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
     if not pattern.search(doc):
         raise SystemExit(f"{path}: no {begin} ... {end} markers")
     doc = pattern.sub(lambda _m: f"{begin}\n{text.strip()}\n{end}", doc, count=1)
     path.write_text(doc, encoding="utf-8")
-    print(f"wrote the overcommit output to {path}")
+    print(f"wrote the overcommit output to {path} ({key})")
 
 
 def parse_set(items: Sequence[str]) -> dict[str, float]:
@@ -493,7 +494,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     p.add_argument("--png", type=Path, help="also draw a bar chart per scenario here")
-    p.add_argument("--docs", action="store_true", help="write the output into docs/benchmarks.md")
+    p.add_argument(
+        "--docs",
+        nargs="?",
+        const="overcommit-output",
+        metavar="KEY",
+        help="write the output into docs/benchmarks.md between the KEY markers "
+        "(default overcommit-output)",
+    )
+    p.add_argument("--brief", action="store_true", help="with --docs: the summary table only")
     args = p.parse_args(argv)
     overrides = parse_set(args.set)
     load_start = os.getloadavg()[0]
@@ -535,7 +544,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "overcommit.md").write_text(text, encoding="utf-8")
     print(head + "\n\n" + "\n".join(summary))
     if args.docs:
-        write_docs(text)
+        brief = head + "\n\n" + "\n".join(summary)
+        write_docs(brief if args.brief else text, args.docs)
     return 0
 
 
