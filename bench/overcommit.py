@@ -328,8 +328,8 @@ def verdict(pre: Precondition, rows: Mapping[str, Row]) -> Verdict:
         words = "precondition not met (" + "; ".join(why) + "): no target"
         if lost:
             words += (
-                f". **zoned loses to no isolation**: {z.killed} containers killed "
-                f"({z.kill_events} kills) against {ni.killed} ({ni.kill_events})"
+                f". **zoned loses to no isolation**: containers killed {z.killed} "
+                f"({z.kill_events} kill events) against {ni.killed} ({ni.kill_events})"
             )
             if pre.fits_bytes and not pre.fits_nodes:
                 words += (
