@@ -42,6 +42,14 @@ The model, tick by tick, for each live container in creation order:
   ``memory.reclaim`` does.
 * **Node memory.** free = size - base use - what every container holds on the node.
 
+* **Restarts.** A workload with ``restart`` starts again ``restart_delay_s`` after an
+  OOM kill; with ``restart_max_s`` the delay doubles per kill in a row up to it (a
+  crash-loop backoff), and a life of 2 x ``restart_max_s`` resets it.
+* **The engine's reaction.** With ``reaction_p50_ms`` > 0 every write the engine makes
+  between two ``wait`` calls (one engine step: its reads, decision and writes) lands
+  after one seeded log-normal draw (``zoned.backends.sim.reaction``): a ``cpuset.mems``
+  write begins, a reclaim starts, ``memory.high`` changes only then.
+
 Assumptions: no swap; each workload is one process (a kill ends it); "some" stall is
 every stalled ms (reclaim at ``reclaim_rate``, throttled or blocked ticks), "full" only
 ticks with no progress at all (blocked, or throttled to nothing); cache freed by an
