@@ -89,9 +89,19 @@ def test_a_delayed_tripwire_fires_when_it_lands() -> None:
     sim = make(WorkloadSpec((Alloc(anon=100 * MIB),)), FIXED)
     sim.advance(1)
     sim.arm_tripwire("a", 50 * MIB)  # below usage: fires as soon as it is written
-    assert sim.wait(0) == []
-    events = sim.advance(0.05)
+    assert sim.state("a").tripwire is None  # not written yet
+    events = sim.wait(0)  # the engine's step ends when its write lands
     assert [(e.kind, round(e.at, 2)) for e in events] == [(EventKind.TRIPWIRE, 1.05)]
+    assert sim.state("a").tripwire == 50 * MIB
+
+
+def test_what_happens_during_a_step_is_seen_when_the_step_is_done() -> None:
+    sim = make(WorkloadSpec((Alloc(anon=300 * MIB),)), FIXED)  # OOM-killed at 0.33 s
+    assert sim.wait(0.3) == [] and sim.now() == pytest.approx(0.3)
+    # the step after that wait only read (no write), and reading took a draw: 50 ms
+    events = sim.wait(0.01)
+    assert [(e.kind, round(e.at, 2)) for e in events] == [(EventKind.OOM_KILL, 0.33)]
+    assert sim.now() == pytest.approx(0.35)
 
 
 def test_one_draw_per_engine_step() -> None:

@@ -196,8 +196,42 @@ class SimBackend(SimMigration, Backend):
 
         Events already due return at once. With ``timeout_s=None`` and nothing left that
         could ever happen, returns ``[]`` without moving the clock.
+
+        With the engine's reaction modelled (``SimKnobs.reaction_*``) the engine's step
+        between two waits took time: its writes land after one draw (``_write_due``), a
+        step without writes still took a draw for its reads, and until then the engine
+        was busy: whatever happened meanwhile is returned when the step is done.
         """
-        self._step_due = None  # the engine's next writes are a new step's
+        start = self._tick
+        busy = self._end_step()
+        try:
+            if busy > self._tick:
+                out = self._run_to(busy)
+                if out:
+                    return out
+            left = None if timeout_s is None else timeout_s - (self._tick - start) * self._dt
+            return self._wait(None if left is None else max(0.0, left))
+        finally:
+            self._step_began = self._tick
+
+    def _end_step(self) -> int:
+        """The tick at which the engine's step since the last ``wait`` is done."""
+        due, self._step_due = self._step_due, None
+        if due is not None:
+            return due
+        if not self.reaction.enabled or self._step_began is None:
+            return self._tick
+        return self._step_began + self._ticks(self.reaction.draw())
+
+    def _run_to(self, tick: int) -> list[Event]:
+        out: list[Event] = []
+        while self._tick < tick:
+            out.extend(self._wait((tick - self._tick) * self._dt))
+        out.extend(self._pending)
+        self._pending = []
+        return out
+
+    def _wait(self, timeout_s: float | None) -> list[Event]:
         end = None if timeout_s is None else self._tick + self._ticks(timeout_s)
         while not self._pending:
             if end is not None and self._tick >= end:
@@ -215,11 +249,14 @@ class SimBackend(SimMigration, Backend):
         return out
 
     def advance(self, seconds: float) -> list[Event]:
-        """Run the clock ``seconds`` forward whatever happens; return every event."""
+        """Run the clock ``seconds`` forward whatever happens; return every event. Not an
+        engine's wait: it charges no reaction time, and writes after it are a new step's."""
+        self._step_due = None
+        self._step_began = None
         end = self._tick + self._ticks(seconds)
         out: list[Event] = []
         while self._tick < end or self._pending:
-            out.extend(self.wait((end - self._tick) * self._dt))
+            out.extend(self._wait((end - self._tick) * self._dt))
         return out
 
     def run_until(self, at_s: float) -> list[Event]:

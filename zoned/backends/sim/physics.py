@@ -129,6 +129,7 @@ class SimPhysics:
         self._psi_window = max(1, k.psi_window_ms // k.step_ms)
         self.reaction = Reaction(k.reaction_p50_ms, k.reaction_p99_ms, k.reaction_seed)
         self._step_due: int | None = None  # the tick this engine step's writes land
+        self._step_began: int | None = None  # when ``wait`` last handed the engine events
 
     def _write_due(self) -> int:
         """The tick at which a write made now reaches the kernel: one draw per engine step
