@@ -70,3 +70,12 @@ def test_the_model_adds_the_reaction_delay_and_the_restart_backoff() -> None:
     assert (m.knobs.reaction_p50_ms, m.knobs.reaction_p99_ms) == oc.REACTION
     assert m.workloads["a"].restart_max_s == oc.BACKOFF_MAX_S
     assert m.decls.policy == sc.decls.policy  # the engine's knobs are left as shipped
+
+
+def test_the_verdict_takes_zoneds_worst_reaction_seed() -> None:
+    none = row("no-isolation", {"a": 0, "b": 0}, {"a": 0.0, "b": 0.0})
+    lucky = row("zoned", {"a": 0, "b": 0}, {"a": 0.3, "b": 0.2}, moved=8)
+    unlucky = row("zoned", {"a": 0, "b": 0}, {"a": 0.5, "b": 0.4}, moved=8)  # 0.1125 s
+    assert oc.verdict(pre(7), rows(lucky, none)).met is True
+    v = oc.verdict(pre(7), rows(lucky, none), [unlucky])
+    assert v.met is False and "0.113 s per lend (worst of 2 reaction seeds)" in v.words
