@@ -452,7 +452,7 @@ def provenance(load_start: float) -> str:
     )
 
 
-def model_line(overrides: Mapping[str, float]) -> str:
+def model_line(overrides: Mapping[str, float], seeds: int) -> str:
     shipped = PolicyDecl()
     knobs = ", ".join(
         f"{k} {getattr(shipped, k):g}" for k in ("cooldown_s", "idle_return_s", "tripwire_pct")
@@ -460,7 +460,9 @@ def model_line(overrides: Mapping[str, float]) -> str:
     over = ", ".join(f"{k} {v:g}" for k, v in overrides.items())
     return (
         f"Simulator model: each engine step's writes land after a seeded log-normal delay, "
-        f"p50 {REACTION[0]} ms / p99 {REACTION[1]} ms (seed {REACTION_SEED}); killed "
+        f"p50 {REACTION[0]} ms / p99 {REACTION[1]} ms (seed {REACTION_SEED} in the "
+        f"per-scenario tables; zoned also under seeds {REACTION_SEED + 1}-"
+        f"{REACTION_SEED + seeds - 1}, the verdict on its worst); killed "
         f"workloads restart after their restart_delay_s doubling to {BACKOFF_MAX_S:g} s. "
         f"Engine: shipped defaults ({knobs}, ...)"
         + (f"; **overridden for every scenario by --set: {over}**" if over else "")
@@ -567,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
             args.png.mkdir(parents=True, exist_ok=True)
             bars(sc.name, list(rows.values()), args.png / f"overcommit-{sc.name}.png")
         print(parts[-1], flush=True)
-    head = provenance(load_start) + "\n\n" + model_line(overrides)
+    head = provenance(load_start) + "\n\n" + model_line(overrides, args.seeds)
     text = head + "\n\n" + "\n".join(summary) + "\n\n" + "\n".join(parts)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "overcommit.md").write_text(text, encoding="utf-8")
