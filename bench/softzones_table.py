@@ -72,8 +72,8 @@ OVERCOMMIT = ROOT / "bench" / "results" / "overcommit.md"
 
 
 def overcommit_figures(scenario: str = "staggered") -> dict[str, str]:
-    """policy → "N OOM kills, M nodes moved" for one scenario of bench/overcommit.py's
-    results (the engine on the simulated host), with where it came from."""
+    """policy → "N containers OOM-killed (K kills), M nodes moved" for one scenario of
+    bench/overcommit.py's results (the engine on the simulated host), with its source."""
     if not OVERCOMMIT.exists():
         return {}
     text = OVERCOMMIT.read_text()
@@ -87,8 +87,12 @@ def overcommit_figures(scenario: str = "staggered") -> dict[str, str]:
         if line.startswith("### "):
             break
         cells = [c.strip() for c in line.strip("|").split("|")]
-        if len(cells) > 5 and cells[1].isdigit():
-            out[cells[0]] = f"{cells[1]} OOM kills, {cells[4]} nodes moved ({where}, sim)"
+        kills = re.fullmatch(r"(\d+) \((\d+)\)", cells[1]) if len(cells) > 5 else None
+        if kills:
+            out[cells[0]] = (
+                f"{kills.group(1)} containers OOM-killed ({kills.group(2)} kills), "
+                f"{cells[4]} nodes moved ({where}, sim)"
+            )
     return out
 
 
@@ -164,7 +168,7 @@ def table(d: dict[str, Any], scan: dict[str, float]) -> str:
     oc = overcommit_figures()
     overcommit = (
         f"yes, by moving whole nodes to where the pressure is: {oc.get('zoned', '?')} "
-        f"(static zones, never moved: {oc.get('static-zones', '?')})",
+        f"(static zones, the pool dealt out, never moved: {oc.get('static-dealt', '?')})",
         f"yes (sum of memory.max over RAM), but nothing moves: {oc.get('static-limits', '?')}",
         "no mechanism: it only measures (0 kills prevented)",
     )

@@ -172,7 +172,7 @@ def test_example_config_parses_to_the_documented_values() -> None:
     p = d.policy
     assert (p.cooldown_s, p.idle_return_s, p.tripwire_pct, p.shrink_below_pct) == (
         10.0,
-        300.0,
+        60.0,
         85.0,
         50.0,
     )

@@ -76,7 +76,7 @@ class PolicyDecl:
     """Engine knobs; every name carries its unit."""
 
     cooldown_s: float = 10.0  # after a container gains or loses a node, leave it be
-    idle_return_s: float = 300.0  # an idle container above min returns a node after this
+    idle_return_s: float = 60.0  # an idle container above min returns a node after this
     tripwire_pct: float = 85.0  # tripwire at this % of the zones' capacity
     shrink_below_pct: float = 50.0  # a container using less than this % of n-1 nodes may shrink
     psi_some_ms: int = 100  # PSI "some" stall per window that counts as pressure

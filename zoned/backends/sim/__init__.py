@@ -12,7 +12,8 @@ or run a scenario without zoned to get a static baseline::
     print(result.stats.oom_kills, len(result.history))
 
 Modules: ``host`` (the model, ``SimBackend``), ``workload`` (the workload language),
-``faults`` (injectable faults), ``scenario`` (scenario files). Each documents its format.
+``faults`` (injectable faults), ``scenario`` (scenario files), ``reaction`` (the engine's
+reaction delay). Each documents its format.
 """
 
 from __future__ import annotations

@@ -156,12 +156,15 @@ class SimBackend(SimMigration, Backend):
         c.gone = True
 
     def arm_tripwire(self, name: str, nbytes: int) -> None:
-        """memory.high := ``nbytes``. Arming at or below current usage fires at once."""
+        """memory.high := ``nbytes``, after the engine's reaction delay (SimKnobs).
+        Arming at or below current usage fires at once."""
         c = self._live(name)
-        c.tripwire = nbytes
-        c.tripwire_fired = False
-        if c.usage >= nbytes:
-            self._fire_tripwire(c)
+        due = self._write_due()
+        if due > self._tick:
+            c.high_due = (due, nbytes)
+            return
+        c.high_due = None
+        self._set_high(c, nbytes)
 
     def disarm_tripwire(self, name: str) -> None:
         """memory.high := max (sim only; the engine re-arms instead)."""
@@ -173,14 +176,16 @@ class SimBackend(SimMigration, Backend):
         if self.isolation is not Isolation.ZONES:
             raise Unsupported(f"{name}: the {self.isolation.value} mode has no zones to move")
         op = self._new_op(OpKind.SET_NODES, name, deadline_s, nodes=nodes)
+        op.not_before = self._write_due()
         c.ops.append(op)
-        if len(c.ops) == 1:
+        if len(c.ops) == 1 and op.not_before <= self._tick:
             self._begin_set_nodes(c, op)
         return op.id
 
     def start_reclaim(self, name: str, nbytes: int, deadline_s: float) -> int:
         c = self._live(name)
         op = self._new_op(OpKind.RECLAIM, name, deadline_s, target=nbytes)
+        op.not_before = self._write_due()
         c.reclaims.append(op)
         if nbytes <= 0:
             self._finish_reclaim(c, op)
@@ -191,7 +196,42 @@ class SimBackend(SimMigration, Backend):
 
         Events already due return at once. With ``timeout_s=None`` and nothing left that
         could ever happen, returns ``[]`` without moving the clock.
+
+        With the engine's reaction modelled (``SimKnobs.reaction_*``) the engine's step
+        between two waits took time: its writes land after one draw (``_write_due``), a
+        step without writes still took a draw for its reads, and until then the engine
+        was busy: whatever happened meanwhile is returned when the step is done.
         """
+        start = self._tick
+        busy = self._end_step()
+        try:
+            if busy > self._tick:
+                out = self._run_to(busy)
+                if out:
+                    return out
+            left = None if timeout_s is None else timeout_s - (self._tick - start) * self._dt
+            return self._wait(None if left is None else max(0.0, left))
+        finally:
+            self._step_began = self._tick
+
+    def _end_step(self) -> int:
+        """The tick at which the engine's step since the last ``wait`` is done."""
+        due, self._step_due = self._step_due, None
+        if due is not None:
+            return due
+        if not self.reaction.enabled or self._step_began is None:
+            return self._tick
+        return self._step_began + self._ticks(self.reaction.draw())
+
+    def _run_to(self, tick: int) -> list[Event]:
+        out: list[Event] = []
+        while self._tick < tick:
+            out.extend(self._wait((tick - self._tick) * self._dt))
+        out.extend(self._pending)
+        self._pending = []
+        return out
+
+    def _wait(self, timeout_s: float | None) -> list[Event]:
         end = None if timeout_s is None else self._tick + self._ticks(timeout_s)
         while not self._pending:
             if end is not None and self._tick >= end:
@@ -209,11 +249,14 @@ class SimBackend(SimMigration, Backend):
         return out
 
     def advance(self, seconds: float) -> list[Event]:
-        """Run the clock ``seconds`` forward whatever happens; return every event."""
+        """Run the clock ``seconds`` forward whatever happens; return every event. Not an
+        engine's wait: it charges no reaction time, and writes after it are a new step's."""
+        self._step_due = None
+        self._step_began = None
         end = self._tick + self._ticks(seconds)
         out: list[Event] = []
         while self._tick < end or self._pending:
-            out.extend(self.wait((end - self._tick) * self._dt))
+            out.extend(self._wait((end - self._tick) * self._dt))
         return out
 
     def run_until(self, at_s: float) -> list[Event]:

@@ -44,6 +44,21 @@ class SimMigration(SimPhysics):
             return f
         return None
 
+    def _land_writes(self, c: _Ctr) -> None:
+        if c.high_due is not None and c.high_due[0] <= self._tick:
+            nbytes = c.high_due[1]
+            c.high_due = None
+            self._set_high(c, nbytes)
+        if c.ops and c.ops[0].started is None and c.ops[0].not_before <= self._tick:
+            self._begin_set_nodes(c, c.ops[0])
+
+    def _set_high(self, c: _Ctr, nbytes: int) -> None:
+        """memory.high := ``nbytes``. At or below current usage it fires at once."""
+        c.tripwire = nbytes
+        c.tripwire_fired = False
+        if c.usage >= nbytes:
+            self._fire_tripwire(c)
+
     def _begin_set_nodes(self, c: _Ctr, op: _Op) -> None:
         op.started = self._tick
         bad = op.nodes - self._memory_nodes()
@@ -95,7 +110,7 @@ class SimMigration(SimPhysics):
     def _pop_set(self, c: _Ctr, op: _Op) -> None:
         if c.ops and c.ops[0] is op:
             c.ops.pop(0)
-            if c.ops:
+            if c.ops and c.ops[0].not_before <= self._tick:
                 self._begin_set_nodes(c, c.ops[0])
 
     def _report(self, op: _Op, ok: bool, error: str = "", errno: int | None = None) -> None:
@@ -191,6 +206,8 @@ class SimMigration(SimPhysics):
             self._finish_set(c, op)
 
     def _reclaim_tick(self, c: _Ctr, op: _Op) -> None:
+        if op.not_before > self._tick:
+            return
         budget = min(self._per_tick(self.knobs.reclaim_rate), op.target - op.done_bytes)
         while budget > 0 and c.file:
             n = max(c.file, key=lambda m: (c.file[m], -m))

@@ -42,6 +42,14 @@ The model, tick by tick, for each live container in creation order:
   ``memory.reclaim`` does.
 * **Node memory.** free = size - base use - what every container holds on the node.
 
+* **Restarts.** A workload with ``restart`` starts again ``restart_delay_s`` after an
+  OOM kill; with ``restart_max_s`` the delay doubles per kill in a row up to it (a
+  crash-loop backoff), and a life of 2 x ``restart_max_s`` resets it.
+* **The engine's reaction.** With ``reaction_p50_ms`` > 0 every write the engine makes
+  between two ``wait`` calls (one engine step: its reads, decision and writes) lands
+  after one seeded log-normal draw (``zoned.backends.sim.reaction``): a ``cpuset.mems``
+  write begins, a reclaim starts, ``memory.high`` changes only then.
+
 Assumptions: no swap; each workload is one process (a kill ends it); "some" stall is
 every stalled ms (reclaim at ``reclaim_rate``, throttled or blocked ticks), "full" only
 ticks with no progress at all (blocked, or throttled to nothing); cache freed by an
@@ -64,6 +72,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 
 from zoned.backends.sim.faults import Fault, Gone
+from zoned.backends.sim.reaction import Reaction
 from zoned.backends.sim.state import Isolation, SimKnobs, SimNode, _Ctr, _Op, _TickState
 from zoned.backends.sim.stats import Sample
 from zoned.backends.sim.workload import Frees, WorkloadRun, WorkloadSpec
@@ -118,6 +127,19 @@ class SimPhysics:
         self._dt = k.step_ms / 1000.0
         self._sample_ticks = max(1, k.sample_ms // k.step_ms)
         self._psi_window = max(1, k.psi_window_ms // k.step_ms)
+        self.reaction = Reaction(k.reaction_p50_ms, k.reaction_p99_ms, k.reaction_seed)
+        self._step_due: int | None = None  # the tick this engine step's writes land
+        self._step_began: int | None = None  # when ``wait`` last handed the engine events
+
+    def _write_due(self) -> int:
+        """The tick at which a write made now reaches the kernel: one draw per engine step
+        (a step ends when the engine next calls ``wait``), so a step's writes land together,
+        in the order made."""
+        if not self.reaction.enabled:
+            return self._tick
+        if self._step_due is None:
+            self._step_due = self._tick + self._ticks(self.reaction.draw())
+        return self._step_due
 
     def now(self) -> float:
         return self._tick * self.knobs.step_ms / 1000.0
@@ -157,12 +179,27 @@ class SimPhysics:
         c.pid = 1000 + 100 * c.index + c.lives
         c.restart_at = None
         c.blocked_ms = 0
+        c.life_start = tick
+
+    def _restart_delay(self, c: _Ctr) -> float:
+        """Seconds from this kill to the restart: ``restart_delay_s``, doubled for each kill
+        in a row up to ``restart_max_s`` (a crash-loop backoff); a life that lasted
+        2 x ``restart_max_s`` ends the streak (as the kubelet resets its backoff)."""
+        assert c.spec is not None
+        spec = c.spec
+        if spec.restart_max_s is None:
+            return spec.restart_delay_s
+        if self._tick - c.life_start >= self._ticks(2 * spec.restart_max_s):
+            c.kill_streak = 0
+        c.kill_streak += 1
+        delay: float = spec.restart_delay_s * 2 ** min(c.kill_streak - 1, 62)
+        return min(spec.restart_max_s, delay)
 
     def _quiet(self) -> bool:
         for c in self._ctrs.values():
             if c.gone:
                 continue
-            if c.ops or c.reclaims:
+            if c.ops or c.reclaims or c.high_due is not None:
                 return False
             if c.alive and c.run is not None and c.run.busy():
                 return False
@@ -218,6 +255,9 @@ class SimPhysics:
             if not c.gone and c.restart_at is not None and c.restart_at <= k:
                 c.restarts += 1
                 self._start_workload(c, k)
+        for c in self._ctrs.values():
+            if not c.gone:
+                self._land_writes(c)
         states: dict[str, _TickState] = {}
         for c in list(self._ctrs.values()):
             if not c.gone:
@@ -469,7 +509,7 @@ class SimPhysics:
         c.pid = None
         c.blocked_ms = 0
         if c.spec is not None and c.spec.restart:
-            c.restart_at = self._tick + self._ticks(c.spec.restart_delay_s)
+            c.restart_at = self._tick + self._ticks(self._restart_delay(c))
 
     # Operations live in ``SimMigration``; the tick loop calls them through these.
 
@@ -479,4 +519,8 @@ class SimPhysics:
 
     def _vanish(self, name: str) -> None:
         """The cgroup ``name`` vanished: end its operations, free its memory."""
+        raise NotImplementedError
+
+    def _land_writes(self, c: _Ctr) -> None:
+        """Apply ``c``'s delayed writes that reach the kernel by now."""
         raise NotImplementedError

@@ -27,6 +27,9 @@ Format (every key but ``config`` is optional; sizes are binary: ``256M`` = 256 M
       leave_behind: 3M             # left on removed nodes per migration (default 3M)
       oom_after_ms: 10             # blocked allocation before the OOM kill (default 10)
       migrate_overflow: leave      # pages that don't fit: leave (default) or oom_kill
+      reaction_p50_ms: 41.7        # the engine's reaction time: each step's writes land
+      reaction_p99_ms: 72.5        # after a seeded log-normal delay of this p50 / p99
+      reaction_seed: 1             # (default 0: at once; measured under TCG: 41.7 / 72.5)
     workloads:                     # per declared container; see zoned.backends.sim.workload
       web:
         restart: true
@@ -66,6 +69,7 @@ from zoned.config.plain import (
     as_int,
     as_list,
     as_mapping,
+    as_number,
     as_rate,
     as_seconds,
     as_size,
@@ -235,6 +239,13 @@ def _knobs(doc: Doc, value: object, policy: PolicyDecl) -> SimKnobs:
             if r <= 0:
                 raise doc.fail(p, "must be above zero")
             kw[k] = r
+        elif k in ("reaction_p50_ms", "reaction_p99_ms"):
+            x = as_number(doc, v, p)
+            if x < 0:
+                raise doc.fail(p, "must be 0 or above")
+            kw[k] = x
+        elif k == "reaction_seed":
+            kw[k] = as_int(doc, v, p)
         elif k == "leave_behind":
             kw[k] = as_size(doc, v, p)
         elif k == "migrate_overflow":

@@ -45,12 +45,26 @@ class SimKnobs:
     psi_some_ms: int = 100  # PRESSURE when "some" stall in a window reaches this...
     psi_window_ms: int = 1000  # ...window
     migrate_overflow: Literal["leave", "oom_kill"] = "leave"
+    # The engine's reaction time: every write of one engine step (the step's reads,
+    # decision and writes) takes effect this long after the step began, drawn per step
+    # from a log-normal with this median and 99th percentile (0: at once, in the step's
+    # own tick), seeded. Measured (docs/benchmarks.md, "Tripwire to action"): kernel
+    # event to cpuset.mems write 41.7 / 72.5 ms p50 / p99 under TCG on 6.1: TCG_REACTION.
+    reaction_p50_ms: float = 0.0
+    reaction_p99_ms: float = 0.0
+    reaction_seed: int = 0
 
     def __post_init__(self) -> None:
         if self.step_ms <= 0 or self.sample_ms < self.step_ms:
             raise ValueError("step_ms must be > 0 and sample_ms >= step_ms")
         if min(self.alloc_rate, self.reclaim_rate, self.migrate_bandwidth) <= 0:
             raise ValueError("rates must be above zero")
+        if self.reaction_p50_ms < 0 or self.reaction_p99_ms < self.reaction_p50_ms:
+            raise ValueError("reaction: need 0 <= reaction_p50_ms <= reaction_p99_ms")
+
+
+# The measured tripwire → write distribution (6.1 under QEMU TCG, end to end), p50 / p99 ms.
+TCG_REACTION = (41.7, 72.5)
 
 
 @dataclass
@@ -68,6 +82,7 @@ class _Op:
     bw_tick: int = 0
     done_bytes: int = 0  # moved or reclaimed
     reported: bool = False
+    not_before: int = 0  # tick: the engine's write reaches the kernel (reaction delay)
 
 
 @dataclass
@@ -84,8 +99,11 @@ class _Ctr:
     pid: int | None = None
     lives: int = 0
     restart_at: int | None = None
+    life_start: int = 0  # tick the current life began
+    kill_streak: int = 0  # OOM kills in a row (each life shorter than the backoff reset)
     tripwire: int | None = None
     tripwire_fired: bool = False
+    high_due: tuple[int, int] | None = None  # (tick, bytes): a delayed memory.high write
     limit: int | None = None
     gone: bool = False
     ops: list[_Op] = field(default_factory=list)  # SET_NODES queue, the first runs

@@ -28,6 +28,9 @@ A workload is either that list, or a mapping::
                             # cgroup is created, if later)
       restart: true         # after an OOM kill, start again from the first phase...
       restart_delay_s: 2    # ...this long after the kill
+      restart_max_s: 60     # and doubling for each kill in a row up to this (a crash-loop
+                            # backoff, reset by a life of 2 x restart_max_s); default: no
+                            # doubling
       loop: false
       phases: [...]
 """
@@ -115,6 +118,7 @@ class WorkloadSpec:
     phases: tuple[Phase, ...]
     restart: bool = False
     restart_delay_s: float = 1.0
+    restart_max_s: float | None = None  # None: every restart after restart_delay_s
     start_s: float = 0.0
     loop: bool = False
 
@@ -136,15 +140,23 @@ def parse_workload(value: object, path: str = "workload", doc: Doc | None = None
     if isinstance(value, list):
         return WorkloadSpec(phases=_phases(d, value, path))
     m = as_mapping(d, value, path)
-    check_keys(d, m, path, ("phases", "restart", "restart_delay_s", "start_s", "loop"), ("phases",))
+    keys = ("phases", "restart", "restart_delay_s", "restart_max_s", "start_s", "loop")
+    check_keys(d, m, path, keys, ("phases",))
     phases = _phases(d, as_list(d, m["phases"], f"{path}.phases"), f"{path}.phases")
     spec = WorkloadSpec(
         phases=phases,
         restart=as_bool(d, m.get("restart", False), f"{path}.restart"),
         restart_delay_s=as_seconds(d, m.get("restart_delay_s", 1.0), f"{path}.restart_delay_s"),
+        restart_max_s=(
+            as_seconds(d, m["restart_max_s"], f"{path}.restart_max_s")
+            if "restart_max_s" in m
+            else None
+        ),
         start_s=as_seconds(d, m.get("start_s", 0.0), f"{path}.start_s"),
         loop=as_bool(d, m.get("loop", False), f"{path}.loop"),
     )
+    if spec.restart_max_s is not None and spec.restart_max_s < spec.restart_delay_s:
+        raise d.fail(f"{path}.restart_max_s", "must be at least restart_delay_s")
     if spec.loop and all(isinstance(p, (Alloc, Free, Exit)) and not _takes_time(p) for p in phases):
         raise d.fail(f"{path}.loop", "a looping workload needs a phase that takes time")
     return spec
