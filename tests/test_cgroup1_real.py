@@ -484,3 +484,39 @@ def test_directed_reclaim_of_anonymous_memory_without_swap_stops_at_ebusy(
     assert b.memory.read(sandbox.path, "memory.limit_in_bytes") == NO_LIMIT
     assert child.proc.poll() is None  # the limit write itself never OOM-kills
     assert b.oom_control("web")["oom_kill"] == 0
+
+
+def test_released_hold_lets_the_grower_go_and_a_foreign_limit_keeps_its_oom_killer(
+    sandbox: Sandbox,
+) -> None:
+    """release_hold (nothing can be lent) puts the limit and OOM killer back: the held
+    task goes on. A lower limit written behind zoned's back is not zoned's to hold at:
+    the task waiting under OOM there gets the OOM killer back and is killed."""
+    b = sandbox.backend()
+    b.ensure(WEB, N0)
+    child = sandbox.spawn()
+    b.attach("web", child.pid)
+    wire = b.usage("web").current + 32 * MIB
+    b.arm_tripwire("web", wire)
+    child.send("alloc 64")
+    wait_for(
+        b, lambda ev: any(e.kind is EventKind.PRESSURE and "under_oom" in e.detail for e in ev), 10
+    )
+    assert b.release_hold("web")
+    assert not b.release_hold("web")  # nothing held any more
+    times = child.reply(20)
+    assert times is not None and len(times) == 64
+    oc = b.oom_control("web")
+    assert oc["oom_kill_disable"] == 0 and oc["oom_kill"] == 0, oc
+
+    # Held again by the next arming; then someone lowers the limit under zoned's.
+    child.send("free")
+    assert child.reply(20) is not None
+    b.arm_tripwire("web", b.usage("web").current + 32 * MIB)
+    assert b.oom_control("web")["oom_kill_disable"] == 1
+    b.memory.write(sandbox.path, "memory.limit_in_bytes", str(b.usage("web").current + 16 * MIB))
+    child.send("alloc 64")
+    events = wait_for(b, lambda ev: EventKind.OOM_KILL in kinds(ev), 15)
+    assert child.proc.wait(timeout=10) == -9
+    assert b.oom_control("web")["oom_kill_disable"] == 0
+    assert not any("waiting at its limit" in e.detail for e in events[-1:])

@@ -362,3 +362,42 @@ def test_tripwire_is_raised_during_a_blocked_write_once_every_task_has_the_node(
     assert writes[0] + blocked.reach_s <= first_raise < writes[0] + blocked.hold_s, blocked.calls
     assert any("raised to the new capacity" in r.reason for r in e.log)
     assert blocked.stats().containers["web"].oom_kills == 0
+
+
+class HoldingSim(SimBackend):
+    """A host whose tripwire holds tasks (v1's limit); records what the engine releases."""
+
+    released: list[tuple[float, str]]
+
+    def release_hold(self, name: str) -> bool:
+        self.released.append((self.now(), name))
+        return True
+
+
+def holding(workloads: Mapping[str, object], nodes: int) -> HoldingSim:
+    b = host(workloads, nodes=nodes)
+    h = HoldingSim.__new__(HoldingSim)
+    h.__dict__.update(b.__dict__)
+    h.released = []
+    return h
+
+
+def test_a_container_nothing_can_be_lent_to_is_released_from_its_hold() -> None:
+    """Held at its tripwire with nothing to lend, a container would stall for good where
+    the kernel would OOM-kill inside its zones: at its max it is let go at once, short of
+    a donor after cooldown_s; once, until its tripwire is armed again."""
+    at_max = holding(GROW, nodes=3)
+    e = engine(at_max, ctr("web", hi=1))
+    e.run(30)
+    assert [n for _, n in at_max.released] == ["web"]
+    assert any(r.outcome == "released" and "at its max" in r.reason for r in e.log)
+    crossed = next(r.at for r in e.log if r.kind == "note" and "at its max" in r.reason)
+    assert at_max.released[0][0] == crossed
+
+    # Room to grow, but no free node and no donor (the other container is at its min).
+    no_donor = holding({**GROW, "db": {"phases": [{"hold_s": 60}]}}, nodes=3)
+    e = engine(no_donor, ctr("web"), ctr("db"), cooldown_s=2)
+    e.run(30)
+    assert [n for _, n in no_donor.released] == ["web"]
+    first = next(r.at for r in e.log if r.kind == "note" and "nothing can be lent" in r.reason)
+    assert no_donor.released[0][0] - first >= 2

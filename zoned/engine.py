@@ -94,6 +94,8 @@ class Engine(HandOvers):
         self._started = backend.now()
         self._noted: dict[str, float] = {}
         self._last_dry_keys: set[str] = set()
+        self._stuck_since: dict[str, float] = {}
+        self._released: set[str] = set()
         self.last_snapshot: Snapshot | None = None
 
     # -- public --------------------------------------------------------------------------
@@ -153,30 +155,7 @@ class Engine(HandOvers):
     def step(self, events: Sequence[Event]) -> Decision:
         """Handle ``events``, decide, start the actions; returns the decision."""
         now = self.backend.now()
-        tripped: set[str] = set()
-        stalled: dict[str, int] = {}  # container → stall ms its pressure event reported
-        ooms: dict[str, int] = {}
-        for ev in events:
-            c = ev.container
-            if ev.kind is EventKind.OP_FINISHED and ev.op is not None:
-                self._finished(ev.op, now)
-            elif c is None or c not in self.managed:
-                if ev.kind is not EventKind.OP_FINISHED:
-                    log.debug("event %s for unmanaged %s, ignoring", ev.kind.value, c)
-            elif ev.kind is EventKind.TRIPWIRE:
-                tripped.add(c)
-            elif ev.kind is EventKind.PRESSURE:
-                # A stall is an input, not a decision: it reaches the decision log only
-                # through what the policy makes of it. The debug log keeps each one, so a
-                # run can show that a PSI trigger or a v1 pressure level reached the engine.
-                log.debug("%s: pressure event (%s)", c, ev.detail)
-                stalled[c] = max(stalled.get(c, 0), ev.value or 0)
-            elif ev.kind is EventKind.OOM_KILL:
-                ooms[c] = ooms.get(c, 0) + 1
-            elif ev.kind is EventKind.GONE:
-                self._gone(c, now)
-            else:
-                log.debug("%s: %s event (%s), ignoring", c, ev.kind.value, ev.detail)
+        tripped, stalled, ooms = self._take_events(events, now)
         for t in list(self._transfers):
             if t.phase is Phase.DRAIN:
                 self._drain(t, now)
@@ -186,6 +165,8 @@ class Engine(HandOvers):
         self._seen = decision.seen
         for name in decision.needy:
             self._last_need[name] = now
+        if not self.dry_run:
+            self._release_holds(decision, now)
         # The same note (numbers aside) is logged at most once per cooldown: a container
         # that stays short of memory is not news every tick.
         quiet = self.decls.policy.cooldown_s
@@ -216,6 +197,37 @@ class Engine(HandOvers):
             self._apply(a, now, first)
         self._last_dry_keys = dry_keys
         return decision
+
+    def _take_events(
+        self, events: Sequence[Event], now: float
+    ) -> tuple[set[str], dict[str, int], dict[str, int]]:
+        """Finished operations advance their hand-overs; the rest become the snapshot's
+        inputs: (tripped, container → stall ms its pressure event reported, OOM kills)."""
+        tripped: set[str] = set()
+        stalled: dict[str, int] = {}
+        ooms: dict[str, int] = {}
+        for ev in events:
+            c = ev.container
+            if ev.kind is EventKind.OP_FINISHED and ev.op is not None:
+                self._finished(ev.op, now)
+            elif c is None or c not in self.managed:
+                if ev.kind is not EventKind.OP_FINISHED:
+                    log.debug("event %s for unmanaged %s, ignoring", ev.kind.value, c)
+            elif ev.kind is EventKind.TRIPWIRE:
+                tripped.add(c)
+            elif ev.kind is EventKind.PRESSURE:
+                # A stall is an input, not a decision: it reaches the decision log only
+                # through what the policy makes of it. The debug log keeps each one, so a
+                # run can show that a PSI trigger or a v1 pressure level reached the engine.
+                log.debug("%s: pressure event (%s)", c, ev.detail)
+                stalled[c] = max(stalled.get(c, 0), ev.value or 0)
+            elif ev.kind is EventKind.OOM_KILL:
+                ooms[c] = ooms.get(c, 0) + 1
+            elif ev.kind is EventKind.GONE:
+                self._gone(c, now)
+            else:
+                log.debug("%s: %s event (%s), ignoring", c, ev.kind.value, ev.detail)
+        return tripped, stalled, ooms
 
     def run(
         self,
@@ -285,6 +297,34 @@ class Engine(HandOvers):
             outcome = "adopted" if decl.name in existing else "created"
             self._record("admit", f"create {words}", "newly declared", outcome)
 
+    def _release_holds(self, decision: Decision, now: float) -> None:
+        """A container held at its tripwire that nothing can be lent to is let go: at its
+        max at once, otherwise after ``cooldown_s`` of nothing to lend (a donor may come
+        out of its cooldown). Holding it longer would stall it for good where the kernel
+        would OOM-kill inside its zones without zoned."""
+        for name in [n for n in self._stuck_since if n not in decision.stuck]:
+            del self._stuck_since[name]
+        for name, (why, at_max) in decision.stuck.items():
+            since = self._stuck_since.setdefault(name, now)
+            if name in self._released:
+                continue
+            if not at_max and now - since < self.decls.policy.cooldown_s:
+                continue
+            try:
+                released = self.backend.release_hold(name)
+            except BackendError as exc:
+                log.warning("%s: releasing its hold: %s", name, exc)
+                continue
+            self._released.add(name)
+            if released:
+                self._record(
+                    "tripwire",
+                    f"release {name}'s hold at its tripwire",
+                    f"{name}: nothing can be lent ({why}); its tasks no longer wait at the "
+                    "tripwire: the kernel decides inside its zones",
+                    "released",
+                )
+
     # -- snapshot ------------------------------------------------------------------------
 
     def _snapshot(
@@ -353,6 +393,7 @@ class Engine(HandOvers):
                 self._record("tripwire", a.describe(), a.reason, f"failed: {exc}", a)
                 return
             self._tripwires[a.container] = a.nbytes
+            self._released.discard(a.container)
             self._record("tripwire", a.describe(), a.reason, "armed", a)
         elif isinstance(a, Lend):
             t = Transfer(a, Phase.GIVE, node=a.node, receiver=a.to, started=now)

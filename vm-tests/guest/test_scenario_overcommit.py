@@ -5,10 +5,14 @@ Each scenario puts one container on the smallest node with the shipped policy de
 and free nodes to lend, and runs a stress-ng workload that needs more than that node:
 
 - **fast**: one worker filling 1.5 nodes as fast as it can (``--vm-keep``);
-- **populate**: one worker faulting in 1.8 nodes in one ``mmap(MAP_POPULATE)`` (v2's
+- **populate**: one worker faulting in 1.6 nodes in one ``mmap(MAP_POPULATE)`` (v2's
   ``memory.high`` throttles it inside that one system call, with its mmap lock held);
-- **swarm**: eight workers started together, 1.7 nodes in all: it earns two nodes in
-  one decision.
+- **swarm**: eight workers started together, 2.2 nodes in all: it earns two more nodes,
+  often in one decision.
+
+An oscillating allocator (stress-ng for 3 s, idle for 4 s, over and over) under
+``cooldown_s: 12`` and ``idle_return_s: 2``: no node goes back within the cooldown of the
+container's last change, and nothing is OOM-killed.
 
 And a hand-over under load: no node is free, a low-priority donor holds anon interleaved
 over two nodes, and the fast worker grows in a high-priority receiver: zoned evacuates
@@ -35,6 +39,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.scenarios import coarse
 from zoned.model.sizes import MIB
 
 from .cgtools import read, remove_tree, write
@@ -48,6 +53,7 @@ from .scenario_support import (
     guest_sizes,
     migrated_bytes,
     scenario,
+    sim_run,
     size_before,
     wait_for,
 )
@@ -61,8 +67,10 @@ WAIT_S = 150.0  # the whole run, throttling and lends included, on a busy TCG ho
 SCENARIOS: dict[str, tuple[list[str], float, int]] = {
     # name: (stress-ng arguments, total size in smallest-node capacities, workers)
     "fast": (["--vm-keep"], 1.5, 1),
-    "populate": (["--vm-keep", "--vm-populate"], 1.8, 1),
-    "swarm": (["--vm-keep"], 1.7, 8),
+    # Under the tripwire of two nodes (1.7 of one): a populate past it would be throttled
+    # again at the raised memory.high, inside the same system call.
+    "populate": (["--vm-keep", "--vm-populate"], 1.6, 1),
+    "swarm": (["--vm-keep"], 2.2, 8),
 }
 
 
@@ -214,6 +222,7 @@ def test_grows_without_oom_kill(name: str, tmp_path: Path, finding: Finding) -> 
         outcomes = [d["outcome"] for d in lends]
         assert not any("asked for" in o or "still in the kernel" in o for o in outcomes), outcomes
         assert all(o in ("started", "armed") or o.startswith("done") for o in outcomes), outcomes
+        kernel = coarse(run.kernel_sequence())
 
     # Without zoned: the same workload, the same node, nobody to lend.
     with bare(name, node) as (cgroups, memcg):
@@ -236,6 +245,28 @@ def test_grows_without_oom_kill(name: str, tmp_path: Path, finding: Finding) -> 
             },
         )
         assert kills >= 1, f"without zoned the workload should not fit node {node}: {out}"
+
+    # The simulator's twin: the same nodes, a ramp of the same size at the measured rate.
+    twin = sim_twin(name, node, node_bytes, rate or 100.0)
+    sim, sim_ooms, _ = sim_run(f"oc-{name}", doc=twin)
+    _, static_ooms, _ = sim_run(f"oc-{name}", "static-zones", twin)
+    finding(f"{name}: sequences", {"kernel": kernel, "sim": coarse(sim)})
+    assert kernel[0] == coarse(sim)[0] == ("lend", "pool", "grower", "tripwire"), (kernel, sim)
+    assert sim_ooms == 0 and static_ooms >= 1, (sim_ooms, static_ooms)
+
+
+def sim_twin(name: str, node: int, node_bytes: int, rate_mib_s: float) -> dict[str, Any]:
+    """Scenario ``name`` for the simulator: this guest's nodes, the container on ``node``
+    (placement picks the same one), one ramp of the workload's size at ``rate_mib_s``."""
+    _, factor, _ = SCENARIOS[name]
+    size = int(node_bytes * factor) // MIB
+    doc = config(name)
+    doc["config"]["host"].pop("hierarchy", None)
+    doc["topology"] = {"nodes": [f"{b // 1024}K" for _, b in sorted(guest_sizes().items())]}
+    doc["duration_s"] = 40
+    ramp = {"anon": f"{size}M", "over_s": round(size / rate_mib_s, 2)}
+    doc["workloads"] = {"grower": {"phases": [{"ramp": ramp}, {"hold_s": 20}]}}
+    return doc
 
 
 def anon_by_node(memcg: Path) -> dict[int, int]:
@@ -359,3 +390,48 @@ def lend_free_to_donor(run: Run) -> None:
     run.call({"cmd": "lend", "node": free[0], "container": "donor"})
     wait_for(lambda: len(run.holds("donor")) == 2 and run.settled(), "the operator lend", 60)
     assert run.effective("donor") == run.holds("donor")
+
+
+COOLDOWN_S = 12.0
+
+
+def test_oscillating_grower_keeps_its_node_through_the_cooldown(
+    tmp_path: Path, finding: Finding
+) -> None:
+    doc = config("oscillate")
+    doc["config"]["policy"] = {"cooldown_s": COOLDOWN_S, "idle_return_s": 2}
+    sizes = guest_sizes()
+    with scenario("oc-oscillate", tmp_path, doc) as run:
+        finding("oscillate: daemon ready (s)", round(run.start_daemon(), 1))
+        (node,) = run.holds("grower")
+        burst = " ".join(stress_args("fast", sizes[node])).replace(f"{RUN_S}s", "3s")
+        loop = f"for i in 1 2 3 4; do {burst} || exit 1; sleep 4; done"
+        stress = Stress([p / "grower" for p in run.parents], ["sh", "-c", loop])
+        code, out, seconds = stress.finish()
+        wait_for(run.settled, "the hand-overs to end", 60)
+        doc_ = run.status()
+        moves = [
+            d
+            for d in doc_["decisions"]
+            if d["kind"] in ("lend", "return") and d["what"].endswith(("grower", "pool"))
+        ]
+        kills = memcg_kills(run.cg("grower"))
+        finding(
+            "oscillate: with zoned",
+            {
+                "exit": code,
+                "seconds": round(seconds, 1),
+                "moves": [(round(d["at"], 1), d["what"], d["outcome"]) for d in moves],
+                "oom_kills": kills,
+            },
+        )
+        assert kills == 0 and code == 0, (kills, out)
+        changes = [d["at"] for d in moves if d["outcome"].startswith("done")]
+        returns = [d["at"] for d in moves if d["kind"] == "return" and d["outcome"] == "started"]
+        for at in returns:
+            last = max(t for t in changes if t < at)
+            assert at - last >= COOLDOWN_S - 0.5, (at - last, moves)
+
+    with bare("oscillate", node) as (cgroups, memcg):
+        Stress(cgroups, stress_args("fast", sizes[node])).finish()
+        assert memcg_kills(memcg) >= 1, f"without zoned a burst should not fit node {node}"

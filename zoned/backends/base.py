@@ -47,6 +47,13 @@ class Backend(abc.ABC):
     #: the write returned.
     raise_tripwire_before_give: bool = False
 
+    def release_hold(self, name: str) -> bool:
+        """Stop holding the container's tasks at its tripwire, when the tripwire holds them
+        (v1's limit with the OOM killer off) and nothing can be lent: the kernel then
+        decides inside its zones, as without zoned. The tripwire still notifies; the next
+        ``arm_tripwire`` holds again. True when a hold was released."""
+        return False
+
     def mems_reached(self, name: str, nodes: frozenset[int]) -> bool:
         """Whether every task of the container may already allocate on all of ``nodes``
         (a ``cpuset.mems`` write updates the tasks one at a time, and may block on one).

@@ -82,6 +82,8 @@ OOM_POLL_S = 2.0
 # The tripwire's limit sits this far above its threshold (and above usage, when the
 # tripwire is below what cannot be reclaimed).
 LIMIT_SLACK = 4 * 1024 * 1024
+# memory.limit_in_bytes of a cgroup without a limit reads as a huge number.
+UNLIMITED = 1 << 62
 
 
 def _mems_text(nodes: frozenset[int]) -> str:
@@ -418,17 +420,27 @@ class Cgroup1Backend(FdLoopBackend):
 
     def _limit(self, m: _Managed, nbytes: int) -> None:
         """The memcg limit just above ``nbytes`` with the OOM killer off (saving what was
-        there the first time). Below usage the kernel reclaims to fit, and answers EBUSY when it
-        cannot (anon): the limit then goes just above usage, and the container waits there
-        for its next node instead of at the tripwire."""
+        there). Below usage the kernel reclaims to fit, and answers EBUSY when it cannot
+        (anon): the limit then goes just above usage, and the container waits there for
+        its next node instead of at the tripwire. A lower limit someone else set (before
+        zoned, or since its last write) is theirs: zoned never raises it, and holds no
+        task at it (the OOM killer stays as they had it)."""
         fs = self.memory
+        current = fs.read(m.path, "memory.limit_in_bytes").strip()
         if m.saved is None:
             old_disable = str(self.oom_control(m.name).get("oom_kill_disable", 0))
-            m.saved = (fs.read(m.path, "memory.limit_in_bytes").strip(), old_disable)
-            fs.write(m.path, "memory.oom_control", "1")
+            m.saved = (current, old_disable)
+        elif m.limit is not None and current != str(m.limit):
+            m.saved = (current, m.saved[1])  # changed behind zoned's back: theirs now
         # A little above the threshold: the kernel checks thresholds only as charges
         # succeed, so a limit right at it could hold the task before it is seen crossing.
         want = -(-(nbytes + LIMIT_SLACK) // self.page_size) * self.page_size
+        theirs = int(m.saved[0]) if m.saved[0].isdigit() else UNLIMITED
+        if theirs < min(want, UNLIMITED):
+            self._unhold(m)
+            return
+        if m.limit is None:
+            fs.write(m.path, "memory.oom_control", "1")
         try:
             fs.write(m.path, "memory.limit_in_bytes", str(want))
         except WriteRefused as exc:
@@ -446,18 +458,51 @@ class Cgroup1Backend(FdLoopBackend):
             )
         m.limit = want
 
-    def _unlimit(self, m: _Managed) -> None:
-        """Put back the limit and OOM killer the tripwire replaced (best effort: the
-        cgroup may be gone)."""
+    def _unhold(self, m: _Managed) -> None:
+        """Stop holding tasks at zoned's limit: the limit and the OOM killer as they were
+        (a limit changed behind zoned's back is left as it is)."""
         if m.saved is None:
             return
         limit, disable = m.saved
-        m.saved = m.limit = None
         try:
-            self.memory.write(m.path, "memory.limit_in_bytes", limit)
+            if m.limit is not None:
+                current = self.memory.read(m.path, "memory.limit_in_bytes").strip()
+                if current == str(m.limit):
+                    self.memory.write(m.path, "memory.limit_in_bytes", limit)
             self.memory.write(m.path, "memory.oom_control", disable)
+        finally:
+            m.limit = None
+
+    def release_hold(self, name: str) -> bool:
+        """See Backend.release_hold: the limit and OOM killer as they were; the threshold
+        stays armed."""
+        m = self._managed.get(name)
+        if m is None or m.limit is None:
+            return False
+        self._unhold(m)
+        log.info("%s: no longer held at its tripwire", name)
+        return True
+
+    def _foreign_oom(self, m: _Managed) -> bool:
+        """Tasks wait under OOM at a limit zoned did not set (someone lowered it after
+        zoned's write): give them back the OOM killer they had. True when it did."""
+        current = self.memory.read(m.path, "memory.limit_in_bytes").strip()
+        if m.limit is None or current == str(m.limit):
+            return False
+        log.info(
+            "%s: under OOM at a limit of %s that zoned did not set; not holding", m.name, current
+        )
+        self._unhold(m)
+        return True
+
+    def _unlimit(self, m: _Managed) -> None:
+        """Put back the limit and OOM killer the tripwire replaced (best effort: the
+        cgroup may be gone)."""
+        try:
+            self._unhold(m)
         except BackendError as exc:
             log.info("%s: restoring its memcg limit: %s", m.name, exc)
+        m.saved = None
 
     def _tripwire_event(self, m: _Managed, usage: int, nbytes: int) -> Event:
         return Event(
@@ -528,7 +573,7 @@ class Cgroup1Backend(FdLoopBackend):
             oc = self.oom_control(m.name)
             detail = f"under_oom {oc.get('under_oom', 0)}"
             out.append(Event(EventKind.OOM, now, container=m.name, detail=detail, value=count))
-            if m.limit is not None and oc.get("under_oom", 0):
+            if m.limit is not None and oc.get("under_oom", 0) and not self._foreign_oom(m):
                 out.append(self._held_event(m, now))
         # Every signal (including a threshold crossed downwards when a kill freed memory)
         # is a chance to notice kills: a cpuset-constrained OOM kill signals no eventfd.
@@ -587,7 +632,7 @@ class Cgroup1Backend(FdLoopBackend):
             try:
                 oc = self.oom_control(m.name)
                 kills = oc.get("oom_kill", 0)
-                if m.limit is not None and oc.get("under_oom", 0):
+                if m.limit is not None and oc.get("under_oom", 0) and not self._foreign_oom(m):
                     out.append(self._held_event(m, now))
                 if m.tripwire is not None:
                     usage = self.memory.read_int(m.path, "memory.usage_in_bytes") or 0

@@ -110,12 +110,15 @@ class PolicyState:
 @dataclass(frozen=True)
 class Decision:
     """The actions, in the order to start them, and notes on signals that led to no action
-    (``reasons``). ``needy`` names the containers found in need this step."""
+    (``reasons``). ``needy`` names the containers found in need this step; ``stuck``
+    those of them nothing could be lent to, each with why (and whether it is at its max,
+    where waiting cannot help)."""
 
     actions: tuple[Action, ...] = ()
     reasons: tuple[str, ...] = ()
     needy: frozenset[str] = frozenset()
     seen: Mapping[str, tuple[float, int]] = field(default_factory=_empty_seen)
+    stuck: Mapping[str, tuple[str, bool]] = field(default_factory=lambda: MappingProxyType({}))
 
 
 # ---------------------------------------------------------------------------------------
@@ -173,6 +176,7 @@ class Ctx:
         self.reasons: list[str] = []
         self.needy: dict[str, str] = {}  # name → why it needs a node
         self.why_not: dict[str, str] = {}  # name → why it could not get one
+        self.at_max: set[str] = set()
         # Indexes built once per decision, so that no step rescans every container or
         # every node for each candidate: the cost of a decision grows linearly with the
         # containers and nodes (bench/decision_cost.py, tests/test_policy_perf_shape.py).
@@ -411,6 +415,7 @@ class Ctx:
         decl = self._decl[c.name]
         if not may_grow(decl, self.caps_of(c), self.headroom):
             self.why_not[c.name] = f"at its max ({decl.max})"
+            self.at_max.add(c.name)
             self.note(f"{why}; at its max ({decl.max}), cannot grow")
             return
         node = self.free_node(c, decl)
@@ -588,6 +593,11 @@ def decide(
             seen[c.name] = (now, c.unreclaimable)
     for name in [n for n in seen if n not in views]:
         del seen[name]
+    stuck = {n: (why, n in ctx.at_max) for n, why in ctx.why_not.items() if n in ctx.needy}
     return Decision(
-        tuple(ctx.actions), tuple(ctx.reasons), frozenset(ctx.needy), MappingProxyType(seen)
+        tuple(ctx.actions),
+        tuple(ctx.reasons),
+        frozenset(ctx.needy),
+        MappingProxyType(seen),
+        MappingProxyType(stuck),
     )
