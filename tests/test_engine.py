@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 
 import pytest
 
@@ -303,3 +304,11 @@ def test_write_refused_at_the_call_is_retried_or_given_up(refusals: int, gives_u
     assert any(o.startswith("gave up after 3 attempts") for o in outs) == gives_up
     assert held(b, "web", e) == ({1} if gives_up else {1, 2})
     assert_map_is_host(e, b)
+
+
+def test_managed_is_a_set_in_declaration_order() -> None:
+    # Every event of every step asks ``c in managed``: a list made that O(containers).
+    b = host({})
+    e = engine(b, ctr("b"), ctr("a"))
+    assert isinstance(e.managed, AbstractSet)
+    assert list(e.managed) == ["b", "a"]  # snapshots and status keep declaration order
