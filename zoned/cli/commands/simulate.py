@@ -29,6 +29,7 @@ from typing import Any
 
 from zoned.backends.sim import Isolation, Scenario, SimBackend, load_scenario
 from zoned.backends.sim import Sample as SimSample
+from zoned.cli.commands._index import HELP
 from zoned.cli.report import (
     ContainerSummary,
     HostFacts,
@@ -289,7 +290,7 @@ def _main(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "simulate",
-        help="run the engine on a simulated host, in virtual time",
+        help=HELP["simulate"],
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
