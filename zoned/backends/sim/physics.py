@@ -248,6 +248,10 @@ class SimPhysics:
             st = states.get(c.name)
             if st is not None:
                 self._account(c, st)
+            elif not c.ops and not c.reclaims and self._asleep(c, k) is not None:
+                # Waiting and moving nothing: its usage only went down since it was last
+                # checked (only its own charges raise it, and arm_tripwire checks at once).
+                continue
             anon = c.anon_total
             usage = anon + c.file_total  # c.usage, summed once: this runs C times a tick
             if (
