@@ -15,7 +15,8 @@ from tests.support.daemon import wait_for
 from zoned.backends.fdloop import FdLoop
 from zoned.errors import ControlError
 from zoned.service import control
-from zoned.service.control import Client, ControlServer, PeerCred, authorize, request
+from zoned.service.client import request
+from zoned.service.control import Client, ControlServer, PeerCred, authorize
 
 
 class Served:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 
 import pytest
 
@@ -401,3 +402,11 @@ def test_a_container_nothing_can_be_lent_to_is_released_from_its_hold() -> None:
     assert [n for _, n in no_donor.released] == ["web"]
     first = next(r.at for r in e.log if r.kind == "note" and "nothing can be lent" in r.reason)
     assert no_donor.released[0][0] - first >= 2
+
+
+def test_managed_is_a_set_in_declaration_order() -> None:
+    # Every event of every step asks ``c in managed``: a list made that O(containers).
+    b = host({})
+    e = engine(b, ctr("b"), ctr("a"))
+    assert isinstance(e.managed, AbstractSet)
+    assert list(e.managed) == ["b", "a"]  # snapshots and status keep declaration order

@@ -25,6 +25,7 @@ pytestmark = pytest.mark.root
 __all__ = ["box_fixture"]
 SLEEP = shutil.which("sleep") or "/bin/sleep"
 SH = shutil.which("sh") or "/bin/sh"
+BASH = shutil.which("bash") or "/bin/bash"  # exec -a: argv[0] = the marker
 
 
 @pytest.fixture
@@ -86,3 +87,38 @@ def test_running_processes_are_classified_at_start(box: Box) -> None:
         assert p.pid in box.pids(box.path("web"))
     finally:
         m.close()
+
+
+def test_an_overrun_costs_latency_never_a_misplaced_process(box: Box) -> None:
+    # A receive buffer far too small for the burst, and nobody reading while it runs: the
+    # kernel drops events (ENOBUFS). The rescan that follows must place every process.
+    box.create(f'[{{cmdline: "re:^{box.marker} "}}]')
+    m = RuleMover(
+        box.backend, RuleSet.from_declarations(load(box.config)), watch=ProcWatch(rcvbuf=1024)
+    )
+    try:
+        m.start()
+        # One shell forks 200 marked sleeps (each an exec event, plus fork and exit).
+        script = f"for i in $(seq 200); do (exec -a {box.marker} {SLEEP} 30) & done; wait"
+        p = box.spawn([BASH, "-c", script])
+        wait_until(lambda: len(marked(box.marker)) == 200, 10, "200 sleeps running")
+        sleeps = marked(box.marker)
+        run_until(m, lambda: sleeps <= box.pids(box.path("web")), 10, "every sleep in web")
+        assert m.stats.overruns > 0  # the burst did overrun the buffer
+        assert sleeps <= box.pids(box.path("web"), V1_MEMORY)
+        assert p.poll() is None  # the shell waits: none of the sleeps ended early
+    finally:
+        m.close()
+
+
+def marked(marker: str) -> set[int]:
+    """The pids whose argv[0] is ``marker``."""
+    out: set[int] = set()
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if (d / "cmdline").read_bytes().split(b"\0", 1)[0] == marker.encode():
+                    out.add(int(d.name))
+            except OSError:
+                continue
+    return out

@@ -451,3 +451,28 @@ def test_wait_returns_at_the_first_event_not_the_timeout() -> None:
     events = sim.wait(1000)
     assert kinds(events) == [EventKind.OOM_KILL]
     assert sim.now() == pytest.approx(100.33)
+
+
+def test_idle_containers_are_not_stepped_while_another_allocates(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One container ramps for 10 s (1,000 busy ticks) while nine hold: stepping every
+    # container on every busy tick made the simulator quadratic in containers.
+    from zoned.backends.sim.workload import WorkloadRun
+
+    calls: dict[str, int] = {}
+    advance = WorkloadRun.advance
+
+    def counting(self: WorkloadRun, tick: int, held_anon: int) -> object:
+        calls[self.container] = calls.get(self.container, 0) + 1
+        return advance(self, tick, held_anon)
+
+    monkeypatch.setattr(WorkloadRun, "advance", counting)
+    idle = {f"i{n}": spec(Alloc(anon=8 * MIB), Hold(100.0)) for n in range(9)}
+    sim = make({"r": spec(Ramp(10.0, anon=80 * MIB)), **idle}, sizes=(256 * MIB,) * 11)
+    for n, name in enumerate(["r", *idle]):
+        sim.ensure(decl(name), frozenset({n + 1}))
+    sim.run_until(10.0)
+    assert calls["r"] >= 1000
+    assert all(calls[name] <= 3 for name in idle), calls
+    assert sim.usage("r").anon == 80 * MIB and sim.usage("i0").anon == 8 * MIB

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import errno as _errno
 import logging
+from collections.abc import MutableSet
 from dataclasses import dataclass
 from enum import Enum
 
@@ -108,7 +109,7 @@ class HandOvers:
     max_attempts: int
     log: list[LogRecord]
     stats: dict[str, ContainerStats]
-    managed: list[str]
+    managed: MutableSet[str]
     last_snapshot: Snapshot | None
     _map: ZoneMap
     _transfers: list[Transfer]
@@ -247,7 +248,9 @@ class HandOvers:
             r = None
         if t.cancelled:
             self._transfers.remove(t)
-            self._reconcile({n for n in (t.donor, t.receiver) if n in self.managed})
+            self._reconcile(
+                {n for n in (t.donor, t.receiver) if n is not None and n in self.managed}
+            )
             return
         if (
             r is not None

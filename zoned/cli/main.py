@@ -13,27 +13,10 @@ import sys
 from collections.abc import Sequence
 
 from zoned import __version__
+from zoned.cli.commands._index import HELP
 from zoned.errors import ZonedError
 
-# In the order ``zoned --help`` lists them.
-COMMANDS = (
-    "check",
-    "topology",
-    "plan",
-    "simulate",
-    "demo",
-    "run",
-    "status",
-    "lend",
-    "reclaim",
-    "events",
-    "reload",
-    "exec",
-    "adopt",
-    "usage",
-    "sharing",
-    "shared",
-)
+COMMANDS = tuple(HELP)  # in the order ``zoned --help`` lists them
 
 DESCRIPTION = """\
 zoned gives containers memory zones: whole fake-NUMA nodes (numa=fake=N) handed out
@@ -52,11 +35,12 @@ def selected_command(argv: Sequence[str]) -> str | None:
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The parser with every command, or with ``only`` that one.
+    """The parser with ``only`` fully registered (its module imported), or, with no
+    ``only``, every command from its name and help line alone (``zoned --help``).
 
-    Importing a command module imports what it runs (the daemon, the simulator, numpy), so a
-    run of one command imports only its own module: ``zoned exec`` and ``zoned status`` start
-    fast, which matters most under QEMU's TCG, where imports cost ten times as much.
+    Importing a command module imports what it runs (the daemon, the simulator, numpy), so
+    a run imports only its own command's module and ``zoned --help`` none: they start fast,
+    which matters most under QEMU's TCG, where imports cost ten times as much.
     """
     parser = argparse.ArgumentParser(
         prog="zoned",
@@ -65,9 +49,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"zoned {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in (only,) if only else COMMANDS:
-        module = importlib.import_module(f"zoned.cli.commands.{name}")
-        module.register(sub)
+    if only:
+        importlib.import_module(f"zoned.cli.commands.{only}").register(sub)
+    else:
+        for name, line in HELP.items():
+            sub.add_parser(name, help=line)
     return parser
 
 

@@ -34,6 +34,8 @@ PROC_EVENT_FORK = 0x00000001
 PROC_EVENT_EXEC = 0x00000002
 PROC_EVENT_EXIT = 0x80000000
 
+SO_RCVBUFFORCE = 33  # asm-generic/socket.h; not exported by Python's socket module
+
 _NLMSG = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
 _HEAD = struct.Struct("=IIQ")  # proc_event: what, cpu, timestamp_ns (after cn_msg)
 _HEAD_AT = _NLMSG.size + 20  # cn_msg: idx, val, seq, ack (u32), len, flags (u16)
@@ -46,7 +48,25 @@ _EXIT = struct.Struct("=IIII")  # process_pid, process_tgid, exit_code, exit_sig
 # cn_msg (CN_IDX_PROC, CN_VAL_PROC, len 4) + PROC_CN_MCAST_IGNORE.
 _IGNORE = _NLMSG.pack(_HEAD_AT + 4, 3, 0, 0, 0) + struct.pack("=IIIIHHI", 1, 1, 0, 0, 4, 0, 2)
 
-DEFAULT_RCVBUF = 8 << 20  # bytes; one event is a 76-96 byte datagram (+ skb overhead)
+# Receive buffer sizing. Measured (kernel 6.18, bench/exec_latency.py and a socket left
+# unread): each datagram takes 832 bytes of the buffer (its skb's truesize, not its 76-96
+# bytes), and an exec'd process sends at least three (fork, exec, exit). The buffer must
+# hold what arrives while the loop is busy elsewhere: an engine step, or the /proc rescan
+# after an overrun. The default holds a burst at BURST_RATE for STALL_S with nobody reading
+# (10,000 execs: ten times what posix_spawn reaches on the 2-CPU build machine).
+EVENT_TRUESIZE = 832  # bytes of receive buffer per datagram
+DATAGRAMS_PER_EXEC = 3
+BURST_RATE = 10_000  # execs per second
+STALL_S = 1.0
+
+
+def rcvbuf_for(rate: float, stall_s: float) -> int:
+    """The size to ask (SO_RCVBUF[FORCE]) so that ``rate`` execs/s for ``stall_s`` unread
+    seconds fit; the kernel grants twice what is asked."""
+    return int(rate * stall_s * DATAGRAMS_PER_EXEC * EVENT_TRUESIZE) // 2
+
+
+DEFAULT_RCVBUF = rcvbuf_for(BURST_RATE, STALL_S)  # 12.5 MB asked, 25 MB granted
 DEFAULT_LIMIT = 4096  # datagrams per drain() call
 
 
@@ -96,6 +116,16 @@ def decode(data: bytes | bytearray | memoryview) -> list[ProcEvent]:
     return out
 
 
+def set_rcvbuf(sock: socket.socket, size: int) -> int:
+    """Ask for a ``size``-byte receive buffer; the bytes granted. SO_RCVBUFFORCE (root) goes
+    past ``net.core.rmem_max``; without the capability, SO_RCVBUF, which is capped."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+
+
 class ProcWatch:
     """A subscription to the process connector. Needs CAP_NET_ADMIN (root).
 
@@ -127,11 +157,16 @@ class ProcWatch:
         self.overruns = 0
 
     def _set_rcvbuf(self, size: int) -> None:
-        # SO_RCVBUFFORCE (root) goes past net.core.rmem_max; fall back to the capped one.
-        try:
-            self._sock.setsockopt(socket.SOL_SOCKET, 33, size)  # SO_RCVBUFFORCE
-        except OSError:
-            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+        granted = set_rcvbuf(self._sock, size)
+        if granted < 2 * size:
+            log.warning(
+                "process events: receive buffer %d bytes, not the %d asked (no"
+                " CAP_NET_ADMIN for SO_RCVBUFFORCE, capped by net.core.rmem_max): a burst"
+                " of more than %d execs can overrun it (then /proc is rescanned)",
+                granted,
+                2 * size,
+                granted // (DATAGRAMS_PER_EXEC * EVENT_TRUESIZE),
+            )
 
     @property
     def rcvbuf(self) -> int:

@@ -78,7 +78,8 @@ from zoned.model.zonemap import (
 from zoned.policy.adopt import initial_map, single_node_map
 from zoned.service import handlers, reconfigure, sharedzone, sidecars, statefile
 from zoned.service import status as zstatus
-from zoned.service.control import DEFAULT_SOCKET, Client, ControlServer
+from zoned.service.client import DEFAULT_SOCKET
+from zoned.service.control import Client, ControlServer
 from zoned.service.sidecars import MoverFactory, RuleWiring
 from zoned.service.systemd import Notifier
 from zoned.shared.rewarm import RewarmFn, RewarmSchedule

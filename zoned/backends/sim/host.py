@@ -82,12 +82,17 @@ class SimBackend(SimMigration, Backend):
 
     def usage(self, name: str) -> Usage:
         c = self._live(name)
-        per = {
-            n: NodeUsage(anon=c.anon.get(n, 0), file=c.file.get(n, 0))
-            for n in sorted(set(c.anon) | set(c.file))
-            if c.anon.get(n, 0) or c.file.get(n, 0)
-        }
-        return Usage(current=c.usage, anon=c.anon_total, file=c.file_total, per_node=per)
+        anon, file = c.anon, c.file
+        # The engine reads every container each step: one pass, each total summed once.
+        per = {}
+        for n in sorted(anon.keys() | file.keys()):
+            a, f = anon.get(n, 0), file.get(n, 0)
+            if a or f:
+                per[n] = NodeUsage(anon=a, file=f)
+        anon_total, file_total = sum(anon.values()), sum(file.values())
+        return Usage(
+            current=anon_total + file_total, anon=anon_total, file=file_total, per_node=per
+        )
 
     def processes(self, name: str) -> Sequence[int]:
         c = self._ctrs.get(name)

@@ -85,6 +85,8 @@ from zoned.model.host import (
 )
 from zoned.model.sizes import format_size
 
+_NEVER = 1 << 62  # a tick no run reaches: a finished workload never wakes
+
 
 class SimPhysics:
     """The simulated host's state and its memory, tick by tick (the model above)."""
@@ -195,12 +197,21 @@ class SimPhysics:
         delay: float = spec.restart_delay_s * 2 ** min(c.kill_streak - 1, 62)
         return min(spec.restart_max_s, delay)
 
+    def _asleep(self, c: _Ctr, tick: int) -> int | None:
+        """The tick ``c``'s workload next has work, if it is known to wait until then."""
+        a = c.asleep
+        if a is not None and a[0] is c.run and tick < a[1]:
+            return a[1]
+        return None
+
     def _quiet(self) -> bool:
         for c in self._ctrs.values():
             if c.gone:
                 continue
             if c.ops or c.reclaims or c.high_due is not None:
                 return False
+            if self._asleep(c, self._tick) is not None:
+                continue
             if c.alive and c.run is not None and c.run.busy():
                 return False
             if c.alive and c.run is not None:
@@ -216,7 +227,11 @@ class SimPhysics:
                 continue
             if c.restart_at is not None:
                 wakes.append(c.restart_at)
-            if c.alive and c.run is not None:
+            until = self._asleep(c, self._tick)
+            if until is not None:
+                if until < _NEVER:
+                    wakes.append(until)
+            elif c.alive and c.run is not None:
                 w = c.run.next_wake(self._tick)
                 if w is not None:
                     wakes.append(w)
@@ -265,7 +280,7 @@ class SimPhysics:
                 if st is not None:
                     states[c.name] = st
         for c in list(self._ctrs.values()):
-            if not c.gone:
+            if not c.gone and (c.ops or c.reclaims):
                 self._run_ops(c, k)
         for c in self._ctrs.values():
             if c.gone:
@@ -273,20 +288,30 @@ class SimPhysics:
             st = states.get(c.name)
             if st is not None:
                 self._account(c, st)
+            elif not c.ops and not c.reclaims and self._asleep(c, k) is not None:
+                # Waiting and moving nothing: its usage only went down since it was last
+                # checked (only its own charges raise it, and arm_tripwire checks at once).
+                continue
+            anon = c.anon_total
+            usage = anon + c.file_total  # c.usage, summed once: this runs C times a tick
             if (
                 c.tripwire is not None
                 and not c.tripwire_fired
-                and (c.usage >= c.tripwire or (st is not None and st.over_high))
+                and (usage >= c.tripwire or (st is not None and st.over_high))
             ):
                 self._fire_tripwire(c)
-            c.peak_usage = max(c.peak_usage, c.usage)
-            c.peak_anon = max(c.peak_anon, c.anon_total)
+            c.peak_usage = max(c.peak_usage, usage)
+            c.peak_anon = max(c.peak_anon, anon)
         if self._tick % self._sample_ticks == 0:
             self._sample()
 
     def _run_container(self, c: _Ctr, k: int) -> _TickState | None:
         run = c.run
         if run is None or not c.alive:
+            return None
+        if self._asleep(c, k) is not None:
+            # What the lines below would do: advance has nothing due, the run stays idle.
+            c.blocked_ms = 0
             return None
         frees = run.advance(k, c.anon_total)
         self._apply_frees(c, frees)
@@ -296,6 +321,10 @@ class SimPhysics:
             return None
         if not run.busy():
             c.blocked_ms = 0
+            # Idle: skip it until its next wake (stepping every container every busy tick
+            # made the simulator quadratic in containers).
+            w = run.next_wake(k)
+            c.asleep = (run, _NEVER if w is None else w)
             return None
         st = _TickState(throttle_left=self._per_tick(self.knobs.throttle_rate or 1))
         budget = self._per_tick(run.rate or self.knobs.alloc_rate)

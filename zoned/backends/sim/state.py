@@ -96,6 +96,10 @@ class _Ctr:
     file: dict[int, int] = field(default_factory=dict)
     spec: WorkloadSpec | None = None
     run: WorkloadRun | None = None
+    # (run, tick): ``run`` has no work before ``tick`` (not busy; ``next_wake`` is
+    # ``tick``), so the physics skips it until then. Valid only while ``run`` is ``self.run``:
+    # nothing but its own ``advance`` changes a run that waits.
+    asleep: tuple[WorkloadRun, int] | None = None
     pid: int | None = None
     lives: int = 0
     restart_at: int | None = None

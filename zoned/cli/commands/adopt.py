@@ -23,6 +23,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from zoned.cli.commands._index import HELP
 from zoned.cli.commands._locate import add_locate_args, locate
 from zoned.errors import BackendError, CgroupGone
 from zoned.kernel.proc import comm, is_kernel_thread, proc_cgroup
@@ -43,7 +44,7 @@ class Result:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "adopt",
-        help="move running processes (all threads) into a container",
+        help=HELP["adopt"],
         description=(
             "Move running processes, with all their threads, into CONTAINER's cgroup. "
             "Every pid is checked first; if any is refused (kernel thread, pid 1, zoned "

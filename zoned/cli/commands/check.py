@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zoned.cli.commands._index import HELP
 from zoned.config.decl import Amount, AmountUnit, Declarations
 from zoned.config.load import check_against_topology, load
 from zoned.config.paths import DEFAULT_PATH
@@ -45,7 +46,7 @@ LIVE_NODES = SYS_ROOT / "devices" / "system" / "node"
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "check",
-        help="validate declarations and report every problem",
+        help=HELP["check"],
         description=(
             "Validate zoned declarations (a main file and its containers.d/ drop-ins) and "
             "report every problem as file:line:column. Nothing is applied."

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from zoned.backends.sim import Scenario, loads_scenario
+from zoned.cli.commands._index import HELP
 from zoned.cli.commands.simulate import SimRun, draw, json_report, run_scenario, text_report
 
 SCENARIO = "demo.yaml"
@@ -73,7 +74,7 @@ def _main(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "demo",
-        help="show the overcommit ladder on a simulated host",
+        help=HELP["demo"],
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -6,13 +6,14 @@ import argparse
 import json
 
 from zoned.cli.commands._client import add_socket
+from zoned.cli.commands._index import HELP
 from zoned.cli.statusview import render_event
 from zoned.errors import ControlError
-from zoned.service.control import follow
+from zoned.service.client import follow
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("events", help="follow decisions as they happen (Ctrl-C ends)")
+    p = sub.add_parser("events", help=HELP["events"])
     add_socket(p)
     p.add_argument(
         "-n", "--history", type=int, default=10, help="show this many past decisions first"

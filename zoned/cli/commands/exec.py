@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 
+from zoned.cli.commands._index import HELP
 from zoned.cli.commands._locate import add_locate_args, locate
 from zoned.errors import ZonedError
 
@@ -40,7 +41,7 @@ _FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "exec",
-        help="run a command inside a container from its first instruction",
+        help=HELP["exec"],
         description=(
             "Run CMD inside CONTAINER's cgroup: the child enters the cgroup before it execs "
             "CMD. Exits with CMD's status (128+N when killed by signal N); 125 when zoned "

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 
 from zoned.cli.commands._client import add_socket, call
+from zoned.cli.commands._index import HELP
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "lend",
-        help="give a pool node to a container now",
+        help=HELP["lend"],
         description="Lend NODE to CONTAINER (reclaiming it from its holder first if it is "
         "lent). Refused with the reason when it would exceed the container's max, take the "
         "holder below its min, or the node is reserved, shared or moving.",

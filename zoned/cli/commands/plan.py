@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from zoned.cli.commands._index import HELP
 from zoned.cli.commands._roots import add_root_args, roots
 from zoned.cli.render import table
 from zoned.config.paths import DEFAULT_PATH
@@ -18,7 +19,7 @@ from zoned.policy.placement import Placement, place
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "plan",
-        help="show which nodes each container would get at admission",
+        help=HELP["plan"],
         description=(
             "Read the configuration and the machine's topology and print the placement\n"
             "admission would make: each node's owner (a container, reserved, shared, free)\n"

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 
 from zoned.cli.commands._client import add_socket, call
+from zoned.cli.commands._index import HELP
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "reclaim",
-        help="take a lent node back to the pool now",
+        help=HELP["reclaim"],
         description="Evacuate NODE (its pages move to the holder's other nodes) and return "
         "it to the free pool. Refused when the holder would fall below its min, or the node "
         "is reserved, shared, free or moving.",

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 
 from zoned.cli.commands._client import add_socket, call
+from zoned.cli.commands._index import HELP
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("reload", help="re-read the configuration; a bad one is refused")
+    p = sub.add_parser("reload", help=HELP["reload"])
     p.add_argument(
         "--allow-empty",
         action="store_true",

@@ -7,12 +7,13 @@ import grp
 import logging
 from pathlib import Path
 
+from zoned.cli.commands._index import HELP
 from zoned.cli.commands._roots import add_root_args, roots
 from zoned.config.paths import DEFAULT_PATH
 from zoned.errors import ZonedError
 from zoned.kernel.roots import RUN_DIR
 from zoned.service import logsetup
-from zoned.service.control import DEFAULT_SOCKET
+from zoned.service.client import DEFAULT_SOCKET
 from zoned.service.daemon import FALLBACK_POLL_S, Daemon, Options
 
 
@@ -31,7 +32,7 @@ def check_address(where: str) -> str | None:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "run",
-        help="run the daemon",
+        help=HELP["run"],
         description="Run zoned: adopt what the host holds, admit the declared containers, "
         "then move nodes under pressure until SIGTERM. Containers keep their zones when "
         "zoned stops.",

@@ -42,6 +42,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zoned.cli.commands._index import HELP
 from zoned.config.load import load
 from zoned.config.paths import DEFAULT_PATH
 from zoned.kernel.roots import PROC_ROOT, SYS_ROOT
@@ -59,7 +60,7 @@ JSON_VERSION = 1
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "shared",
-        help="warm declared shared paths into the shared zone and show where pages are",
+        help=HELP["shared"],
         description="The shared zone: nodes that belong to no container, filled by zoned.",
     )
     ssub = p.add_subparsers(dest="action", metavar="ACTION", required=True)

@@ -24,6 +24,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zoned.cli.commands._index import HELP
 from zoned.cli.commands._roots import add_root_args, roots
 from zoned.config.load import load
 from zoned.config.paths import DEFAULT_PATH
@@ -39,7 +40,7 @@ JSON_VERSION = 1
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "sharing",
-        help="pages each container maps on the shared zone or on other containers' nodes",
+        help=HELP["sharing"],
         description="Per pair of containers, how much of whose pages each one maps "
         "(from /proc/PID/numa_maps).",
     )

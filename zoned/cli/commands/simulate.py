@@ -29,6 +29,7 @@ from typing import Any
 
 from zoned.backends.sim import Isolation, Scenario, SimBackend, load_scenario
 from zoned.backends.sim import Sample as SimSample
+from zoned.cli.commands._index import HELP
 from zoned.cli.report import (
     ContainerSummary,
     HostFacts,
@@ -168,15 +169,19 @@ def samples_from_history(sc: Scenario, history: Sequence[SimSample], mode: str) 
             limits[decl.name] = m.value if m.unit is AmountUnit.BYTES else m.value * mean
     out = []
     for h in history:
+        # Each node's allowed containers, from one pass over the containers' node sets:
+        # asking every container about every node was nodes x containers per sample.
+        allowed: dict[int, str | None] = {}  # node → its one container; None: several
+        for c, nodes in h.nodes.items():
+            for n in nodes:
+                allowed[n] = c if n not in allowed else None
         owners: dict[int, str] = {}
         for n in sizes:
-            allowed = [c for c, nodes in h.nodes.items() if n in nodes]
             if n in shared:
                 owners[n] = "shared"
-            elif len(allowed) == 1:
-                owners[n] = allowed[0]
-            elif allowed:
-                owners[n] = "unconfined"
+            elif n in allowed:
+                one = allowed[n]
+                owners[n] = one if one is not None else "unconfined"
             else:
                 owners[n] = "reserved" if n in reserved else "free"
         usage = {}
@@ -289,7 +294,7 @@ def _main(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "simulate",
-        help="run the engine on a simulated host, in virtual time",
+        help=HELP["simulate"],
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -6,11 +6,12 @@ import argparse
 import json
 
 from zoned.cli.commands._client import add_socket, call
+from zoned.cli.commands._index import HELP
 from zoned.cli.statusview import render
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("status", help="ask the running daemon how things stand")
+    p = sub.add_parser("status", help=HELP["status"])
     add_socket(p)
     p.add_argument("--json", action="store_true", help="the status document as JSON")
     p.add_argument("-n", "--decisions", type=int, default=15, help="recent decisions shown")

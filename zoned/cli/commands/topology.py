@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from zoned.cli.commands._index import HELP
 from zoned.cli.commands._roots import add_root_args, roots
 from zoned.config.decl import Amount
 from zoned.errors import ConfigError, Problem
@@ -44,7 +45,7 @@ JSON_VERSION = 1
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "topology",
-        help="show NUMA nodes, fake-NUMA state and what to fix",
+        help=HELP["topology"],
         description=(
             "Show the machine's NUMA nodes (sizes from nodeN/meminfo), the numa=fake= boot "
             "argument, kernel.numa_balancing and warnings. Without fake NUMA, print the "

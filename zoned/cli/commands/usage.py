@@ -26,6 +26,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zoned.cli.commands._index import HELP
 from zoned.cli.commands._roots import add_root_args, roots
 from zoned.config.load import load
 from zoned.config.paths import DEFAULT_PATH
@@ -44,7 +45,7 @@ MODELS = ("zones", "static", "partial")
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "usage",
-        help="each container's memory under the zones, static and partial ownership models",
+        help=HELP["usage"],
         description=__doc__.split("\n\n")[2] if __doc__ else None,
     )
     p.add_argument("--config", type=Path, default=DEFAULT_PATH, metavar="FILE")
