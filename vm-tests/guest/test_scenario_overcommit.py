@@ -369,7 +369,9 @@ def test_handover_while_the_receiver_grows(
             # Nothing of the donor survives: whatever left the node was freed, and
             # "migrated" may only count what was on the kept node when the write returned.
             assert donor.proc.poll() is not None
-            assert migrated + freed >= on_node - 16 * MIB, rec["outcome"]
+            # Pages of the dying process may still be on the node when the drain ends.
+            left = size_before(rec["outcome"], "left behind")
+            assert migrated + freed + left >= on_node - 16 * MIB, rec["outcome"]
             assert freed > 0 or migrated <= on_node, rec["outcome"]
         else:
             assert donor.proc.poll() is None, "the donor's workload died"
