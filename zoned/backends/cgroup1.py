@@ -45,11 +45,15 @@ from types import MappingProxyType
 
 from zoned.backends.fdloop import IN, FdLoop, Outcome
 from zoned.backends.realhost import FdLoopBackend
+from zoned.backends.v1limits import LimitNotes
+from zoned.backends.v1moves import attach_both, finish_split
+from zoned.backends.v1rootflag import NOTE_NAME, RootFlag
 from zoned.config.decl import ContainerDecl
 from zoned.errors import BackendError, CgroupGone, EffectiveMismatch, WriteRefused
 from zoned.kernel import v1events
 from zoned.kernel import v1stat as memstat
 from zoned.kernel.cgroupfs import CgroupFs
+from zoned.kernel.faults import fault_point
 from zoned.kernel.hierarchy import v1_roots
 from zoned.kernel.roots import PROC_ROOT, SYS_ROOT
 from zoned.kernel.v1events import Registration, Watch
@@ -96,7 +100,8 @@ class Cgroup1Backend(FdLoopBackend):
         proc_root: Path = PROC_ROOT,
         sys_root: Path = SYS_ROOT,
         adopt: Mapping[str, str] = MappingProxyType({}),
-        enable_memory_pressure: bool = True,
+        enable_memory_pressure: bool = False,
+        state_dir: Path | None = None,
         pressure_level: str | None = "low",
         # "hierarchy": the container hears reclaim in any of its sub-cgroups, whoever else
         # listens there ("default" stops at the first listener on the way up).
@@ -111,7 +116,9 @@ class Cgroup1Backend(FdLoopBackend):
         """Roots not given are found in ``<proc_root>/self/mountinfo`` (Unsupported if a
         controller is not mounted on v1). ``adopt`` maps container names to existing cgroup
         paths. ``enable_memory_pressure`` sets the root's ``cpuset.memory_pressure_enabled``
-        (a host-wide switch: the daemon wants it, tests must not flip it). ``fs_factory`` builds
+        (a host-wide switch, opt-in: ``zoned.backends.v1rootflag``; ``close`` restores it),
+        keeping the old value under ``state_dir``, where the reclaim's limit notes go too
+        (``zoned.backends.v1limits``; None: not kept across a crash). ``fs_factory`` builds
         the file access for each root (tests hand in a fake that acts like kernfs)."""
         if cpuset_root is None or memory_root is None:
             found_cpuset, found_memory = v1_roots(proc_root)
@@ -143,10 +150,11 @@ class Cgroup1Backend(FdLoopBackend):
             if self.cpuset.has_file("", "cpuset.effective_mems")
             else "cpuset.mems"
         )
-        if enable_memory_pressure and self.cpuset.write_if_changed(
-            "", "cpuset.memory_pressure_enabled", "1"
-        ):
-            log.info("enabled cpuset.memory_pressure_enabled at %s", self.cpuset.root)
+        self._proc_root = proc_root
+        self.root_flag = RootFlag(self.cpuset, state_dir / NOTE_NAME if state_dir else None)
+        self._limits = LimitNotes(self.memory, state_dir)
+        if enable_memory_pressure:
+            self.root_flag.enable()
 
     # -- paths -----------------------------------------------------------------------
 
@@ -189,19 +197,14 @@ class Cgroup1Backend(FdLoopBackend):
         """
         path = decl.cgroup.strip("/") if decl.cgroup else self.path_of(decl.name)
         owned = decl.cgroup is None and decl.name not in self._adopt
-        if owned and self.parent:
-            self._ensure_parent()
-        if self.cpuset.mkdir(path):
-            log.info("created cpuset cgroup %s", path)
-        self._ensure_cpus(path)
-        self.cpuset.write_if_changed(path, "cpuset.memory_migrate", "1")
-        if parse_nodelist(self.cpuset.read(path, "cpuset.mems")) != nodes:
-            self.cpuset.write(path, "cpuset.mems", _mems_text(nodes))
-        effective = self._effective(path)
-        if effective != nodes:
-            raise EffectiveMismatch(nodes, effective)
-        if self.memory.mkdir(path):
-            log.info("created memory cgroup %s", path)
+        made: list[tuple[CgroupFs, str]] = []  # what this call created, newest last
+        try:
+            self._create(path, owned, nodes, made)
+        except BackendError:
+            self._remove_made(made)
+            raise
+        self._limits.restore(path)
+        finish_split(self.cpuset, self.memory, self._proc_root, path)
         m = self._managed.get(decl.name)
         if m is None or m.path != path:
             if m is not None:
@@ -211,10 +214,48 @@ class Cgroup1Backend(FdLoopBackend):
         self._watch(m)
         return self._state(decl.name, path)
 
-    def _ensure_parent(self) -> None:
+    def _create(
+        self, path: str, owned: bool, nodes: frozenset[int], made: list[tuple[CgroupFs, str]]
+    ) -> None:
+        """ensure's writes, in the kernel's order; each cgroup created is added to ``made``."""
+        if owned and self.parent:
+            self._ensure_parent(made)
+        if self.cpuset.mkdir(path):
+            made.append((self.cpuset, path))
+            log.info("created cpuset cgroup %s", path)
+        fault_point("admit.cpuset_created")
+        self._ensure_cpus(path)
+        fault_point("admit.cpus_written")
+        self.cpuset.write_if_changed(path, "cpuset.memory_migrate", "1")
+        if parse_nodelist(self.cpuset.read(path, "cpuset.mems")) != nodes:
+            self.cpuset.write(path, "cpuset.mems", _mems_text(nodes))
+        fault_point("admit.mems_written")
+        effective = self._effective(path)
+        if effective != nodes:
+            raise EffectiveMismatch(nodes, effective)
+        if self.memory.mkdir(path):
+            made.append((self.memory, path))
+            log.info("created memory cgroup %s", path)
+        fault_point("admit.memory_created")
+
+    def _remove_made(self, made: list[tuple[CgroupFs, str]]) -> None:
+        """After a failed ensure: remove the cgroups it created (children first), so a
+        container whose admission failed leaves nothing behind; a cgroup that cannot be
+        removed is logged and left."""
+        for fs, path in reversed(made):
+            try:
+                if fs.rmdir(path):
+                    log.info("removed %s from %s (its admission failed)", path, fs.root)
+            except BackendError as exc:
+                log.warning(
+                    "cannot remove %s from %s after a failed admission: %s", path, fs.root, exc
+                )
+
+    def _ensure_parent(self, made: list[tuple[CgroupFs, str]]) -> None:
         """zoned's parent: created with all of its own parent's CPUs and nodes when missing
         or empty; left alone when already set."""
         if self.cpuset.mkdir(self.parent):
+            made.append((self.cpuset, self.parent))
             log.info("created cpuset cgroup %s", self.parent)
         self._ensure_cpus(self.parent)
         if not self.cpuset.read(self.parent, "cpuset.mems").strip():
@@ -223,7 +264,9 @@ class Cgroup1Backend(FdLoopBackend):
                 self.parent, "cpuset.mems", self.cpuset.read(up, self._effective_mems)
             )
         if self.memory.mkdir(self.parent):
+            made.append((self.memory, self.parent))
             log.info("created memory cgroup %s", self.parent)
+        fault_point("admit.parent_created")
 
     def _ensure_cpus(self, path: str) -> None:
         if self.cpuset.read(path, "cpuset.cpus").strip():
@@ -247,14 +290,14 @@ class Cgroup1Backend(FdLoopBackend):
                 if exc.errno != errno.EBUSY:
                     raise
                 log.info("cgroup %s in %s is not empty, leaving it", path, fs.root)
+            if fs is self.memory:
+                fault_point("release.memory_removed")
 
     def attach(self, name: str, pid: int) -> None:
-        """Move a process into the container in both hierarchies (cpuset first, so its next
-        allocations land on the container's nodes). Raises CgroupGone (also for a dead pid:
-        ESRCH)."""
-        path = self.path_of(name)
-        self.cpuset.move_pid(path, pid)
-        self.memory.move_pid(path, pid)
+        """Move a process into the container in both hierarchies, or leave it where it was
+        (``zoned.backends.v1moves.attach_both``: never split). Raises CgroupGone (also for a
+        dead pid: ESRCH)."""
+        attach_both(self.cpuset, self.memory, self._proc_root, self.path_of(name), pid)
 
     def state(self, name: str) -> CgroupState:
         return self._state(name, self.path_of(name))
@@ -310,8 +353,10 @@ class Cgroup1Backend(FdLoopBackend):
         path = self.path_of(name)
 
         def run() -> Outcome:
+            fault_point("set_nodes.started")
             if parse_nodelist(self.cpuset.read(path, "cpuset.mems")) != nodes:
                 self.cpuset.write(path, "cpuset.mems", _mems_text(nodes))
+            fault_point("set_nodes.mems_written")
             effective = self._effective(path)
             left = self._left_behind(path, effective)
             if effective != nodes:
@@ -345,6 +390,7 @@ class Cgroup1Backend(FdLoopBackend):
         """Directed reclaim of ``nbytes`` from ``path``, synchronously (a worker runs it)."""
         fs = self.memory
         original = fs.read(path, "memory.limit_in_bytes").strip()
+        self._limits.keep(path, original)  # restored at the next start if killed meanwhile
         before = fs.read_int(path, "memory.usage_in_bytes") or 0
         target = max(0, before - nbytes)
         step = max(self.page_size, math.ceil(nbytes / self._reclaim_steps))
@@ -360,8 +406,11 @@ class Cgroup1Backend(FdLoopBackend):
                         raise
                     refused = exc  # the kernel could not reclaim to this limit: stop here
                     break
+                fault_point("reclaim.limit_lowered")
         finally:
             fs.write(path, "memory.limit_in_bytes", original)
+        self._limits.done(path)
+        fault_point("reclaim.limit_restored")
         after = fs.read_int(path, "memory.usage_in_bytes") or 0
         reclaimed = max(0, before - after)
         if refused is not None:
@@ -512,6 +561,11 @@ class Cgroup1Backend(FdLoopBackend):
         return out
 
     def close(self) -> None:
+        """Stop watching; put back the root flag if zoned set it (a failure is logged)."""
         for m in self._managed.values():
             self._unwatch(m)
         self._loop.close()
+        try:
+            self.root_flag.restore()
+        except BackendError as exc:
+            log.warning("cannot restore %s: %s", self.root_flag.fs.root, exc)
