@@ -443,3 +443,14 @@ def test_from_declarations(env: Env) -> None:
         Cgroup2Backend(env.fs.root, psi="some 1 100")
     with pytest.raises(ValueError):
         Cgroup2Backend(env.fs.root, "/")
+
+
+def test_a_failed_admission_removes_the_cgroup_it_created(env: Env) -> None:
+    """Issue 14: a refused cpuset.mems write left an empty cgroup behind."""
+    b, _ = env.backend()
+    b.prepare()
+    env.fs.refuse[("zoned/web", "cpuset.mems")] = errno.EINVAL
+    with pytest.raises(WriteRefused):
+        b.ensure(decl("web"), frozenset({1}))
+    assert not env.fs.exists("zoned/web")
+    assert "web" not in b.existing()
