@@ -67,6 +67,8 @@ _EMPTY_PROCS: tuple[int, ...] = ()
 
 # How late a cpuset-constrained OOM kill may be reported (no eventfd signals it).
 OOM_POLL_S = 2.0
+# Writes of the original memory.limit_in_bytes after a directed reclaim before giving up.
+RESTORE_TRIES = 3
 
 
 def _mems_text(nodes: frozenset[int]) -> str:
@@ -408,14 +410,33 @@ class Cgroup1Backend(FdLoopBackend):
                     break
                 fault_point("reclaim.limit_lowered")
         finally:
-            fs.write(path, "memory.limit_in_bytes", original)
-        self._limits.done(path)
+            self._restore_limit(path, original)
         fault_point("reclaim.limit_restored")
         after = fs.read_int(path, "memory.usage_in_bytes") or 0
         reclaimed = max(0, before - after)
         if refused is not None:
             return Outcome(ok=False, reclaimed=reclaimed, error=str(refused), errno=refused.errno)
         return Outcome(ok=True, reclaimed=reclaimed)
+
+    def _restore_limit(self, path: str, original: str) -> None:
+        """Put back the limit the reclaim lowered: tried up to RESTORE_TRIES times (a
+        container must not stay capped); if it still fails, the note stays, so the next
+        start restores it, and the error is raised."""
+        error: BackendError | None = None
+        for _ in range(RESTORE_TRIES):
+            try:
+                self.memory.write(path, "memory.limit_in_bytes", original)
+            except CgroupGone:
+                self._limits.done(path)
+                raise
+            except BackendError as exc:
+                error = exc
+                log.warning("%s: restoring memory.limit_in_bytes failed: %s", path, exc)
+                continue
+            self._limits.done(path)
+            return
+        assert error is not None
+        raise error
 
     # -- notifications ---------------------------------------------------------------
 
