@@ -141,3 +141,17 @@ def test_a_limit_left_lowered_by_a_killed_reclaim_is_restored(
     again.close()
     assert tree.memory.read("zoned/web", "memory.limit_in_bytes") == NO_LIMIT
     assert list(state.iterdir()) == []
+
+
+def test_memory_pressure_means_nothing_while_the_flag_is_off(
+    tree: FakeV1Tree, tmp_path: Path
+) -> None:
+    b = backend(tree, None)
+    try:
+        b.ensure(WEB, frozenset({0}))
+        assert b.memory_pressure("web") is None  # not 0: nobody may read it as calm
+        tree.cpuset.path("", FLAG).write_text("1\n")
+        tree.cpuset.path("zoned/web", "cpuset.memory_pressure").write_text("12\n")
+        assert b.memory_pressure("web") == 12
+    finally:
+        b.close()

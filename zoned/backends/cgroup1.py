@@ -47,7 +47,7 @@ from zoned.backends.fdloop import IN, FdLoop, Outcome
 from zoned.backends.realhost import FdLoopBackend
 from zoned.backends.v1limits import LimitNotes
 from zoned.backends.v1moves import attach_both, finish_split
-from zoned.backends.v1rootflag import NOTE_NAME, RootFlag
+from zoned.backends.v1rootflag import FLAG, NOTE_NAME, RootFlag
 from zoned.config.decl import ContainerDecl
 from zoned.errors import BackendError, CgroupGone, EffectiveMismatch, WriteRefused
 from zoned.kernel import v1events
@@ -336,9 +336,12 @@ class Cgroup1Backend(FdLoopBackend):
             shmem=stat.get("total_shmem", stat.get("shmem", 0)),
         )
 
-    def memory_pressure(self, name: str) -> int:
-        """``cpuset.memory_pressure``: direct-reclaim rate x1000 (10 s half-life); stays 0
-        unless the root's ``cpuset.memory_pressure_enabled`` is 1."""
+    def memory_pressure(self, name: str) -> int | None:
+        """``cpuset.memory_pressure``: direct-reclaim rate x1000 (10 s half-life); None
+        while the root's ``cpuset.memory_pressure_enabled`` is off (the kernel then keeps
+        it at 0, which would read as "no pressure"). Reporting only: no decision uses it."""
+        if self.cpuset.read("", FLAG).strip() != "1":
+            return None
         value = self.cpuset.read_int(self.path_of(name), "cpuset.memory_pressure")
         return value or 0
 
