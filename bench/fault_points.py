@@ -44,25 +44,35 @@ def commit() -> str:
 
 def fake_suite(tmp: Path) -> tuple[faultsim.Tally, int]:
     tally = faultsim.Tally()
-    for i, point in enumerate(POINTS):
-        faultsim.run_kill(tmp / f"k{i}", point, tally)
-    writes = faultsim.count_writes(tmp / "count")
+    writes, seen = faultsim.clean_run(tmp / "clean")
+    for i, (point, nth) in enumerate(faultsim.passes(seen)):
+        faultsim.run_kill(tmp / f"k{i}", point, tally, nth)
     for nth in range(writes):
         for code in faultsim.ERRNOS:
             faultsim.run_errno(tmp / f"e{nth}-{code}", nth, code, tally)
     return tally, writes
 
 
-def real_suite(tmp: Path) -> tuple[list[str], faultreal.Found]:
-    """Problems of the kill -9 runs; what the errno runs found."""
+def real_suite(tmp: Path) -> tuple[list[str], list[str], faultreal.Found]:
+    """The kill -9 passes tried and their problems; what the errno runs found."""
+    tried: list[str] = []
     problems: list[str] = []
     for point in POINTS:
-        box = faultreal.Box(f"zoned-bench-{os.getpid()}-k{next(faultreal.SERIAL)}", tmp / point)
-        try:
-            problems += [f"kill at {point}: {p}" for p in faultreal.kill_at(box, point)]
-        finally:
-            faultreal.cleanup(box)
-    return problems, faultreal.errno_matrix(tmp / "errno", lambda nth: faultreal.CODES)
+        for nth in range(1, 10):  # every pass of the point in its step (at most a few)
+            box = faultreal.Box(
+                f"zoned-bench-{os.getpid()}-k{next(faultreal.SERIAL)}", tmp / f"{point}@{nth}"
+            )
+            try:
+                found = faultreal.kill_at(box, point, nth)
+            finally:
+                faultreal.cleanup(box)
+            if found and found[0].startswith(faultreal.NOT_KILLED):
+                if nth == 1:
+                    problems.append(found[0])
+                break
+            tried.append(f"{point}@{nth}")
+            problems += [f"kill at {point}@{nth}: {p}" for p in found]
+    return tried, problems, faultreal.errno_matrix(tmp / "errno", lambda nth: faultreal.CODES)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as d:
         tally, writes = fake_suite(Path(d))
     print(
-        f"fake 4-node v1: {len(tally.points)} kill points tried ({', '.join(tally.points)}),"
+        f"fake 4-node v1: {len(tally.points)} kill passes of"
+        f" {len({p.split('#')[0] for p in tally.points})} points tried,"
         f" {len(tally.injected)} errno injections over {writes} writes,"
         f" {len(tally.failures)} inconsistencies"
     )
@@ -90,9 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         print("real v1: skipped" + ("" if args.no_real else " (needs root and cgroup v1)"))
     else:
         with tempfile.TemporaryDirectory() as d:
-            killed, found = real_suite(Path(d))
+            tried, killed, found = real_suite(Path(d))
         print(
-            f"real v1: {len(POINTS)} kill -9 points tried, {len(killed)} problems after them;"
+            f"real v1: {len(tried)} kill -9 passes of {len(POINTS)} points tried,"
+            f" {len(killed)} problems after them;"
             f" {found.runs} errno injections over {found.writes} writes: processes lost"
             f" {len(found.lost)}, split {len(found.split)}, other problems {len(found.other)}"
         )

@@ -196,9 +196,13 @@ POINT_STEP = {
 }
 
 
-def kill_at(box: Box, point: str) -> list[str]:
+NOT_KILLED = "not killed"
+
+
+def kill_at(box: Box, point: str, nth: int = 1) -> list[str]:
     """Run the steps before ``point``'s, then its step in a child process that SIGKILLs
-    itself at ``point``; restart; the problems found (empty: consistent)."""
+    itself at the ``nth`` pass of ``point``; restart; the problems found (empty:
+    consistent; ``NOT_KILLED…`` when the step passes it fewer times)."""
     start_box(box)
     step = POINT_STEP[point]
     do_steps(box, step)
@@ -207,13 +211,14 @@ def kill_at(box: Box, point: str) -> list[str]:
     root = str(Path(__file__).resolve().parent.parent.parent)
     child = subprocess.run(
         [sys.executable, "-c", STEP, root, box.parent, step, str(box.state), *map(str, box.pids)],
-        env={**os.environ, faults.ENV: point},
+        env={**os.environ, faults.ENV: f"{point}@{nth}"},
         capture_output=True,
         timeout=60,
         check=False,
     )
     if child.returncode != -signal.SIGKILL:
-        return [f"not killed at {point} (exit {child.returncode}): {child.stderr.decode()[-500:]}"]
+        why = child.stderr.decode()[-500:]
+        return [f"{NOT_KILLED} at {point}@{nth} (exit {child.returncode}): {why}"]
     restarted = backend(box.parent, box.state)
     try:
         admit(restarted)

@@ -11,19 +11,22 @@ from zoned.kernel.faults import Killed
 
 
 class Killer:
-    """Dies at ``target``: raises ``Killed`` there and at every later point and write, so the
-    kernel keeps what it held at that instant, as after ``kill -9`` (a ``finally`` that
-    would restore something cannot write). On a worker thread it raises BackendError
-    instead, which ends that operation (Killed would only end the thread)."""
+    """Dies at ``target`` (its ``nth`` pass): raises ``Killed`` there and at every later
+    point and write, so the kernel keeps what it held at that instant, as after kill -9
+    (a ``finally`` that would restore something cannot write). On a worker thread it
+    raises BackendError instead, which ends that operation (Killed would only end the
+    thread)."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, nth: int = 1) -> None:
+        """Die the ``nth`` time (from 1) ``target`` is passed."""
         self.target = target
+        self.nth = nth
         self.dead = False
         self.seen: list[str] = []
 
     def point(self, name: str) -> None:
         self.seen.append(name)
-        if name == self.target:
+        if name == self.target and self.seen.count(name) == self.nth:
             self.dead = True
         if self.dead:
             self._die(name)
@@ -47,9 +50,10 @@ class ErrnoAt:
         self.code = code
         self.count = 0
         self.hit: str | None = None
+        self.points: list[str] = []  # every fault point passed, in order
 
     def point(self, name: str) -> None:
-        pass
+        self.points.append(name)
 
     def write(self, path: str, value: str) -> None:
         n, self.count = self.count, self.count + 1

@@ -204,10 +204,10 @@ class Tally:
     failures: list[str] = field(default_factory=list)
 
 
-def run_kill(tmp: Path, point: str, tally: Tally) -> None:
-    """Kill at ``point`` during ``steps``, restart, check."""
+def run_kill(tmp: Path, point: str, tally: Tally, nth: int = 1) -> None:
+    """Kill at the ``nth`` pass of ``point`` during the steps, restart, check."""
     h = Host(tmp)
-    killer = Killer(point)
+    killer = Killer(point, nth)
     try:
         with faults.installed(killer.point, killer.write):
             steps(h)
@@ -217,20 +217,29 @@ def run_kill(tmp: Path, point: str, tally: Tally) -> None:
     if not killer.dead:
         h.stop()
         return
-    tally.points.append(point)
-    tally.failures += [f"kill at {point}: {p}" for p in after_restart(h)]
+    tally.points.append(f"{point}#{nth}")
+    tally.failures += [f"kill at {point}#{nth}: {p}" for p in after_restart(h)]
     h.stop()
 
 
-def count_writes(tmp: Path) -> int:
-    """How many writes ``steps`` makes without faults."""
+def clean_run(tmp: Path) -> tuple[int, list[str]]:
+    """The steps without faults: how many writes they make, and the points they pass."""
     h = Host(tmp)
     counter = ErrnoAt(-1, 0)
     with faults.installed(counter.point, counter.write):
         steps(h)
         release_all(h)
     h.stop()
-    return counter.count
+    return counter.count, counter.points
+
+
+def count_writes(tmp: Path) -> int:
+    return clean_run(tmp)[0]
+
+
+def passes(points: list[str]) -> list[tuple[str, int]]:
+    """Every (point, n-th pass) in a run's ``points``."""
+    return [(p, points[: i + 1].count(p)) for i, p in enumerate(points)]
 
 
 def vanish(tree: FakeV1Tree) -> Callable[[str, str], None]:

@@ -3,8 +3,9 @@
 A backend calls ``fault_point("attach.cpuset_moved")`` between two writes, and every
 cgroupfs write passes through ``before_write``. Both do nothing (one dict lookup) unless
 
-- the environment variable ``ZONED_FAULT_POINT`` names the point (an fnmatch pattern):
-  the process then kills itself with SIGKILL there, exactly as ``kill -9`` would; or
+- the environment variable ``ZONED_FAULT_POINT`` names the point (an fnmatch pattern,
+  optionally ``@N``: the N-th time it is passed, from 1): the process then kills itself
+  with SIGKILL there, exactly as ``kill -9`` would; or
 - a test installed a hook with :func:`installed`: the hook sees each point's name (and
   each write) and may raise, e.g. :class:`Killed` to stop the daemon without cleanup, or
   an ``OSError`` carrying the errno the kernel might answer.
@@ -48,6 +49,7 @@ PointHook = Callable[[str], None]
 WriteHook = Callable[[str, str], None]  # (path of the file or cgroup, value)
 
 _hooks: list[tuple[PointHook, WriteHook | None]] = []
+_passes = [0]  # how often the point ZONED_FAULT_POINT names was passed
 
 
 def fault_point(name: str) -> None:
@@ -56,8 +58,13 @@ def fault_point(name: str) -> None:
         _hooks[-1][0](name)
         return
     want = os.environ.get(ENV)
-    if want and fnmatchcase(name, want):
-        os.kill(os.getpid(), signal.SIGKILL)
+    if not want:
+        return
+    pattern, _, nth = want.partition("@")
+    if fnmatchcase(name, pattern):
+        _passes[0] += 1
+        if not nth or _passes[0] == int(nth):
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def before_write(path: str, value: str) -> None:
