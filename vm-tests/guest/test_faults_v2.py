@@ -177,22 +177,40 @@ def restart_and_check(d: Daemon, started_in: dict[int, str]) -> list[str]:
     return problems(d, started_in)
 
 
-@pytest.mark.parametrize("point", V2_POINTS)
-def test_a_kill_at_each_point_then_a_restart(point: str) -> None:
-    with daemon() as (d, started_in):
-        killer = Killer(point)
-        with contextlib.suppress(faults.Killed), faults.installed(killer.point, killer.write):
-            steps(d)
-        assert killer.dead, f"{point} was never reached"
-        assert restart_and_check(d, started_in) == []
-
-
-def test_an_errno_at_each_write_then_a_restart(finding: Finding) -> None:
-    with daemon() as (d, started_in):
+def clean_run() -> tuple[int, list[str]]:
+    """The steps without faults: (writes made, points passed in order)."""
+    with daemon() as (d, _):
         counter = ErrnoAt(-1, 0)
         with faults.installed(counter.point, counter.write):
             steps(d)
-        writes = counter.count
+    return counter.count, counter.points
+
+
+def test_a_kill_at_every_pass_of_each_point_then_a_restart(finding: Finding) -> None:
+    """Every pass: each container's admission, the lend's give, the evacuation and the
+    reclaim's give all pass set_nodes.*."""
+    _, seen = clean_run()
+    passes = [(p, seen[: i + 1].count(p)) for i, p in enumerate(seen)]
+    assert {p for p, _ in passes} == set(V2_POINTS)
+    failures: list[str] = []
+    for point, nth in passes:
+        with daemon() as (d, started_in):
+            killer = Killer(point, nth)
+            with contextlib.suppress(faults.Killed), faults.installed(killer.point, killer.write):
+                steps(d)
+            if not killer.dead:
+                failures.append(f"{point}#{nth} was never reached")
+                continue
+            failures += [f"{point}#{nth}: {p}" for p in restart_and_check(d, started_in)]
+    finding(
+        "v2 fault injection: kill passes, points, problems",
+        {"passes": len(passes), "points": len(V2_POINTS), "problems": len(failures)},
+    )
+    assert failures == []
+
+
+def test_an_errno_at_each_write_then_a_restart(finding: Finding) -> None:
+    writes, _ = clean_run()
     assert writes > 10
     failures: list[str] = []
     tried = 0
