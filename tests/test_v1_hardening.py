@@ -155,3 +155,16 @@ def test_memory_pressure_means_nothing_while_the_flag_is_off(
         assert b.memory_pressure("web") == 12
     finally:
         b.close()
+
+
+def test_a_restart_without_the_option_still_restores_the_flag(
+    tree: FakeV1Tree, tmp_path: Path
+) -> None:
+    state = tmp_path / "run"
+    crashed = backend(tree, state, enable=True)
+    crashed.root_flag.restore_to = None  # killed: its close() never runs to restore
+    crashed.close()
+    assert tree.cpuset.read("", FLAG) == "1"
+    backend(tree, state).close()  # restarted without --v1-memory-pressure
+    assert tree.cpuset.read("", FLAG) == "0"
+    assert not (state / NOTE_NAME).exists()

@@ -157,6 +157,8 @@ class Cgroup1Backend(FdLoopBackend):
         self._limits = LimitNotes(self.memory, state_dir)
         if enable_memory_pressure:
             self.root_flag.enable()
+        else:
+            self.root_flag.recover()  # a crashed predecessor's 1, if it noted one
 
     # -- paths -----------------------------------------------------------------------
 

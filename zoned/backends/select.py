@@ -294,8 +294,9 @@ def open_backend(
 
     Constructing it writes nothing, except on v1 with ``v1_memory_pressure`` and not
     ``dry_run``: the root's host-wide ``cpuset.memory_pressure_enabled`` (its old value
-    noted under ``state_dir``, restored by ``close``). ``state_dir`` also keeps the v1
-    reclaim's limit notes (``zoned.backends.v1limits``). The first ``ensure`` creates the parent.
+    noted under ``state_dir``, restored by ``close``; without the option, a value noted by a
+    crashed predecessor is put back). ``state_dir`` also keeps the v1 reclaim's limit notes
+    (``zoned.backends.v1limits``); a dry run uses neither. The first ``ensure`` creates the parent.
     """
     root, adopted = _root_and_adopted(decls, cgroup_root)
     hc = check or check_host(decls, cgroup_root=root, sys_root=sys_root, proc_root=proc_root)
@@ -318,7 +319,7 @@ def open_backend(
         sys_root=sys_root,
         adopt=adopted,
         enable_memory_pressure=v1_memory_pressure and not dry_run,
-        state_dir=state_dir,
+        state_dir=None if dry_run else state_dir,  # a dry run writes no flag, no notes
     )
 
 

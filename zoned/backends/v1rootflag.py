@@ -55,6 +55,12 @@ class RootFlag:
         if self.fs.write_if_changed("", FLAG, "1"):
             log.info("enabled %s at %s (was %s)", FLAG, self.fs.root, self.restore_to)
 
+    def recover(self) -> None:
+        """Not opted in: put back the value a crashed predecessor that had opted in noted
+        (nothing when there is no note)."""
+        self.restore_to = self._saved()
+        self.restore()
+
     def restore(self) -> None:
         """Write back the value the host had; forget the note. Safe to call twice."""
         if self.restore_to is None:
