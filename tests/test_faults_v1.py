@@ -24,9 +24,19 @@ from pathlib import Path
 import pytest
 
 from tests.support.faultreal import CODES, POINT_STEP, SERIAL, Box, cleanup, errno_matrix, kill_at
+from tests.support.realhost import V1_CPUSET
 from zoned.kernel import faults
 
 pytestmark = pytest.mark.root
+
+
+@pytest.fixture(autouse=True)
+def root_flag_untouched() -> Iterator[None]:
+    """The host-wide v1 flag is the same after each test (the flag test restores its own)."""
+    flag = V1_CPUSET / "cpuset.memory_pressure_enabled"
+    before = flag.read_text() if flag.exists() else None
+    yield
+    assert (flag.read_text() if flag.exists() else None) == before
 
 
 @pytest.fixture

@@ -26,6 +26,16 @@ from zoned.kernel.proc import proc_v1_paths
 
 pytestmark = pytest.mark.root
 
+
+@pytest.fixture(autouse=True)
+def root_flag_untouched() -> Iterator[None]:
+    """The host-wide v1 flag is the same after each test (the flag test restores its own)."""
+    flag = V1_CPUSET / "cpuset.memory_pressure_enabled"
+    before = flag.read_text() if flag.exists() else None
+    yield
+    assert (flag.read_text() if flag.exists() else None) == before
+
+
 PROC = Path("/proc")
 N0 = frozenset({0})
 FLAG = "cpuset.memory_pressure_enabled"
@@ -49,6 +59,7 @@ class Box:
             parent=self.name,
             cpuset_root=V1_CPUSET,
             memory_root=V1_MEMORY,
+            enable_memory_pressure=False,  # host-wide switch: never flipped here
             pressure_level=None,
             watch_oom=False,
             fs_factory=fs_factory,

@@ -49,6 +49,7 @@ def backend(parent: str, state: Path) -> Cgroup1Backend:
         parent=parent,
         cpuset_root=V1_CPUSET,
         memory_root=V1_MEMORY,
+        enable_memory_pressure=False,  # host-wide switch: never flipped here
         pressure_level=None,
         watch_oom=False,
         state_dir=state,
