@@ -126,6 +126,7 @@ class Options:
     state_dir: Path = RUN_DIR
     socket: Path = DEFAULT_SOCKET
     release_on_stop: bool = False
+    v1_memory_pressure: bool = False  # set the v1 root's host-wide flag (restored at stop)
     backend: str | None = None  # None: detect; "sim:SCENARIO.yaml": the paced simulator
     sim_speed: float = 1.0
     metrics: str | None = None
@@ -236,6 +237,8 @@ class Daemon:
                 proc_root=o.roots.proc,
                 check=hc,
                 dry_run=o.dry_run,
+                v1_memory_pressure=o.v1_memory_pressure,
+                state_dir=o.state_dir,
             )
             loop = fd_loop_of(backend)
             if loop is None:
