@@ -14,7 +14,7 @@ from tests.support.daemon import CONFIG, running, wait_for
 from zoned.cli.main import main
 from zoned.cli.statusview import render
 from zoned.errors import ControlError
-from zoned.service.control import follow, request
+from zoned.service.controlclient import follow, request
 
 
 def test_ready_with_status_line_and_status_matches_config(tmp_path: Path) -> None:

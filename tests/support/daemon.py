@@ -16,7 +16,7 @@ from typing import Any
 
 from tests.support.waiting import wait_for as support_wait_for
 from zoned.kernel.roots import PROC_ROOT, HostRoots
-from zoned.service.control import request
+from zoned.service.controlclient import request
 from zoned.service.daemon import Daemon, Options
 from zoned.service.systemd import Notifier
 

@@ -43,7 +43,7 @@ from zoned.errors import ZonedError
 from zoned.kernel.topology import read_topology
 from zoned.model.sizes import MIB, parse_size
 from zoned.policy.placement import Placement, place
-from zoned.service.control import request
+from zoned.service.controlclient import request
 
 from .cgtools import read, remove_tree, write
 from .conftest import PROJECT, RUN_DIR, parse_list

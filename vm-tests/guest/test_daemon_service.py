@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.support.waiting import wait_for
-from zoned.service.control import request
+from zoned.service.controlclient import request
 
 from .cgtools import read, remove_tree
 from .conftest import BOOT, PROJECT, Finding, parse_list

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from tests.support.waiting import wait_for as support_wait_for
-from zoned.service.control import request
+from zoned.service.controlclient import request
 
 from .cgtools import read
 from .conftest import PROJECT, Finding, parse_list

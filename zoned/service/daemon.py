@@ -299,9 +299,7 @@ class Daemon:
 
             self.metrics = Metrics()
             self._metrics_server = serve(self.metrics, o.metrics)
-        self.server = ControlServer(
-            o.socket, self._host, self._handle, group=o.group, proc_root=o.roots.proc
-        )
+        self.server = ControlServer(o.socket, self._host, self._handle, group=o.group)
         self._host.add_fd(self._wake_r.fileno(), IN, self._on_wake)
         sidecars.start(self, decls)
         if self.install_signals:
@@ -389,6 +387,9 @@ class Daemon:
                 waits.append(next_dog - self._clock())
             if self.rewarm.next_at is not None:
                 waits.append((self.rewarm.next_at - backend.now()) / self._speed)
+            # Idle control clients are closed here; the server says when it needs us next.
+            if self.server is not None and (control_s := self.server.tick()) is not None:
+                waits.append(control_s)
             events = self._side_events(host.poll_once(max(0.0, min(waits))))
             self.wakeups += 1
             if self._sig.names:

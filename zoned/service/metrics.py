@@ -33,7 +33,7 @@ from zoned.engine import Engine
 from zoned.errors import ZonedError
 from zoned.model.actions import Lend, Reclaim
 from zoned.model.decisions import LogRecord
-from zoned.service.control import clear_stale_socket
+from zoned.service.listening import clear_stale_socket
 
 log = logging.getLogger(__name__)
 

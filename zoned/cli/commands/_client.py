@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from zoned.errors import ControlError
-from zoned.service.control import DEFAULT_SOCKET, request
+from zoned.service.control import DEFAULT_SOCKET
+from zoned.service.controlclient import request
 
 
 def add_socket(p: argparse.ArgumentParser) -> None:

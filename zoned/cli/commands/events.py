@@ -8,7 +8,7 @@ import json
 from zoned.cli.commands._client import add_socket
 from zoned.cli.statusview import render_event
 from zoned.errors import ControlError
-from zoned.service.control import follow
+from zoned.service.controlclient import follow
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
