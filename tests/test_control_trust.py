@@ -17,6 +17,7 @@ from zoned.backends.fdloop import FdLoop
 from zoned.errors import ControlError
 from zoned.service.control import ControlServer, authorize, peer_cred
 from zoned.service.controlclient import request
+from zoned.service.metrics import Metrics, serve
 
 NOBODY = 65534
 
@@ -75,6 +76,14 @@ def test_a_socket_directory_others_can_write_is_refused(tmp_path: Path, mode: in
     d.chmod(mode)
     with pytest.raises(ControlError, match=f"mode {mode:04o}: it must be owned"):
         ControlServer(d / "control.sock", NoLoop(), lambda c, r: None)
+
+
+def test_the_metrics_socket_directory_is_checked_too(tmp_path: Path) -> None:
+    d = tmp_path / "run"
+    d.mkdir(mode=0o777)
+    d.chmod(0o777)
+    with pytest.raises(ControlError, match="not writable by group or others"):
+        serve(Metrics(), f"unix:{d / 'metrics.sock'}")
 
 
 # -- the client's side ---------------------------------------------------------------------

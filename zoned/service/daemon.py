@@ -52,7 +52,6 @@ import logging
 import os
 import signal
 import socket
-import socketserver
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -89,6 +88,7 @@ if TYPE_CHECKING:
     # Imported when used: prometheus_client alone is ~12 MiB of RSS, the simulator ~7 MiB,
     # and a daemon without --metrics on a real host needs neither.
     from zoned.service.metrics import Metrics
+    from zoned.service.metricsserver import MetricsServer
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ class Daemon:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._speed = 1.0
-        self._metrics_server: socketserver.BaseServer | None = None
+        self._metrics_server: MetricsServer | None = None
         self._fdloop: FdLoop | None = None
         self._mover_factory = mover_factory
         self._node_events_factory = node_events
@@ -427,8 +427,7 @@ class Daemon:
         if self.server is not None:
             self.server.shutdown()
         if self._metrics_server is not None:
-            self._metrics_server.shutdown()
-            self._metrics_server.server_close()
+            self._metrics_server.close()
             if self.opts.metrics and self.opts.metrics.startswith("unix:"):
                 Path(self.opts.metrics[5:]).unlink(missing_ok=True)
         if engine is not None and self.opts.release_on_stop and not engine.dry_run:
