@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.daemon import wait_for
+from tests.support.daemon import running, wait_for
 from zoned.backends.fdloop import FdLoop
 from zoned.errors import ControlError
 from zoned.service import control
@@ -298,3 +298,27 @@ def test_real_emfile_drains_the_backlog(tmp_path: Path, caplog: pytest.LogCaptur
             s.close()
         server.shutdown()
         loop.close()
+
+
+def test_the_daemon_loop_closes_idle_clients(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon drives the server's timeouts: with nothing else happening, a silent
+    client is closed at IDLE_S; an ``events`` follower stays."""
+    monkeypatch.setattr(control, "IDLE_S", 0.3)
+    with (
+        running(tmp_path) as r,
+        socket.socket(socket.AF_UNIX) as idle,
+        socket.socket(socket.AF_UNIX) as follower,
+    ):
+        idle.settimeout(10)
+        idle.connect(str(r.socket))
+        follower.settimeout(10)
+        follower.connect(str(r.socket))
+        assert ask(follower, "events")["ok"]
+        assert idle.recv(1) == b""  # waits (at most 10 s) until the daemon closes it
+        assert request(r.socket, {"cmd": "status"})["ok"]
+        server = r.daemon.server
+        assert server is not None
+        wait_for(lambda: len(server.clients) == 1, "the status client gone")
+        assert [c.following for c in server.clients.values()] == [True]

@@ -182,7 +182,7 @@ class ControlServer:
         group: int | None = None,
         max_clients: int = MAX_CLIENTS,
         root_reserved: int = ROOT_RESERVED,
-        idle_s: float = IDLE_S,
+        idle_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.path = path
@@ -191,7 +191,7 @@ class ControlServer:
         self.group = group
         self.max_clients = max_clients
         self.root_reserved = root_reserved
-        self.idle_s = idle_s
+        self.idle_s = IDLE_S if idle_s is None else idle_s  # read now: tests shorten it
         self._clock = clock
         self.clients: dict[int, Client] = {}
         self.refused = 0  # connections turned away at the cap
