@@ -22,7 +22,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from prometheus_client import (
@@ -223,6 +224,7 @@ def serve(
     *,
     max_conns: int = MAX_CONNS,
     timeout_s: float = TIMEOUT_S,
+    clock: Callable[[], float] = time.monotonic,
 ) -> MetricsServer:
     """Start serving ``where`` (``HOST:PORT``, ``[IPV6]:PORT`` or ``unix:/path``) on one
     thread (see ``zoned.service.metricsserver``); the caller closes the server.
@@ -236,7 +238,7 @@ def serve(
         return generate_latest(metrics.registry), CONTENT_TYPE_LATEST
 
     srv = MetricsServer(
-        sock, render, what=f"metrics {where}", max_conns=max_conns, timeout_s=timeout_s
+        sock, render, what=f"metrics {where}", max_conns=max_conns, timeout_s=timeout_s, clock=clock
     )
     addr = srv.address
     if isinstance(addr, tuple):
