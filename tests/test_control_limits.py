@@ -25,7 +25,7 @@ from zoned.errors import ControlError
 from zoned.service import control, controlclient
 from zoned.service.control import Client, ControlServer
 from zoned.service.controlclient import request
-from zoned.service.listening import Acceptor
+from zoned.service.listening import ACCEPT_PAUSE_S, Acceptor
 
 
 class Clock:
@@ -261,9 +261,18 @@ def test_out_of_fds_sheds_through_the_reserve_and_warns_once(
         theirs.close()
 
 
-def test_system_out_of_fds_pauses_instead_of_spinning() -> None:
-    acc = Acceptor(FakeListener([errno.ENFILE]), "test socket")  # type: ignore[arg-type]
+@pytest.mark.parametrize("err", [errno.ENFILE, errno.ENOMEM, errno.EINVAL, errno.EBADF])
+def test_errors_that_would_come_back_pause_instead_of_spinning(err: int) -> None:
+    acc = Acceptor(FakeListener([err] * 1000), "test socket")  # type: ignore[arg-type]
     assert acc.accept() == (None, True)
+
+
+def test_an_error_of_one_connection_skips_it() -> None:
+    mine, theirs = socket.socketpair()
+    acc = Acceptor(FakeListener([errno.ECONNABORTED, mine]), "test socket")  # type: ignore[arg-type]
+    assert acc.accept() == (mine, False)
+    mine.close()
+    theirs.close()
 
 
 def test_real_emfile_drains_the_backlog(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -327,3 +336,26 @@ def test_the_daemon_loop_closes_idle_clients(
         assert server is not None
         wait_for(lambda: len(server.clients) == 1, "the status client gone")
         assert [c.following for c in server.clients.values()] == [True]
+
+
+def test_the_server_stops_watching_while_accept_is_paused(tmp_path: Path) -> None:
+    loop = FdLoop(workers=1)
+    clock = Clock()
+    server = ControlServer(tmp_path / "c.sock", loop, lambda c, r: None, clock=clock)
+    listen_fd = server._listen.fileno()
+    try:
+        server._acceptor = Acceptor(
+            FakeListener([errno.ENFILE]),  # type: ignore[arg-type]
+            "test socket",
+        )
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(server.path))  # makes the listening socket ready
+            loop.poll_once(5)
+            assert listen_fd not in loop.watched()  # not woken again and again
+            assert server.tick() == pytest.approx(ACCEPT_PAUSE_S)
+            clock.now += ACCEPT_PAUSE_S
+            assert server.tick() is None
+            assert listen_fd in loop.watched()
+    finally:
+        server.shutdown()
+        loop.close()

@@ -98,8 +98,23 @@ class Warner:
         self._next = now + self._every
 
 
-_OUT_OF_FDS = (errno.EMFILE, errno.ENFILE)
-_OUT_OF_MEMORY = (errno.ENOBUFS, errno.ENOMEM)
+# Errors that end only the connection being accepted (accept(2): Linux passes pending
+# network errors of the new socket on to accept; EPERM: a firewall rule). Any other error
+# (out of memory or fds, EINVAL, EBADF) would come back on the next call: pause instead.
+_THIS_CONNECTION = frozenset(
+    {
+        errno.ECONNABORTED,
+        errno.EPROTO,
+        errno.EPERM,
+        errno.ENETDOWN,
+        errno.ENOPROTOOPT,
+        errno.EHOSTDOWN,
+        errno.ENONET,
+        errno.EHOSTUNREACH,
+        errno.EOPNOTSUPP,
+        errno.ENETUNREACH,
+    }
+)
 
 
 class Acceptor:
@@ -109,9 +124,10 @@ class Acceptor:
     once. When accept fails because this process has no fd left (EMFILE), the reserve fd
     is closed, the waiting connection accepted and closed at once (its client sees EOF, not
     a hang), and the reserve re-opened: the backlog drains and the loop sleeps. When that
-    is not possible (ENFILE: the whole system is out; no memory), the caller stops watching
-    the socket for ``ACCEPT_PAUSE_S``. We chose the reserve fd over a pause alone because a
-    pause leaves every waiting client hanging and wakes again into the same full backlog.
+    is not possible (ENFILE: the whole system is out; no memory; any error that would only
+    come back), the caller stops watching the socket for ``ACCEPT_PAUSE_S``. We chose the
+    reserve fd over a pause alone because a pause leaves every waiting client hanging and
+    wakes again into the same full backlog.
     """
 
     def __init__(self, sock: socket.socket, what: str, clock: Callable[[], float] = time.monotonic):
@@ -144,15 +160,14 @@ class Acceptor:
                         return None, False  # the backlog emptied meanwhile
                     if shed:
                         continue
-                if exc.errno in _OUT_OF_FDS or exc.errno in _OUT_OF_MEMORY:
-                    self._warn.warn(
-                        f"{self.what}: accept: {exc.strerror}; not accepting for "
-                        f"{ACCEPT_PAUSE_S:g} s ({self.shed} connections shed so far)"
-                    )
-                    return None, True
-                # ECONNABORTED, EPROTO, EPERM (firewall): that one connection is gone.
-                self._warn.warn(f"{self.what}: accept: {exc.strerror or exc}, ignoring")
-                continue
+                if exc.errno in _THIS_CONNECTION:
+                    self._warn.warn(f"{self.what}: accept: {exc.strerror}, ignoring")
+                    continue
+                self._warn.warn(
+                    f"{self.what}: accept: {exc.strerror or exc}; not accepting for "
+                    f"{ACCEPT_PAUSE_S:g} s ({self.shed} connections shed so far)"
+                )
+                return None, True
             conn.setblocking(False)
             return conn, False
 
