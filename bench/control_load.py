@@ -190,12 +190,20 @@ def flood_as_nobody(sock: Path, port: int, n: int) -> tuple[int, int, list[int]]
                     continue
                 s = socket.socket(socket.AF_UNIX if i < n else socket.AF_INET)
                 s.settimeout(0.5)
-                try:
-                    s.connect(str(sock) if i < n else ("127.0.0.1", port))
-                    (control if i < n else metrics).append(s)
-                except OSError:
-                    failed += 1
-                    s.close()
+                while True:
+                    try:
+                        s.connect(str(sock) if i < n else ("127.0.0.1", port))
+                        (control if i < n else metrics).append(s)
+                    except BlockingIOError:  # a full unix backlog: a flood insists
+                        if time.monotonic() < give_up:
+                            time.sleep(0.001)
+                            continue
+                        failed += 1
+                        s.close()
+                    except OSError:
+                        failed += 1
+                        s.close()
+                    break
             time.sleep(1.0)  # let the daemon accept, answer or close them
             counts = [*_fared(control), *_fared(metrics), failed]
             os.write(report_w, " ".join(map(str, counts)).encode())
