@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import platform
 import resource
 import signal
 import socket
@@ -36,6 +35,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench import runinfo  # noqa: E402
+
 GROUP = 4242
 NOBODY = 65534
 
@@ -68,26 +69,7 @@ def client() -> Callable[..., dict[str, Any]]:
 
 
 def header() -> str:
-    commit = subprocess.run(
-        ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        "unknown CPU",
-    )
-    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    return (
-        f"commit {commit or '?'}; {platform.node()}: {cpu}, {os.cpu_count()} CPUs; kernel "
-        f"{platform.release()}; Python {platform.python_version()}; load {load}; "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
-    )
+    return runinfo.header()
 
 
 def cpu_s(pid: int) -> float:

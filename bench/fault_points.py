@@ -19,27 +19,20 @@ import argparse
 import logging
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
+from bench import runinfo  # noqa: E402
 from tests.support import faultreal, faultsim  # noqa: E402
 from tests.support.realhost import V1_CPUSET, V1_MEMORY  # noqa: E402
 from zoned.kernel.faults import POINTS  # noqa: E402
 
 
 def commit() -> str:
-    out = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return out.stdout.strip() or "unknown"
+    return runinfo.commit()
 
 
 def fake_suite(tmp: Path) -> tuple[faultsim.Tally, int]:
