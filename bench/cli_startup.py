@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import runinfo
 
 ROOT = Path(__file__).resolve().parent.parent
 ZONED = [sys.executable, "-m", "zoned"]
@@ -89,18 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument("--runs", type=int, default=21)
     args = ap.parse_args(argv)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    print(
-        f"commit {commit or '?'}; {platform.node()}: {os.cpu_count()} CPUs, kernel "
-        f"{platform.release()}, Python {platform.python_version()}; load "
-        f"{os.getloadavg()[0]:.2f}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
-    )
+    print(runinfo.header())
     print(f"median of {args.runs} runs, CPU = user + system of the whole process\n")
     print("| command | CPU ms (median) | min | max | modules imported | exit |")
     print("|---|---|---|---|---|---|")

@@ -37,7 +37,7 @@ from types import MappingProxyType
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
+from bench import runinfo  # noqa: E402
 from zoned.config.decl import Amount, ContainerDecl, Declarations  # noqa: E402
 from zoned.model.sizes import MIB  # noqa: E402
 from zoned.model.snapshot import ContainerView, NodeView, Snapshot  # noqa: E402
@@ -259,30 +259,7 @@ def decide_table(storm: bool) -> tuple[list[str], dict[tuple[int, int], float]]:
 
 def machine() -> str:
     """Commit, machine, kernel and load, for the record."""
-    import os
-    import platform
-    import subprocess
-
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.machine(),
-    )
-    return (
-        f"commit {commit or '?'}; {cpu}, {os.cpu_count()} CPUs; kernel {platform.release()};"
-        f" Python {platform.python_version()}; load {os.getloadavg()[0]:.2f} at the start;"
-        f" {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
-    )
+    return runinfo.header()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,6 +32,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import runinfo
 from zoned.backends.cgroup1 import Cgroup1Backend
 from zoned.config.decl import Amount, ContainerDecl
 from zoned.config.match import MatchRule, Pattern
@@ -335,14 +337,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def commit() -> str:
-    out = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return out.stdout.strip() or "?"
+    return runinfo.commit()
 
 
 def write_section(text: str) -> None:

@@ -12,14 +12,13 @@ Target (issue 17): ≥ 1,000x real time at 128 containers, and cost linear in co
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import runinfo
 from zoned.backends.sim import load_scenario
 from zoned.cli.commands.simulate import run_scenario
 
@@ -64,18 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--containers", default="4,16,64,128,256")
     ap.add_argument("--duration", type=float, default=600.0, help="simulated seconds per run")
     args = ap.parse_args(argv)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    print(
-        f"commit {commit or '?'}; {platform.node()}: {os.cpu_count()} CPUs, kernel "
-        f"{platform.release()}, Python {platform.python_version()}; load "
-        f"{os.getloadavg()[0]:.2f}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
-    )
+    print(runinfo.header() + chr(10))
     print(
         "| containers | nodes | simulated s | CPU s | x real time | CPU ms per container"
         " per simulated minute | decisions | OOM kills | the host alone (static-zones):"

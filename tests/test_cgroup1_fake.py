@@ -66,9 +66,12 @@ def test_memory_pressure_enabled_only_when_asked(
     make_backend(tree).close()
     assert tree.cpuset.read("", "cpuset.memory_pressure_enabled") == "0"
     with caplog.at_level(logging.INFO, logger="zoned.backends.cgroup1"):
-        make_backend(tree, enable_memory_pressure=True).close()
-    assert tree.cpuset.read("", "cpuset.memory_pressure_enabled") == "1"
+        b = make_backend(tree, enable_memory_pressure=True)
+        assert tree.cpuset.read("", "cpuset.memory_pressure_enabled") == "1"
+        b.close()
+    assert tree.cpuset.read("", "cpuset.memory_pressure_enabled") == "0"  # restored at stop
     assert "enabled cpuset.memory_pressure_enabled" in caplog.text
+    assert "restored cpuset.memory_pressure_enabled" in caplog.text
 
 
 def test_ensure_creates_with_cpus_before_mems(backend: Cgroup1Backend, tree: FakeV1Tree) -> None:

@@ -468,3 +468,14 @@ def test_mems_reached_when_every_thread_of_the_subtree_may_use_the_nodes(env: En
     (env.sysfs.proc_root / "102" / "status").unlink()  # exited
     assert b.mems_reached("web", frozenset({2, 3, 4}))
     assert not b.mems_reached("web", frozenset({2, 5}))
+
+
+def test_a_failed_admission_removes_the_cgroup_it_created(env: Env) -> None:
+    """Issue 14: a refused cpuset.mems write left an empty cgroup behind."""
+    b, _ = env.backend()
+    b.prepare()
+    env.fs.refuse[("zoned/web", "cpuset.mems")] = errno.EINVAL
+    with pytest.raises(WriteRefused):
+        b.ensure(decl("web"), frozenset({1}))
+    assert not env.fs.exists("zoned/web")
+    assert "web" not in b.existing()

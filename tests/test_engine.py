@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
@@ -16,7 +17,7 @@ from zoned.config.decl import Amount, ContainerDecl, Declarations, PolicyDecl
 from zoned.engine import Engine
 from zoned.errors import WriteRefused
 from zoned.model.actions import DirectedReclaim, Lend, Reclaim, Return
-from zoned.model.host import Event
+from zoned.model.host import Event, OpKind, OpResult
 from zoned.model.sizes import MIB
 from zoned.model.zonemap import FREE, SHARED, Assignment, Owner
 from zoned.policy.placement import place
@@ -410,3 +411,64 @@ def test_managed_is_a_set_in_declaration_order() -> None:
     e = engine(b, ctr("b"), ctr("a"))
     assert isinstance(e.managed, AbstractSet)
     assert list(e.managed) == ["b", "a"]  # snapshots and status keep declaration order
+
+
+class LateWriteSim(SimBackend):
+    """A host whose cpuset.mems writes outlive their deadline: each is first reported
+    timed out while still running, and really ends ``late_s`` later (FdLoop reports that
+    end as a second OP_FINISHED)."""
+
+    late_s = 4.0
+    writes: list[tuple[float, str, frozenset[int]]]
+    _late: dict[int, tuple[float, Event]]
+    _fake: dict[int, OpResult]
+
+    def start_set_nodes(self, name: str, nodes: frozenset[int], deadline_s: float) -> int:
+        self.writes.append((self.now(), name, nodes))
+        return super().start_set_nodes(name, nodes, deadline_s)
+
+    def op_result(self, op: int) -> OpResult:
+        fake = self._fake.get(op)
+        return fake if fake is not None else super().op_result(op)
+
+    def wait(self, timeout_s: float | None) -> list[Event]:
+        out: list[Event] = []
+        for ev in super().wait(timeout_s):
+            if ev.op is not None and ev.op not in self._late and ev.op not in self._fake:
+                real = super().op_result(ev.op)
+                if real.kind is OpKind.SET_NODES:
+                    self._fake[ev.op] = dataclasses.replace(
+                        real,
+                        ok=False,
+                        errno=errno.ETIMEDOUT,
+                        error="timed out after 2 s (running); the kernel may still complete it",
+                    )
+                    self._late[ev.op] = (self.now() + self.late_s, ev)
+            out.append(ev)
+        for op, (at, ev) in list(self._late.items()):
+            if at <= self.now():
+                del self._late[op]
+                self._fake.pop(op, None)
+                out.append(ev)
+        return out
+
+
+def test_a_write_still_in_the_kernel_is_waited_for_not_repeated() -> None:
+    """Issue 13: a write that timed out while running was written again behind itself and
+    the hand-over called done while the first was still blocked. Now the hand-over waits
+    for the write's real end: one write per lend, done only after it returned."""
+    b = host(GROW)
+    late = LateWriteSim.__new__(LateWriteSim)
+    late.__dict__.update(b.__dict__)
+    late.writes, late._late, late._fake = [], {}, {}
+    e = engine(late, ctr("web"), migrate_timeout_s=2)
+    late.writes.clear()
+    e.run(40)
+    lend_writes = [w for w in late.writes if w[1] == "web"]
+    assert len(lend_writes) == 1, lend_writes
+    waiting = [r for r in e.log if "still in the kernel" in r.outcome]
+    done = [r for r in e.log if r.kind == "lend" and r.outcome.startswith("done")]
+    assert waiting and done, [(r.at, r.outcome) for r in e.log]
+    assert done[0].at - lend_writes[0][0] >= late.late_s
+    assert not any("retrying" in r.outcome or "gave up" in r.outcome for r in e.log)
+    assert held(late, "web", e) == {1, 2}

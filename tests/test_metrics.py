@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import socket
+import threading
 from pathlib import Path
 
+from tests.support.daemon import wait_for
 from zoned.backends.sim import load_scenario
 from zoned.cli.commands.run import check_address
 from zoned.engine import Engine
@@ -75,8 +77,7 @@ def test_metrics_served_on_a_unix_socket(tmp_path: Path) -> None:
         assert "zoned_node_owner{" in text and "zoned_decisions_total{" in text
         assert path.stat().st_mode & 0o777 == 0o600
     finally:
-        srv.shutdown()
-        srv.server_close()
+        srv.close()
 
 
 def test_metrics_address_checked() -> None:
@@ -133,3 +134,79 @@ def test_daemon_serves_metrics_over_tcp_and_frees_the_port_on_stop(tmp_path: Pat
         # refuses the bind while anything listens there.
         again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         again.bind(("127.0.0.1", port))
+
+
+def _scrape(path: Path) -> bytes:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(str(path))
+        s.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return data
+
+
+def test_metrics_connections_are_bounded_and_time_out(tmp_path: Path) -> None:
+    """Idle connections past the cap are refused at once; those under it are closed at
+    their timeout (on a clock the test moves); a fresh scrape is answered afterwards, and
+    no thread was started for any of them."""
+    path = tmp_path / "m.sock"
+    now = [1000.0]
+    threads = threading.active_count()
+    srv = serve(Metrics(), f"unix:{path}", max_conns=4, timeout_s=0.2, clock=lambda: now[0])
+    try:
+        assert threading.active_count() <= threads + 1  # the server's one thread
+        idle = []
+        for _ in range(10):
+            s = socket.socket(socket.AF_UNIX)
+            s.settimeout(10)
+            s.connect(str(path))
+            idle.append(s)
+        wait_for(lambda: srv.open_connections == 4 and srv.refused == 6, "4 held, 6 refused")
+        assert threading.active_count() <= threads + 1
+        now[0] += 1  # past the timeout: the server sees it within 0.2 s of real time
+        answers = [s.recv(65536) for s in idle]
+        assert sum(a.startswith(b"HTTP/1.0 503") for a in answers) == 6
+        assert answers.count(b"") == 4
+        assert _scrape(path).startswith(b"HTTP/1.0 200")
+        assert srv.open_connections == 0
+        for s in idle:
+            s.close()
+    finally:
+        srv.close()
+    assert threading.active_count() <= threads
+
+
+def test_metrics_server_starts_no_thread_per_connection() -> None:
+    """The old server (prometheus_client's) started one per connection: ~1,100 idle
+    connections took the daemon's fds. Held connections here cost no thread."""
+    threads = threading.active_count()
+    srv = serve(Metrics(), "127.0.0.1:0")
+    try:
+        assert isinstance(srv.address, tuple)
+        held = [socket.create_connection(srv.address[:2], timeout=10) for _ in range(30)]
+        wait_for(lambda: srv.open_connections + srv.refused == 30, "all 30 accepted")
+        assert threading.active_count() <= threads + 1
+        for s in held:
+            s.close()
+    finally:
+        srv.close()
+
+
+def test_metrics_answers_bad_requests_and_survives(tmp_path: Path) -> None:
+    path = tmp_path / "m.sock"
+    srv = serve(Metrics(), f"unix:{path}")
+    try:
+        for line, status in (
+            (b"POST / HTTP/1.0\r\n\r\n", b"HTTP/1.0 405"),
+            (b"GET /" + b"a" * 10000, b"HTTP/1.0 431"),
+        ):
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(10)
+                s.connect(str(path))
+                s.sendall(line)
+                assert s.recv(65536).startswith(status)
+        assert _scrape(path).startswith(b"HTTP/1.0 200")
+    finally:
+        srv.close()

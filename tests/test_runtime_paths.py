@@ -74,12 +74,12 @@ def test_metrics_on_ipv6_brackets() -> None:
     assert check_address("::1:9799") is not None  # ambiguous: write [::1]:9799
     srv = serve(Metrics(), "[::1]:0")
     try:
-        port = srv.server_address[1]  # type: ignore[index]
+        assert isinstance(srv.address, tuple)
+        port = srv.address[1]
         with urllib.request.urlopen(f"http://[::1]:{port}/metrics", timeout=10) as resp:
             assert resp.status == 200
     finally:
-        srv.shutdown()
-        srv.server_close()
+        srv.close()
 
 
 def test_the_daemon_refuses_to_start_on_a_port_in_use(tmp_path: Path) -> None:

@@ -380,7 +380,8 @@ class HandOvers:
         involved = {n for n in (t.donor, t.receiver) if n is not None}
         self._reconcile(involved & set(self.managed))
         if any(n not in self.managed for n in involved):
-            self._transfers.remove(t)
+            if t in self._transfers:  # _reconcile found it gone: _gone dropped it already
+                self._transfers.remove(t)
             self._record(
                 kind_of(t.action),
                 t.action.describe(),

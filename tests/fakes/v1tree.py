@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from zoned.kernel.cgroupfs import CgroupFs, translated
+from zoned.kernel.faults import before_write
 from zoned.model.nodelist import parse_nodelist
 
 NO_LIMIT = "9223372036854771712"  # PAGE_COUNTER_MAX * 4096: "no limit" as v1 prints it
@@ -222,6 +223,7 @@ class FakeCgroupFs(CgroupFs):
         with translated(f"write {value!r} to {p}", writing=True):
             if not p.exists():
                 raise FileNotFoundError(errno.ENOENT, "No such file or directory", str(p))
+            before_write(str(p), value)  # the fault-injection suite's hook, as in CgroupFs
             for hook in self.before_write:
                 hook(cgroup, file, value)
             self._check(cgroup, file, value)

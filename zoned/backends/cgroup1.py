@@ -61,11 +61,15 @@ from types import MappingProxyType
 
 from zoned.backends.fdloop import IN, FdLoop, Outcome
 from zoned.backends.realhost import FdLoopBackend
+from zoned.backends.v1limits import LimitNotes
+from zoned.backends.v1moves import attach_both, finish_split
+from zoned.backends.v1rootflag import FLAG, NOTE_NAME, RootFlag
 from zoned.config.decl import ContainerDecl
 from zoned.errors import BackendError, CgroupGone, EffectiveMismatch, WriteRefused
 from zoned.kernel import v1events
 from zoned.kernel import v1stat as memstat
 from zoned.kernel.cgroupfs import CgroupFs
+from zoned.kernel.faults import fault_point
 from zoned.kernel.hierarchy import v1_roots
 from zoned.kernel.roots import PROC_ROOT, SYS_ROOT
 from zoned.kernel.v1events import Registration, Watch
@@ -84,6 +88,8 @@ OOM_POLL_S = 2.0
 LIMIT_SLACK = 4 * 1024 * 1024
 # memory.limit_in_bytes of a cgroup without a limit reads as a huge number.
 UNLIMITED = 1 << 62
+# Writes of the original memory.limit_in_bytes after a directed reclaim before giving up.
+RESTORE_TRIES = 3
 
 
 def _mems_text(nodes: frozenset[int]) -> str:
@@ -119,7 +125,8 @@ class Cgroup1Backend(FdLoopBackend):
         proc_root: Path = PROC_ROOT,
         sys_root: Path = SYS_ROOT,
         adopt: Mapping[str, str] = MappingProxyType({}),
-        enable_memory_pressure: bool = True,
+        enable_memory_pressure: bool = False,
+        state_dir: Path | None = None,
         pressure_level: str | None = "low",
         # "hierarchy": the container hears reclaim in any of its sub-cgroups, whoever else
         # listens there ("default" stops at the first listener on the way up).
@@ -135,7 +142,9 @@ class Cgroup1Backend(FdLoopBackend):
         """Roots not given are found in ``<proc_root>/self/mountinfo`` (Unsupported if a
         controller is not mounted on v1). ``adopt`` maps container names to existing cgroup
         paths. ``enable_memory_pressure`` sets the root's ``cpuset.memory_pressure_enabled``
-        (a host-wide switch: the daemon wants it, tests must not flip it). ``fs_factory`` builds
+        (a host-wide switch, opt-in: ``zoned.backends.v1rootflag``; ``close`` restores it),
+        keeping the old value under ``state_dir``, where the reclaim's limit notes go too
+        (``zoned.backends.v1limits``; None: not kept across a crash). ``fs_factory`` builds
         the file access for each root (tests hand in a fake that acts like kernfs).
         ``tripwire_limit`` makes each tripwire a memcg limit with the OOM killer off as
         well as a threshold (the module docstring)."""
@@ -170,10 +179,13 @@ class Cgroup1Backend(FdLoopBackend):
             if self.cpuset.has_file("", "cpuset.effective_mems")
             else "cpuset.mems"
         )
-        if enable_memory_pressure and self.cpuset.write_if_changed(
-            "", "cpuset.memory_pressure_enabled", "1"
-        ):
-            log.info("enabled cpuset.memory_pressure_enabled at %s", self.cpuset.root)
+        self._proc_root = proc_root
+        self.root_flag = RootFlag(self.cpuset, state_dir / NOTE_NAME if state_dir else None)
+        self._limits = LimitNotes(self.memory, state_dir)
+        if enable_memory_pressure:
+            self.root_flag.enable()
+        else:
+            self.root_flag.recover()  # a crashed predecessor's 1, if it noted one
 
     # -- paths -----------------------------------------------------------------------
 
@@ -216,19 +228,14 @@ class Cgroup1Backend(FdLoopBackend):
         """
         path = decl.cgroup.strip("/") if decl.cgroup else self.path_of(decl.name)
         owned = decl.cgroup is None and decl.name not in self._adopt
-        if owned and self.parent:
-            self._ensure_parent()
-        if self.cpuset.mkdir(path):
-            log.info("created cpuset cgroup %s", path)
-        self._ensure_cpus(path)
-        self.cpuset.write_if_changed(path, "cpuset.memory_migrate", "1")
-        if parse_nodelist(self.cpuset.read(path, "cpuset.mems")) != nodes:
-            self.cpuset.write(path, "cpuset.mems", _mems_text(nodes))
-        effective = self._effective(path)
-        if effective != nodes:
-            raise EffectiveMismatch(nodes, effective)
-        if self.memory.mkdir(path):
-            log.info("created memory cgroup %s", path)
+        made: list[tuple[CgroupFs, str]] = []  # what this call created, newest last
+        try:
+            self._create(path, owned, nodes, made)
+        except BackendError:
+            self._remove_made(made)
+            raise
+        self._limits.restore(path)
+        finish_split(self.cpuset, self.memory, self._proc_root, path)
         m = self._managed.get(decl.name)
         if m is None or m.path != path:
             if m is not None:
@@ -238,10 +245,48 @@ class Cgroup1Backend(FdLoopBackend):
         self._watch(m)
         return self._state(decl.name, path)
 
-    def _ensure_parent(self) -> None:
+    def _create(
+        self, path: str, owned: bool, nodes: frozenset[int], made: list[tuple[CgroupFs, str]]
+    ) -> None:
+        """ensure's writes, in the kernel's order; each cgroup created is added to ``made``."""
+        if owned and self.parent:
+            self._ensure_parent(made)
+        if self.cpuset.mkdir(path):
+            made.append((self.cpuset, path))
+            log.info("created cpuset cgroup %s", path)
+        fault_point("admit.cpuset_created")
+        self._ensure_cpus(path)
+        fault_point("admit.cpus_written")
+        self.cpuset.write_if_changed(path, "cpuset.memory_migrate", "1")
+        if parse_nodelist(self.cpuset.read(path, "cpuset.mems")) != nodes:
+            self.cpuset.write(path, "cpuset.mems", _mems_text(nodes))
+        fault_point("admit.mems_written")
+        effective = self._effective(path)
+        if effective != nodes:
+            raise EffectiveMismatch(nodes, effective)
+        if self.memory.mkdir(path):
+            made.append((self.memory, path))
+            log.info("created memory cgroup %s", path)
+        fault_point("admit.memory_created")
+
+    def _remove_made(self, made: list[tuple[CgroupFs, str]]) -> None:
+        """After a failed ensure: remove the cgroups it created (children first), so a
+        container whose admission failed leaves nothing behind; a cgroup that cannot be
+        removed is logged and left."""
+        for fs, path in reversed(made):
+            try:
+                if fs.rmdir(path):
+                    log.info("removed %s from %s (its admission failed)", path, fs.root)
+            except BackendError as exc:
+                log.warning(
+                    "cannot remove %s from %s after a failed admission: %s", path, fs.root, exc
+                )
+
+    def _ensure_parent(self, made: list[tuple[CgroupFs, str]]) -> None:
         """zoned's parent: created with all of its own parent's CPUs and nodes when missing
         or empty; left alone when already set."""
         if self.cpuset.mkdir(self.parent):
+            made.append((self.cpuset, self.parent))
             log.info("created cpuset cgroup %s", self.parent)
         self._ensure_cpus(self.parent)
         if not self.cpuset.read(self.parent, "cpuset.mems").strip():
@@ -250,7 +295,9 @@ class Cgroup1Backend(FdLoopBackend):
                 self.parent, "cpuset.mems", self.cpuset.read(up, self._effective_mems)
             )
         if self.memory.mkdir(self.parent):
+            made.append((self.memory, self.parent))
             log.info("created memory cgroup %s", self.parent)
+        fault_point("admit.parent_created")
 
     def _ensure_cpus(self, path: str) -> None:
         if self.cpuset.read(path, "cpuset.cpus").strip():
@@ -275,14 +322,14 @@ class Cgroup1Backend(FdLoopBackend):
                 if exc.errno != errno.EBUSY:
                     raise
                 log.info("cgroup %s in %s is not empty, leaving it", path, fs.root)
+            if fs is self.memory:
+                fault_point("release.memory_removed")
 
     def attach(self, name: str, pid: int) -> None:
-        """Move a process into the container in both hierarchies (cpuset first, so its next
-        allocations land on the container's nodes). Raises CgroupGone (also for a dead pid:
-        ESRCH)."""
-        path = self.path_of(name)
-        self.cpuset.move_pid(path, pid)
-        self.memory.move_pid(path, pid)
+        """Move a process into the container in both hierarchies, or leave it where it was
+        (``zoned.backends.v1moves.attach_both``: never split). Raises CgroupGone (also for a
+        dead pid: ESRCH)."""
+        attach_both(self.cpuset, self.memory, self._proc_root, self.path_of(name), pid)
 
     def state(self, name: str) -> CgroupState:
         return self._state(name, self.path_of(name))
@@ -319,9 +366,12 @@ class Cgroup1Backend(FdLoopBackend):
             shmem=stat.get("total_shmem", stat.get("shmem", 0)),
         )
 
-    def memory_pressure(self, name: str) -> int:
-        """``cpuset.memory_pressure``: direct-reclaim rate x1000 (10 s half-life); stays 0
-        unless the root's ``cpuset.memory_pressure_enabled`` is 1."""
+    def memory_pressure(self, name: str) -> int | None:
+        """``cpuset.memory_pressure``: direct-reclaim rate x1000 (10 s half-life); None
+        while the root's ``cpuset.memory_pressure_enabled`` is off (the kernel then keeps
+        it at 0, which would read as "no pressure"). Reporting only: no decision uses it."""
+        if self.cpuset.read("", FLAG).strip() != "1":
+            return None
         value = self.cpuset.read_int(self.path_of(name), "cpuset.memory_pressure")
         return value or 0
 
@@ -338,8 +388,10 @@ class Cgroup1Backend(FdLoopBackend):
         path = self.path_of(name)
 
         def run() -> Outcome:
+            fault_point("set_nodes.started")
             if parse_nodelist(self.cpuset.read(path, "cpuset.mems")) != nodes:
                 self.cpuset.write(path, "cpuset.mems", _mems_text(nodes))
+            fault_point("set_nodes.mems_written")
             effective = self._effective(path)
             left = self._left_behind(path, effective)
             if effective != nodes:
@@ -373,6 +425,7 @@ class Cgroup1Backend(FdLoopBackend):
         """Directed reclaim of ``nbytes`` from ``path``, synchronously (a worker runs it)."""
         fs = self.memory
         original = fs.read(path, "memory.limit_in_bytes").strip()
+        self._limits.keep(path, original)  # restored at the next start if killed meanwhile
         before = fs.read_int(path, "memory.usage_in_bytes") or 0
         target = max(0, before - nbytes)
         step = max(self.page_size, math.ceil(nbytes / self._reclaim_steps))
@@ -388,13 +441,35 @@ class Cgroup1Backend(FdLoopBackend):
                         raise
                     refused = exc  # the kernel could not reclaim to this limit: stop here
                     break
+                fault_point("reclaim.limit_lowered")
         finally:
-            fs.write(path, "memory.limit_in_bytes", original)
+            self._restore_limit(path, original)
+        fault_point("reclaim.limit_restored")
         after = fs.read_int(path, "memory.usage_in_bytes") or 0
         reclaimed = max(0, before - after)
         if refused is not None:
             return Outcome(ok=False, reclaimed=reclaimed, error=str(refused), errno=refused.errno)
         return Outcome(ok=True, reclaimed=reclaimed)
+
+    def _restore_limit(self, path: str, original: str) -> None:
+        """Put back the limit the reclaim lowered: tried up to RESTORE_TRIES times (a
+        container must not stay capped); if it still fails, the note stays, so the next
+        start restores it, and the error is raised."""
+        error: BackendError | None = None
+        for _ in range(RESTORE_TRIES):
+            try:
+                self.memory.write(path, "memory.limit_in_bytes", original)
+            except CgroupGone:
+                self._limits.done(path)
+                raise
+            except BackendError as exc:
+                error = exc
+                log.warning("%s: restoring memory.limit_in_bytes failed: %s", path, exc)
+                continue
+            self._limits.done(path)
+            return
+        assert error is not None
+        raise error
 
     # -- notifications ---------------------------------------------------------------
 
@@ -428,6 +503,9 @@ class Cgroup1Backend(FdLoopBackend):
         fs = self.memory
         current = fs.read(m.path, "memory.limit_in_bytes").strip()
         if m.saved is None:
+            # An earlier run that died while holding left what it replaced in a note.
+            m.saved = self._limits.hold_of(m.path)
+        if m.saved is None:
             old_disable = str(self.oom_control(m.name).get("oom_kill_disable", 0))
             m.saved = (current, old_disable)
         elif m.limit is not None and current != str(m.limit):
@@ -440,6 +518,7 @@ class Cgroup1Backend(FdLoopBackend):
             self._unhold(m)
             return
         if m.limit is None:
+            self._limits.keep_hold(m.path, *m.saved)
             fs.write(m.path, "memory.oom_control", "1")
         try:
             fs.write(m.path, "memory.limit_in_bytes", str(want))
@@ -470,8 +549,14 @@ class Cgroup1Backend(FdLoopBackend):
                 if current == str(m.limit):
                     self.memory.write(m.path, "memory.limit_in_bytes", limit)
             self.memory.write(m.path, "memory.oom_control", disable)
+            self._limits.drop_hold(m.path)
         finally:
             m.limit = None
+
+    def held_limit(self, name: str) -> int | None:
+        """The memcg limit zoned's tripwire holds the container at, if it holds it."""
+        m = self._managed.get(name)
+        return m.limit if m is not None else None
 
     def release_hold(self, name: str) -> bool:
         """See Backend.release_hold: the limit and OOM killer as they were; the threshold
@@ -654,8 +739,13 @@ class Cgroup1Backend(FdLoopBackend):
 
     def close(self) -> None:
         """Stop watching; put back each container's limit and OOM killer (without zoned
-        a task must not wait at a tripwire nobody will raise)."""
+        a task must not wait at a tripwire nobody will raise) and the root flag if zoned
+        set it (a failure is logged)."""
         for m in self._managed.values():
             self._unwatch(m)
             self._unlimit(m)
         self._loop.close()
+        try:
+            self.root_flag.restore()
+        except BackendError as exc:
+            log.warning("cannot restore %s: %s", self.root_flag.fs.root, exc)

@@ -60,6 +60,7 @@ from zoned.errors import (
     WriteRefused,
 )
 from zoned.kernel.cgroupfs import CgroupFs, translated
+from zoned.kernel.faults import fault_point
 from zoned.kernel.proc import mems_allowed
 from zoned.kernel.psi import PsiTrigger, check_spec, describe, open_trigger, trigger_spec
 from zoned.kernel.roots import PROC_ROOT, SYS_ROOT
@@ -347,6 +348,7 @@ class Cgroup2Backend(FdLoopBackend):
         if decl.cgroup:
             self.adopted[decl.name] = decl.cgroup.strip("/")
         c = self._track(decl.name)
+        created = False
         if not c.owned:
             if not fs.exists(c.path):
                 raise CgroupGone(f"{decl.name}: adopted cgroup {fs.path(c.path)} does not exist")
@@ -357,9 +359,18 @@ class Cgroup2Backend(FdLoopBackend):
                     "them in its parent's cgroup.subtree_control"
                 )
         elif fs.mkdir(c.path):
+            created = True
             log.info("created %s", fs.path(c.path))
-        if parse_nodelist(fs.read(c.path, "cpuset.mems")) != nodes:
-            fs.write(c.path, "cpuset.mems", format_nodelist(nodes))
+        fault_point("admit.cpuset_created")
+        try:
+            if parse_nodelist(fs.read(c.path, "cpuset.mems")) != nodes:
+                fs.write(c.path, "cpuset.mems", format_nodelist(nodes))
+        except BackendError:
+            if created:  # a failed admission leaves nothing behind
+                self._containers.pop(decl.name, None)
+                self._remove_made(c.path)
+            raise
+        fault_point("admit.mems_written")
         self._watch(c)
         st = self._read_state(decl.name, c.path)
         if st.nodes != nodes:
@@ -368,6 +379,13 @@ class Cgroup2Backend(FdLoopBackend):
             # A restart finds its own earlier tripwire in memory.high: keep watching it.
             c.tripwire, c.armed = st.tripwire, True
         return st
+
+    def _remove_made(self, path: str) -> None:
+        try:
+            if self.fs.rmdir(path):
+                log.info("removed %s (its admission failed)", self.fs.path(path))
+        except BackendError as exc:
+            log.warning("cannot remove %s after a failed admission: %s", self.fs.path(path), exc)
 
     def release(self, name: str) -> None:
         c = self._containers.pop(name, None)
@@ -402,8 +420,10 @@ class Cgroup2Backend(FdLoopBackend):
         fs, path = self.fs, self._path(name)
 
         def op() -> Outcome:
+            fault_point("set_nodes.started")
             if parse_nodelist(fs.read(path, "cpuset.mems")) != nodes:
                 fs.write(path, "cpuset.mems", format_nodelist(nodes))
+            fault_point("set_nodes.mems_written")
             granted = parse_nodelist(fs.read(path, "cpuset.mems.effective"))
             numa = parse_numa_stat(fs.read(path, "memory.numa_stat"))
             left = bytes_outside(numa, granted)

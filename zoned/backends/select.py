@@ -287,11 +287,16 @@ def open_backend(
     proc_root: Path = PROC_ROOT,
     check: HostCheck | None = None,
     dry_run: bool = False,
+    v1_memory_pressure: bool = False,
+    state_dir: Path | None = None,
 ) -> Backend:
     """The backend this host supports for ``decls`` (``check_host`` first; Unsupported).
 
-    Constructing it writes nothing but, on v1 and unless ``dry_run``, the root's host-wide
-    ``cpuset.memory_pressure_enabled`` switch; the first ``ensure`` creates the parent.
+    Constructing it writes nothing, except on v1 with ``v1_memory_pressure`` and not
+    ``dry_run``: the root's host-wide ``cpuset.memory_pressure_enabled`` (its old value
+    noted under ``state_dir``, restored by ``close``; without the option, a value noted by a
+    crashed predecessor is put back). ``state_dir`` also keeps the v1 reclaim's limit notes
+    (``zoned.backends.v1limits``); a dry run uses neither. The first ``ensure`` creates the parent.
     """
     root, adopted = _root_and_adopted(decls, cgroup_root)
     hc = check or check_host(decls, cgroup_root=root, sys_root=sys_root, proc_root=proc_root)
@@ -313,7 +318,8 @@ def open_backend(
         proc_root=proc_root,
         sys_root=sys_root,
         adopt=adopted,
-        enable_memory_pressure=not dry_run,
+        enable_memory_pressure=v1_memory_pressure and not dry_run,
+        state_dir=None if dry_run else state_dir,  # a dry run writes no flag, no notes
     )
 
 
@@ -332,7 +338,7 @@ def readonly_backend(
 ) -> Backend:
     """A backend for reading containers' state, built so that it writes nothing.
 
-    (The daemon's ``open_backend`` enables v1 memory pressure accounting host-wide at
+    (The daemon's ``open_backend`` may enable v1 memory pressure accounting host-wide at
     construction; a reporting command must not.) Raises Unsupported like check_host.
     """
     root, adopted = _root_and_adopted(decls, cgroup_root)

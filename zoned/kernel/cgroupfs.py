@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from zoned.errors import BackendError, CgroupGone, WriteRefused
+from zoned.kernel.faults import before_write
 
 _GONE = {errno.ENOENT, errno.ENODEV, errno.ESRCH}
 _REFUSED = {
@@ -94,6 +95,7 @@ class CgroupFs:
         """One ``write(2)`` of ``value``, as the kernel expects (no read-modify-write)."""
         p = self.path(cgroup, file)
         with translated(f"write {value!r} to {p}", writing=True):
+            before_write(str(p), value)
             fd = os.open(p, os.O_WRONLY)
             try:
                 os.write(fd, value.encode())
@@ -112,6 +114,7 @@ class CgroupFs:
         p = self.path(cgroup)
         try:
             with translated(f"mkdir {p}", writing=True):
+                before_write(str(p), "mkdir")
                 p.mkdir()
         except BackendError as exc:
             if exc.errno == errno.EEXIST:
@@ -124,6 +127,7 @@ class CgroupFs:
         p = self.path(cgroup)
         try:
             with translated(f"rmdir {p}", writing=True):
+                before_write(str(p), "rmdir")
                 p.rmdir()
         except CgroupGone:
             return False

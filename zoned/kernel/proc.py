@@ -52,6 +52,25 @@ def cgroup_from_proc(text: str) -> str | None:
     return unified
 
 
+def v1_paths_from_proc(text: str) -> dict[str, str]:
+    """Each v1 controller's cgroup in a ``/proc/PID/cgroup`` text (``{"cpuset": "zoned/web",
+    "memory": "zoned/web", ...}``), relative to its hierarchy's root."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        _, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        for c in controllers.split(","):
+            if c:
+                out[c] = norm_cgroup(path)
+    return out
+
+
+def proc_v1_paths(proc_root: Path, pid: int) -> dict[str, str] | None:
+    """``v1_paths_from_proc`` of a live process; None when it is gone."""
+    data = _read_bytes(proc_root / str(pid) / "cgroup")
+    return None if data is None else v1_paths_from_proc(data.decode(errors="replace"))
+
+
 def proc_cgroup(proc_root: Path, pid: int) -> str | None:
     """The process's cgroup (see ``cgroup_from_proc``); None when it is gone."""
     data = _read_bytes(proc_root / str(pid) / "cgroup")

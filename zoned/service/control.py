@@ -13,8 +13,11 @@ requests, answered in order):
     ← {"ok": true, "result": {"following": true}}   then one {"event": {...}} per decision
 
 ``lend``, ``reclaim`` and ``reload`` change things: they are allowed to uid 0 and, when
-configured, to members of one group (checked with ``SO_PEERCRED`` and the peer's
-supplementary groups). The socket file is mode 0600 (0660 with that group).
+configured, to members of one group (checked with ``SO_PEERCRED`` and ``SO_PEERGROUPS``:
+the peer's ids and supplementary groups as they were at connect(), so a pid reused later
+cannot lend its groups). The socket file is mode 0600 (0660 with that group), in a
+directory that must be the daemon's own and not writable by others
+(``zoned.service.listening.prepare_socket_dir``).
 
 Nothing here blocks the loop: sockets are non-blocking; a client's output is buffered and
 sent as the socket accepts it; a client that lets more than ``MAX_OUTPUT`` bytes pile up
@@ -22,6 +25,13 @@ sent as the socket accepts it; a client that lets more than ``MAX_OUTPUT`` bytes
 ``MAX_LINE`` closes the connection. A request nested deeper than ``MAX_DEPTH`` is refused
 before it is parsed (the JSON parser recurses), and an error in a handler is logged and
 answered: no request ends the daemon.
+
+Connections are bounded: at most ``MAX_CLIENTS`` at once, of which ``ROOT_RESERVED`` only
+for uid 0 (so other users cannot lock root out); the excess is accepted, told
+``{"ok": false, "busy": true, ...}`` and closed at once, so it never sits in the backlog.
+A client that sends no complete request for ``IDLE_S`` is closed, except ``events``
+followers, which are expected to be quiet. The caller drives those timeouts with
+:meth:`ControlServer.tick`; running out of fds never spins (``listening.Acceptor``).
 """
 
 from __future__ import annotations
@@ -32,24 +42,37 @@ import json
 import logging
 import os
 import socket
-import stat
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from zoned.backends.fdloop import IN, FdCallback
-from zoned.errors import ControlError
-from zoned.kernel.roots import PROC_ROOT
 from zoned.model.host import Event
+from zoned.service.listening import (
+    ACCEPT_PAUSE_S,
+    LISTEN_BACKLOG,
+    Acceptor,
+    Warner,
+    clear_stale_socket,
+    prepare_socket_dir,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_LINE = 64 * 1024
 MAX_OUTPUT = 4 * 1024 * 1024
 MAX_DEPTH = 16  # of arrays and objects in a request (a request needs 1 or 2)
+MAX_CLIENTS = 64  # connections at once
+ROOT_RESERVED = 8  # of those, kept for uid 0
+IDLE_S = 30.0  # without a complete request (followers excepted)
 MUTATING = frozenset({"lend", "reclaim", "reload"})
+# SO_PEERGROUPS (Linux 4.13): Python 3.11's socket module lacks the name; 59 on every
+# architecture but alpha/mips/parisc/sparc, which zoned does not run on.
+SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)
+_MAX_GROUPS_BYTES = 1024  # the most Python's getsockopt reads: 256 groups
 _OUT = 0x004  # EPOLLOUT
 
 
@@ -66,38 +89,34 @@ class PeerCred:
     pid: int
     uid: int
     gid: int
+    groups: frozenset[int] = frozenset()  # supplementary, as of connect()
 
 
 def peer_cred(sock: socket.socket) -> PeerCred:
-    """The connecting process's credentials as the kernel saw them at connect()."""
+    """The connecting process's ids and groups as the kernel saw them at connect().
+
+    A peer with more than 256 supplementary groups gets none counted (``ERANGE``): only
+    its uid and primary gid; that fails closed."""
     raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     pid, uid, gid = struct.unpack("3i", raw)
-    return PeerCred(pid, uid, gid)
-
-
-def _groups_of(pid: int, proc_root: Path) -> frozenset[int]:
     try:
-        text = (proc_root / str(pid) / "status").read_text()
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        if line.startswith("Groups:"):
-            return frozenset(int(g) for g in line.split()[1:])
-    return frozenset()
+        packed = sock.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, _MAX_GROUPS_BYTES)
+    except OSError as exc:
+        if exc.errno not in (errno.ERANGE, errno.ENOPROTOOPT):
+            raise
+        log.warning("control: supplementary groups of pid %d not known (%s)", pid, exc.strerror)
+        packed = b""
+    groups = struct.unpack(f"{len(packed) // 4}I", packed[: len(packed) // 4 * 4])
+    return PeerCred(pid, uid, gid, frozenset(groups))
 
 
-def authorize(
-    cred: PeerCred,
-    cmd: str,
-    *,
-    group: int | None = None,
-    proc_root: Path = PROC_ROOT,
-) -> str | None:
+def authorize(cred: PeerCred, cmd: str, *, group: int | None = None) -> str | None:
     """Why ``cred`` may not run ``cmd`` (None: it may). Reading is open to anyone who can
-    connect; changing needs uid 0 or membership of ``group``."""
+    connect; changing needs uid 0 or membership of ``group`` (primary or supplementary, as
+    of connect())."""
     if cmd not in MUTATING or cred.uid == 0:
         return None
-    if group is not None and (cred.gid == group or group in _groups_of(cred.pid, proc_root)):
+    if group is not None and (cred.gid == group or group in cred.groups):
         return None
     who = f"uid {cred.uid}"
     allowed = "root" + (f" or group {group}" if group is not None else "")
@@ -118,36 +137,11 @@ class Client:
     following: bool = False
     closed: bool = False
     writing: bool = False  # registered for EPOLLOUT
+    active: float = 0.0  # when it connected or last sent a complete request (server clock)
 
     @property
     def fd(self) -> int:
         return self.sock.fileno()
-
-
-def clear_stale_socket(path: Path) -> None:
-    """Make room for a socket at ``path``: nothing there is fine; a socket of this user's
-    that nobody listens on (left by a daemon that died) is removed. Anything else is
-    refused with a ControlError and left alone: a file that is not a socket (a symlink
-    included: it is not followed), another user's socket, or one that answers."""
-    try:
-        st = path.lstat()
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise ControlError(f"{path}: {exc.strerror or exc}") from exc
-    if not stat.S_ISSOCK(st.st_mode):
-        raise ControlError(f"{path} exists and is not a socket (refusing to replace it)")
-    if st.st_uid != os.geteuid():
-        raise ControlError(f"{path} is uid {st.st_uid}'s socket (refusing to replace it)")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    try:
-        probe.connect(str(path))
-    except OSError:
-        path.unlink()  # stale: left by a daemon that died
-    else:
-        raise ControlError(f"another zoned is listening on {path}")
-    finally:
-        probe.close()
 
 
 def json_depth(line: bytes) -> int:
@@ -184,20 +178,30 @@ class ControlServer:
         handler: Handler,
         *,
         group: int | None = None,
-        proc_root: Path = PROC_ROOT,
+        max_clients: int = MAX_CLIENTS,
+        root_reserved: int = ROOT_RESERVED,
+        idle_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.path = path
         self._host = host
         self._handler = handler
         self.group = group
-        self._proc_root = proc_root
+        self.max_clients = max_clients
+        self.root_reserved = root_reserved
+        self.idle_s = IDLE_S if idle_s is None else idle_s  # read now: tests shorten it
+        self._clock = clock
         self.clients: dict[int, Client] = {}
+        self.refused = 0  # connections turned away at the cap
+        self._warn_busy = Warner(clock=clock)
         self._listen = self._bind(path, group)
+        self._acceptor = Acceptor(self._listen, f"control socket {path}", clock)
+        self._paused_until: float | None = None  # not watching the listening fd till then
         host.add_fd(self._listen.fileno(), IN, self._on_accept)
 
     @staticmethod
     def _bind(path: Path, group: int | None) -> socket.socket:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        prepare_socket_dir(path)
         clear_stale_socket(path)
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         old = os.umask(0o177)  # no window in which the socket is open to others
@@ -208,31 +212,64 @@ class ControlServer:
         if group is not None:
             os.chown(path, -1, group)
             path.chmod(0o660)
-        s.listen(16)
+        s.listen(LISTEN_BACKLOG)
         s.setblocking(False)
         return s
+
+    # -- timeouts ------------------------------------------------------------------------
+
+    def tick(self) -> float | None:
+        """Close clients idle past ``idle_s``, resume accepting after a pause; returns the
+        seconds until this needs calling again (None: only after new activity). The owner
+        of the loop calls it after each round and waits no longer than it says."""
+        now = self._clock()
+        if self._paused_until is not None and now >= self._paused_until:
+            self._paused_until = None
+            self._host.add_fd(self._listen.fileno(), IN, self._on_accept)
+        nxt = self._paused_until
+        for c in list(self.clients.values()):
+            if c.following:
+                continue
+            if now >= c.active + self.idle_s:
+                log.debug("control client pid %d idle for %g s, closing", c.cred.pid, self.idle_s)
+                self.close(c)
+                continue
+            nxt = c.active + self.idle_s if nxt is None else min(nxt, c.active + self.idle_s)
+        return None if nxt is None else max(0.0, nxt - now)
 
     # -- loop callbacks ------------------------------------------------------------------
 
     def _on_accept(self, revents: int) -> list[Event]:
         while True:
-            try:
-                conn, _ = self._listen.accept()
-            except (BlockingIOError, InterruptedError):
+            conn, pause = self._acceptor.accept()
+            if conn is None:
+                if pause:
+                    self._host.remove_fd(self._listen.fileno())
+                    self._paused_until = self._clock() + ACCEPT_PAUSE_S
                 return []
-            except OSError as exc:
-                log.warning("control socket accept: %s, ignoring", exc)
-                return []
-            conn.setblocking(False)
             try:
                 cred = peer_cred(conn)
             except OSError as exc:
                 log.warning("control socket: no peer credentials (%s), closing", exc)
                 conn.close()
                 continue
-            c = Client(conn, cred)
+            limit = self.max_clients - (0 if cred.uid == 0 else self.root_reserved)
+            if len(self.clients) >= limit:
+                self._refuse(conn, cred)
+                continue
+            c = Client(conn, cred, active=self._clock())
             self.clients[c.fd] = c
             self._host.add_fd(c.fd, IN, self._callback(c))
+
+    def _refuse(self, conn: socket.socket, cred: PeerCred) -> None:
+        """Answer one line and close: a fresh socket's buffer always takes it."""
+        self.refused += 1
+        msg = f"busy: {len(self.clients)} clients connected (at most {self.max_clients})"
+        self._warn_busy.warn(f"control socket: refused pid {cred.pid} (uid {cred.uid}): {msg}")
+        line = json.dumps({"ok": False, "busy": True, "error": msg}).encode() + b"\n"
+        with contextlib.suppress(OSError):
+            conn.send(line)
+        conn.close()
 
     def _callback(self, c: Client) -> FdCallback:
         def on_ready(revents: int) -> list[Event]:
@@ -259,6 +296,7 @@ class ControlServer:
         c.inbuf += data
         while b"\n" in c.inbuf and not c.closed:
             line, c.inbuf = c.inbuf.split(b"\n", 1)
+            c.active = self._clock()
             if line.strip():
                 self._request(c, line)
         if len(c.inbuf) > MAX_LINE and not c.closed:
@@ -278,7 +316,7 @@ class ControlServer:
         if not isinstance(req, dict) or not isinstance(req.get("cmd"), str):
             self.send(c, {"ok": False, "error": 'expected an object with "cmd"'})
             return
-        why = authorize(c.cred, req["cmd"], group=self.group, proc_root=self._proc_root)
+        why = authorize(c.cred, req["cmd"], group=self.group)
         if why is not None:
             log.warning("control: refused %s from pid %d: %s", req["cmd"], c.cred.pid, why)
             self.send(c, {"ok": False, "error": why})
@@ -347,5 +385,6 @@ class ControlServer:
             self.close(c)
         self._host.remove_fd(self._listen.fileno())
         self._listen.close()
+        self._acceptor.close()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()

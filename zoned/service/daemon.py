@@ -52,7 +52,6 @@ import logging
 import os
 import signal
 import socket
-import socketserver
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -90,6 +89,7 @@ if TYPE_CHECKING:
     # Imported when used: prometheus_client alone is ~12 MiB of RSS, the simulator ~7 MiB,
     # and a daemon without --metrics on a real host needs neither.
     from zoned.service.metrics import Metrics
+    from zoned.service.metricsserver import MetricsServer
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +126,7 @@ class Options:
     state_dir: Path = RUN_DIR
     socket: Path = DEFAULT_SOCKET
     release_on_stop: bool = False
+    v1_memory_pressure: bool = False  # set the v1 root's host-wide flag (restored at stop)
     backend: str | None = None  # None: detect; "sim:SCENARIO.yaml": the paced simulator
     sim_speed: float = 1.0
     metrics: str | None = None
@@ -185,7 +186,7 @@ class Daemon:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._speed = 1.0
-        self._metrics_server: socketserver.BaseServer | None = None
+        self._metrics_server: MetricsServer | None = None
         self._fdloop: FdLoop | None = None
         self._mover_factory = mover_factory
         self._node_events_factory = node_events
@@ -236,6 +237,8 @@ class Daemon:
                 proc_root=o.roots.proc,
                 check=hc,
                 dry_run=o.dry_run,
+                v1_memory_pressure=o.v1_memory_pressure,
+                state_dir=o.state_dir,
             )
             loop = fd_loop_of(backend)
             if loop is None:
@@ -300,9 +303,7 @@ class Daemon:
 
             self.metrics = Metrics()
             self._metrics_server = serve(self.metrics, o.metrics)
-        self.server = ControlServer(
-            o.socket, self._host, self._handle, group=o.group, proc_root=o.roots.proc
-        )
+        self.server = ControlServer(o.socket, self._host, self._handle, group=o.group)
         self._host.add_fd(self._wake_r.fileno(), IN, self._on_wake)
         sidecars.start(self, decls)
         if self.install_signals:
@@ -394,6 +395,9 @@ class Daemon:
             if look is not None:
                 next_tick = min(next_tick, backend.now() + look)
                 waits.append(look / self._speed)
+            # Idle control clients are closed here; the server says when it needs us next.
+            if self.server is not None and (control_s := self.server.tick()) is not None:
+                waits.append(control_s)
             events = self._side_events(host.poll_once(max(0.0, min(waits))))
             self.wakeups += 1
             if self._sig.names:
@@ -431,8 +435,7 @@ class Daemon:
         if self.server is not None:
             self.server.shutdown()
         if self._metrics_server is not None:
-            self._metrics_server.shutdown()
-            self._metrics_server.server_close()
+            self._metrics_server.close()
             if self.opts.metrics and self.opts.metrics.startswith("unix:"):
                 Path(self.opts.metrics[5:]).unlink(missing_ok=True)
         if engine is not None and self.opts.release_on_stop and not engine.dry_run:

@@ -1,8 +1,9 @@
 """Prometheus metrics (off by default): ``--metrics 127.0.0.1:9799`` or ``unix:/path``.
 
 Updated from the event loop after each step (``Metrics.update``), served by
-prometheus_client's HTTP handler on a thread of its own (reading its registry is
-thread-safe), so a slow scraper never delays the loop.
+``zoned.service.metricsserver`` on one thread of its own (reading the registry is
+thread-safe), so a slow scraper never delays the loop, and with bounded connections, so
+local users cannot take it (or the daemon's fds) down.
 
 Metrics::
 
@@ -18,22 +19,28 @@ Metrics::
 
 from __future__ import annotations
 
-import http.server
 import logging
 import os
-import socketserver
-import threading
-from collections.abc import Sequence
+import socket
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.exposition import MetricsHandler
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 from zoned.engine import Engine
 from zoned.errors import ZonedError
 from zoned.model.actions import Lend, Reclaim
 from zoned.model.decisions import LogRecord
-from zoned.service.control import clear_stale_socket
+from zoned.service.listening import LISTEN_BACKLOG, clear_stale_socket, prepare_socket_dir
+from zoned.service.metricsserver import MAX_CONNS, TIMEOUT_S, MetricsServer
 
 log = logging.getLogger(__name__)
 
@@ -172,49 +179,74 @@ class Metrics:
             self._oom_seen[name] = st.oom_kills
 
 
-class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-
-
-def serve(metrics: Metrics, where: str) -> socketserver.BaseServer:
-    """Start serving ``where`` (``HOST:PORT``, ``[IPV6]:PORT`` or ``unix:/path``) on a thread.
-
-    Returns the server, for the caller to shut down. Port 0 picks a free port (logged).
-    Raises ZonedError (one line) when it cannot listen there (address in use, unknown
-    host, a file at the unix path that is not a stale socket of ours)."""
+def _listen(where: str) -> socket.socket:
+    """A listening socket for ``where``; ZonedError (one line) when it cannot be had."""
     if where.startswith("unix:"):
         path = Path(where[5:])
-        path.parent.mkdir(parents=True, exist_ok=True)
+        prepare_socket_dir(path)
         clear_stale_socket(path)
-        base = MetricsHandler.factory(metrics.registry)
-
-        class Handler(base):  # type: ignore[misc, valid-type]
-            def address_string(self) -> str:
-                return "unix"
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        old = os.umask(0o177)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        old = os.umask(0o177)  # the socket is 0600 from the start
         try:
-            srv = _UnixHTTPServer(str(path), Handler)
+            s.bind(str(path))
         except OSError as exc:
+            s.close()
             raise ZonedError(f"cannot serve metrics on {where}: {exc.strerror or exc}") from exc
         finally:
             os.umask(old)
-        threading.Thread(target=srv.serve_forever, name="zoned-metrics", daemon=True).start()
+    else:
+        host, _, port = where.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]") or "127.0.0.1"  # [::1]:9799
+        try:
+            family, kind, proto, _, addr = socket.getaddrinfo(
+                host, int(port), type=socket.SOCK_STREAM
+            )[0]
+            s = socket.socket(family, kind | socket.SOCK_CLOEXEC, proto)
+        except (OSError, ValueError) as exc:  # not resolvable, bad port
+            raise ZonedError(f"cannot serve metrics on {where}: {_why(exc)}") from exc
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(addr)
+        except OSError as exc:  # in use, no such address here
+            s.close()
+            raise ZonedError(f"cannot serve metrics on {where}: {_why(exc)}") from exc
+    s.listen(LISTEN_BACKLOG)
+    return s
+
+
+def _why(exc: Exception) -> str:
+    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+
+
+def serve(
+    metrics: Metrics,
+    where: str,
+    *,
+    max_conns: int = MAX_CONNS,
+    timeout_s: float = TIMEOUT_S,
+    clock: Callable[[], float] = time.monotonic,
+) -> MetricsServer:
+    """Start serving ``where`` (``HOST:PORT``, ``[IPV6]:PORT`` or ``unix:/path``) on one
+    thread (see ``zoned.service.metricsserver``); the caller closes the server.
+
+    Port 0 picks a free port (logged). Raises ZonedError (one line) when it cannot listen
+    there (address in use, unknown host, an unsafe socket directory, a file at the unix
+    path that is not a stale socket of ours)."""
+    sock = _listen(where)
+
+    def render() -> tuple[bytes, str]:
+        return generate_latest(metrics.registry), CONTENT_TYPE_LATEST
+
+    srv = MetricsServer(
+        sock, render, what=f"metrics {where}", max_conns=max_conns, timeout_s=timeout_s, clock=clock
+    )
+    addr = srv.address
+    if isinstance(addr, tuple):
+        shown = f"[{addr[0]}]" if ":" in addr[0] else addr[0]
+        log.info("metrics on http://%s:%s/metrics", shown, addr[1])
+    else:
         log.info("metrics on %s", where)
-        return srv
-    host, _, port = where.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]") or "127.0.0.1"  # [::1]:9799
-    try:
-        tcp, _thread = start_http_server(int(port), addr=host, registry=metrics.registry)
-    except OSError as exc:  # in use, no such address, not resolvable
-        raise ZonedError(f"cannot serve metrics on {where}: {exc.strerror or exc}") from exc
-    shown = f"[{host}]" if ":" in host else host
-    log.info("metrics on http://%s:%s/metrics", shown, tcp.server_port)
-    return tcp
+    return srv
 
 
-__all__ = ["Metrics", "serve"]
-_ = http.server  # the unix server speaks HTTP through MetricsHandler (BaseHTTPRequestHandler)
+__all__ = ["Metrics", "MetricsServer", "serve"]

@@ -8,9 +8,13 @@ Node references (reserved nodes, a shared node list) are checked against the mac
 topology when ``--sysfs-root``/``--proc-root`` are given, or by default when
 ``/sys/devices/system/node`` exists; ``--no-topology`` skips that.
 
+On a cgroup v1 host, one more line says whether the root's host-wide
+``cpuset.memory_pressure_enabled`` is on and what ``zoned run --v1-memory-pressure`` does.
+
 JSON (``--json``), version 1, on stdout whatever the outcome::
 
     {"version": 1, "ok": true, "topology_nodes": [0, 1, ...] | null,
+     "v1_memory_pressure": "cgroup v1: ... is off (0) ..." | null,
      "configs": [{"config": "config/zoned.yaml", "ok": true, "summary": "...",
                   "files": ["config/zoned.yaml", ...],
                   "containers": [{"name": "web", "min": {"value": 2, "unit": "nodes"},
@@ -81,10 +85,11 @@ def run(args: argparse.Namespace) -> int:
     results = [check_one(path, topology) for path in args.configs]
     ok = all(not r.problems for r in results)
     if args.json:
-        doc = {
+        doc: dict[str, Any] = {
             "version": JSON_VERSION,
             "ok": ok,
             "topology_nodes": list(topology.node_ids) if topology else None,
+            "v1_memory_pressure": _v1_note(args),
             "configs": [_as_json(r, topology) for r in results],
         }
         print(json.dumps(doc, indent=2))
@@ -99,7 +104,25 @@ def run(args: argparse.Namespace) -> int:
 
             for warning in shared_warnings(r.decls) if r.decls else ():
                 print(f"{r.config}: warning: {warning}", file=sys.stderr)
+    if (note := _v1_note(args)) is not None:
+        print(note)
     return 0 if ok else 1
+
+
+def _v1_note(args: argparse.Namespace) -> str | None:
+    """On a cgroup v1 host: the root's cpuset.memory_pressure_enabled and what opting in
+    to it does (``zoned.backends.v1rootflag``); None elsewhere, or when the machine is not
+    read (as for the topology: --no-topology, or no roots given and no live node directory)."""
+    if args.no_topology or (
+        args.sysfs_root is None and args.proc_root is None and not LIVE_NODES.is_dir()
+    ):
+        return None
+    proc = args.proc_root or PROC_ROOT
+    if not (proc / "self" / "mountinfo").exists():
+        return None
+    from zoned.backends.v1rootflag import check_note
+
+    return check_note(proc)
 
 
 def check_one(path: Path, topology: Topology | None) -> Result:

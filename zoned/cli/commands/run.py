@@ -59,6 +59,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="group whose members may lend, reclaim and reload (default: root only)",
     )
     p.add_argument(
+        "--v1-memory-pressure",
+        action="store_true",
+        help="cgroup v1: set the host-wide cpuset.memory_pressure_enabled while running "
+        "(restored at stop; zoned's decisions do not need it)",
+    )
+    p.add_argument(
         "--release-on-stop",
         action="store_true",
         help="on stop, remove the (empty) cgroups zoned created",
@@ -113,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         state_dir=args.state_dir,
         socket=args.socket,
         release_on_stop=args.release_on_stop,
+        v1_memory_pressure=args.v1_memory_pressure,
         backend=args.backend,
         sim_speed=args.sim_speed,
         metrics=args.metrics,
