@@ -437,3 +437,23 @@ def test_oscillating_grower_keeps_its_node_through_the_cooldown(
     with bare("oscillate", node) as (cgroups, memcg):
         Stress(cgroups, stress_args("fast", sizes[node])).finish()
         assert memcg_kills(memcg) >= 1, f"without zoned a burst should not fit node {node}"
+
+    # The simulator's twin: the same bursts as ramps, holds, frees and idle gaps.
+    size = int(sizes[node] * SCENARIOS["fast"][1]) // MIB
+    phases = [
+        {"ramp": {"anon": f"{size}M", "over_s": 1.5}},
+        {"hold_s": 1.5},
+        {"free": {"anon": f"{size}M"}},
+        {"idle_s": 4},
+    ]
+    twin = sim_twin("fast", node, sizes[node], 100.0)
+    twin["config"]["policy"] = doc["config"]["policy"]
+    twin["workloads"] = {"grower": {"phases": phases * 4}}
+    _, sim_ooms, decisions = sim_run("oc-oscillate", doc=twin)
+    sim_moves = [d for d in decisions if d["kind"] in ("lend", "return")]
+    finding("oscillate: sim", [(round(d["at"], 1), d["what"], d["outcome"]) for d in sim_moves])
+    assert sim_ooms == 0
+    sim_changes = [d["at"] for d in sim_moves if d["outcome"].startswith("done")]
+    for d in sim_moves:
+        if d["kind"] == "return" and d["outcome"] == "started":
+            assert d["at"] - max(t for t in sim_changes if t < d["at"]) >= COOLDOWN_S - 0.5
