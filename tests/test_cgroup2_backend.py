@@ -479,3 +479,40 @@ def test_a_failed_admission_removes_the_cgroup_it_created(env: Env) -> None:
         b.ensure(decl("web"), frozenset({1}))
     assert not env.fs.exists("zoned/web")
     assert "web" not in b.existing()
+
+
+def test_a_widening_write_freezes_the_populated_container_and_thaws_it(env: Env) -> None:
+    """Issue 13: eight stress-ng workers filled the old node while a 3.4 s write that added
+    one walked them one by one; frozen, none allocates meanwhile. Only writes that add
+    nodes freeze (an evacuation migrates for seconds), never a cgroup someone else froze,
+    and a freeze a killed zoned left behind is thawed at the next start."""
+    notes = env.tmp / "state"
+    b, _ = env.backend(state_dir=notes)
+    b.ensure(decl("web"), frozenset({2}))
+    env.fs.put("zoned/web", {"cgroup.procs": "123\n", "cgroup.freeze": "0\n"})
+    env.fs.put("zoned/web", {"cgroup.events": "populated 1\nfrozen 1\n"})
+    env.fs.writes.clear()
+    op = b.start_set_nodes("web", frozenset({2, 5}), LONG)
+    assert [e.op for e in b.wait(LONG)] == [op] and b.op_result(op).ok
+    mine = [(f, v) for c, f, v in env.fs.writes if c == "zoned/web"]
+    assert mine == [("cgroup.freeze", "1"), ("cpuset.mems", "2,5"), ("cgroup.freeze", "0")]
+    assert not list(notes.glob("v2-freeze.*"))
+
+    env.fs.writes.clear()
+    op = b.start_set_nodes("web", frozenset({5}), LONG)  # taking a node away: no freeze
+    b.wait(LONG)
+    assert [f for c, f, _ in env.fs.writes if c == "zoned/web"] == ["cpuset.mems"]
+
+    env.fs.put("zoned/web", {"cgroup.freeze": "1\n"})  # the operator froze it
+    env.fs.writes.clear()
+    b.start_set_nodes("web", frozenset({2, 5}), LONG)
+    b.wait(LONG)
+    assert [f for c, f, _ in env.fs.writes if c == "zoned/web"] == ["cpuset.mems"]
+
+    # A zoned killed between freeze and thaw: its note makes the next start thaw.
+    (notes / "v2-freeze.zoned%2Fweb").write_text("1\n")
+    b2, _ = env.backend(state_dir=notes)
+    env.fs.writes.clear()
+    b2.ensure(decl("web"), frozenset({2, 5}))
+    assert ("zoned/web", "cgroup.freeze", "0") in env.fs.writes
+    assert not list(notes.glob("v2-freeze.*"))

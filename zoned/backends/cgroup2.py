@@ -51,6 +51,7 @@ from pathlib import Path
 
 from zoned.backends.fdloop import ERR, PRI, FdLoop, Outcome
 from zoned.backends.realhost import FdLoopBackend
+from zoned.backends.v2freeze import Freezer
 from zoned.config.decl import ContainerDecl, Declarations
 from zoned.errors import (
     BackendError,
@@ -129,6 +130,8 @@ class Cgroup2Backend(FdLoopBackend):
         fs: CgroupFs | None = None,
         pid: int | None = None,
         loop: FdLoop | None = None,
+        state_dir: Path | None = None,
+        freeze_to_widen: bool = True,
     ) -> None:
         """``daemon_leaf``: zoned's own cgroup under ``parent``, where :meth:`prepare`
         moves this process unless it is already there; None: never move it (then zoned
@@ -137,8 +140,12 @@ class Cgroup2Backend(FdLoopBackend):
         ``psi``: the trigger written to each container's ``memory.pressure`` (None: no
         PSI). ``pid``: the process :meth:`prepare` places (default: this one).
         ``fs`` and ``loop`` replace the defaults (tests: a fake kernel, a recording loop).
+        ``freeze_to_widen``: freeze a populated container while a write adds nodes to it
+        (``zoned.backends.v2freeze``), with undo notes under ``state_dir``.
         """
         self.fs = fs or CgroupFs(cgroup_root)
+        self._freezer = Freezer(self.fs, state_dir)
+        self._freeze_to_widen = freeze_to_widen
         self.parent = parent.strip("/")
         if not self.parent:
             raise ValueError("zoned's parent cgroup cannot be the root")
@@ -361,6 +368,8 @@ class Cgroup2Backend(FdLoopBackend):
         elif fs.mkdir(c.path):
             created = True
             log.info("created %s", fs.path(c.path))
+        if not created:
+            self._freezer.heal(c.path)  # a zoned killed mid-write left it frozen
         fault_point("admit.cpuset_created")
         try:
             if parse_nodelist(fs.read(c.path, "cpuset.mems")) != nodes:
@@ -421,8 +430,17 @@ class Cgroup2Backend(FdLoopBackend):
 
         def op() -> Outcome:
             fault_point("set_nodes.started")
-            if parse_nodelist(fs.read(path, "cpuset.mems")) != nodes:
-                fs.write(path, "cpuset.mems", format_nodelist(nodes))
+            current = parse_nodelist(fs.read(path, "cpuset.mems"))
+            if current != nodes:
+                # Adding nodes: frozen, no task fills the old ones while the write walks
+                # them one by one (zoned.backends.v2freeze). Taking nodes away migrates
+                # pages for seconds: the donor is not growing and is left running.
+                frozen = self._freeze_to_widen and nodes > current and self._freezer.freeze(path)
+                try:
+                    fs.write(path, "cpuset.mems", format_nodelist(nodes))
+                finally:
+                    if frozen:
+                        self._freezer.thaw(path)
             fault_point("set_nodes.mems_written")
             granted = parse_nodelist(fs.read(path, "cpuset.mems.effective"))
             numa = parse_numa_stat(fs.read(path, "memory.numa_stat"))

@@ -310,6 +310,7 @@ def open_backend(
             adopted=adopted,
             psi=trigger_spec("some", pol.psi_some_ms * 1000, pol.psi_window_ms * 1000),
             daemon_leaf=DEFAULT_DAEMON_LEAF if must_move(decls.host.parent, proc_root) else None,
+            state_dir=None if dry_run else state_dir,
         )
     return Cgroup1Backend(
         parent=decls.host.parent,
