@@ -73,6 +73,21 @@ def test_one_event_at_1000_containers_reads_the_named_one_and_a_bounded_slice() 
     assert sum(b.reads.values()) <= 1 + in_flight + MIN_SLICE
 
 
+def test_each_signal_makes_its_container_fresh_in_its_step() -> None:
+    b, e = many(100, nodes=8)
+    e.step([])
+    b.reads.clear()
+    e.step(
+        [
+            Event(EventKind.TRIPWIRE, b.now(), "c40"),
+            Event(EventKind.PRESSURE, b.now(), "c50", value=5),
+            Event(EventKind.OOM_KILL, b.now(), "c60"),
+        ]
+    )
+    assert {n: b.reads[n] for n in ("c40", "c50", "c60")} == {"c40": 1, "c50": 1, "c60": 1}
+    assert sum(b.reads.values()) <= 3 + len(e.pending())
+
+
 def test_every_container_is_re_read_within_the_sweep_and_steps_read_a_share() -> None:
     b, e = many(200, nodes=16)
     e.reads.sweep_s = 2.0
@@ -135,10 +150,15 @@ def test_the_cache_sweeps_least_recently_read_first_and_forgets_the_unmanaged() 
     u = Usage(0, 0, 0)
     for i, name in enumerate("abcd"):
         c.put(name, float(i), u)
-    assert c.due(4.0, {"a", "b", "c", "d"}, 4) == {"a", "b", "c", "d"}  # first: everyone
+    every = {"a", "b", "c", "d"}
+    assert c.due(4.0, every, 4) == every  # the first sweep: everyone
     for name in "abcd":
         c.put(name, 4.0, u)
-    assert c.due(5.0, {"a", "b", "c", "d"}, 4) == {"a"}  # 1 s of 4: a quarter
+    assert c.due(5.0, every, 4) == {"a"}  # 1 s of 4: a quarter
     c.put("a", 5.0, u)
-    assert c.due(6.0, {"c", "d"}, 2) == {"c"}  # b is no longer managed: forgotten
+    left = {"a", "c", "d"}  # b is no longer managed
+    assert c.due(6.0, left, 3) == set()  # 3/4 of a read owed: carried over
+    assert c.due(7.0, left, 3) == {"c"}  # 1.5 owed: one now; b forgotten on the way
     assert c.get("b") is None
+    # 2 s later 2 reads are owed, and a (read at 5.0) is sweep_s old: it comes too.
+    assert c.due(9.0, left, 3) == {"c", "d", "a"}
