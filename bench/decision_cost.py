@@ -13,15 +13,19 @@ No node is free, so every need goes down the ladder to the donor search.
   so no idle returns).
 * **storm**: half the containers over their tripwires at once; the cost per decision.
 
-**Engine.step through a backend**: the step the daemon runs (read every container's usage
-from the backend into a snapshot, decide, act), handed one TRIPWIRE event, then a storm
-of 1,000 in one step: on the real cgroup v1 backend with that many real cgroups (root;
-created under ``zoned-bench-<pid>`` in cpuset and memory and removed afterwards) and on
-the simulator (64 nodes). Dry runs: actions are decided and logged, not started, so that
-every step sees the same host (the writes of a hand-over are timed by bench/vm_handover.py).
+**Engine.step through a backend**: the step the daemon runs (re-read the usage of the
+containers the events name, those in a hand-over and the sweep's share, decide, act),
+handed one TRIPWIRE event, then a storm of 1,000 in one step naming 1,000 containers,
+then 1,000 naming 10 (with the ``backend.usage`` calls of a one-event step counted): on
+the real cgroup v1 backend with that many real cgroups (root; created under
+``zoned-bench-<pid>`` in cpuset and memory and removed afterwards) and on the simulator
+(64 nodes). Dry runs: actions are decided and logged, not started, so that every step
+sees the same host (the writes of a hand-over are timed by bench/vm_handover.py).
 
-Prints the median CPU microseconds per call (process time: the machine may be shared)
-and writes ``<out>/decision-cost.md``. Numbers only: nothing here asserts a time.
+Then what ``node_memory()`` (read on every step) costs here, and at 64 nodes through a
+copied node tree. Prints the median CPU microseconds per call (process time: the
+machine may be shared) and writes ``<out>/decision-cost.md``. Numbers only: nothing here
+asserts a time.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench import runinfo  # noqa: E402
 from zoned.config.decl import Amount, ContainerDecl, Declarations  # noqa: E402
+from zoned.model.host import Usage  # noqa: E402
 from zoned.model.sizes import MIB  # noqa: E402
 from zoned.model.snapshot import ContainerView, NodeView, Snapshot  # noqa: E402
 from zoned.model.zonemap import RESERVED, Assignment, Owner, ZoneMap  # noqa: E402
@@ -117,10 +122,16 @@ def time_decide(nodes: int, containers: int, storm: bool = False) -> tuple[float
     return median_us(lambda: decide(snap, decls, zm, state, NOW)), len(d.actions)
 
 
-def _engine_costs(e: object, names: list[str], storm: int, most: int) -> tuple[float, float, float]:
-    """(one event, a storm of ``storm`` events, decide alone): median CPU µs per
-    ``Engine.step`` through ``e``'s backend; the storm's events name ``storm`` distinct
-    containers. The decide-only figure re-runs ``policy.decide`` on the step's snapshot."""
+Costs = tuple[float, float, float, float, float]
+
+
+def _engine_costs(e: object, names: list[str], storm: int, most: int) -> Costs:
+    """(one event, a storm of ``storm`` events, a storm of ``storm`` events on 10
+    containers, decide alone, usage reads per one-event step): median CPU µs per
+    ``Engine.step`` through ``e``'s backend; the first storm's events name ``storm``
+    distinct containers (each must be re-read), the second's 10 (PSI triggers and
+    tripwires of a few containers firing again and again). The decide-only figure re-runs
+    ``policy.decide`` on the step's snapshot."""
     from zoned.engine import Engine
     from zoned.model.host import Event, EventKind
     from zoned.policy.decide import decide as policy_decide
@@ -134,21 +145,37 @@ def _engine_costs(e: object, names: list[str], storm: int, most: int) -> tuple[f
         e.step([Event(EventKind.TRIPWIRE, now, name)])
 
     events = [Event(EventKind.TRIPWIRE, now, n) for n in names[:storm]]
+    few = [Event(EventKind.TRIPWIRE, now, names[i % 10]) for i in range(storm)]
+    reads: list[int] = []
+    usage = e.backend.usage
+
+    def counted(name: str) -> Usage:
+        reads[-1] += 1
+        return usage(name)
+
+    e.backend.usage = counted  # type: ignore[method-assign]
+    for _ in range(20):
+        reads.append(0)
+        one()
+    e.backend.usage = usage  # type: ignore[method-assign]
     one_us = median_us(one, budget_s=2.0, most=most)
     storm_us = median_us(lambda: e.step(events), budget_s=2.0, most=most)
+    few_us = median_us(lambda: e.step(few), budget_s=2.0, most=most)
+    e.step([Event(EventKind.TRIPWIRE, now, names[0])])
     snap = e.last_snapshot
     assert snap is not None
     state = e.policy_state()
     decide_us = median_us(lambda: policy_decide(snap, e.decls, e.zonemap, state, now), most=most)
-    return one_us, storm_us, decide_us
+    return one_us, storm_us, few_us, decide_us, statistics.median(reads)
 
 
-def engine_on_sim(containers: int, nodes: int = 64) -> tuple[float, float, float]:
+def engine_on_sim(containers: int, nodes: int = 64) -> Costs:
     """The engine on a simulated host of ``nodes`` x 64M: the first ``nodes - 1`` containers
     hold a node (min 1), the rest ``min: 0`` and unconfined, as placement leaves them; each
     has 20M of anon (less when that would not fit half the pool). A dry run: each step
-    reads every container's usage from the backend, decides and starts nothing (hand-overs
-    in flight would change later steps)."""
+    reads what the engine re-reads (the simulated clock stands still between steps: the
+    sweep's share is its floor), decides and starts nothing (hand-overs in flight would
+    change later steps)."""
     from zoned.backends.sim import SimBackend, SimNode
     from zoned.backends.sim.workload import Alloc, Hold, WorkloadSpec
     from zoned.engine import Engine
@@ -184,11 +211,12 @@ def engine_on_sim(containers: int, nodes: int = 64) -> tuple[float, float, float
 V1_CPUSET, V1_MEMORY = Path("/sys/fs/cgroup/cpuset"), Path("/sys/fs/cgroup/memory")
 
 
-def engine_on_v1(containers: int) -> tuple[float, float, float] | str:
+def engine_on_v1(containers: int) -> Costs | str:
     """The engine on the real cgroup v1 backend with ``containers`` real, empty cgroups
     (``zoned-bench-<pid>/c<i>`` in cpuset and memory, removed afterwards), all on node 0.
-    A dry run, as on the simulator: each step reads every container's memory.stat and
-    numa_stat. Needs root and v1 cpuset+memory; the reason it did not run otherwise."""
+    A dry run, as on the simulator: each step reads memory.stat and numa_stat of the
+    containers the engine re-reads (the sweep's share follows the real clock). Needs root
+    and v1 cpuset+memory; the reason it did not run otherwise."""
     import os
 
     if os.geteuid() != 0 or not (V1_CPUSET / "cpuset.mems").exists():
@@ -231,6 +259,39 @@ def engine_on_v1(containers: int) -> tuple[float, float, float] | str:
                     if sub.is_dir():
                         sub.rmdir()
                 top.rmdir()
+
+
+def node_memory_cost(nodes: int = 64) -> list[str]:
+    """What ``node_memory()`` costs a step (the engine reads it on every step): on this
+    machine's sysfs, and at ``nodes`` nodes through a copy of this machine's node tree
+    with ``nodes`` nodes (regular files holding node0's meminfo: sysfs generates the text
+    on each read, so the real figure is somewhat higher)."""
+    import tempfile
+
+    from zoned.kernel.topology import read_node_memory
+
+    here = read_node_memory()
+    whole = median_us(read_node_memory)
+    src = Path("/sys/devices/system/node/node0/meminfo")
+    if not src.exists():
+        return [f"node_memory(): {whole:,.0f} µs for {len(here)} node(s) (no node0/meminfo)"]
+    text = src.read_text()
+    with tempfile.TemporaryDirectory() as tmp:
+        node_dir = Path(tmp) / "devices/system/node"
+        node_dir.mkdir(parents=True)
+        (node_dir / "online").write_text(f"0-{nodes - 1}\n")
+        (node_dir / "has_memory").write_text(f"0-{nodes - 1}\n")
+        for n in range(nodes):
+            (node_dir / f"node{n}").mkdir()
+            (node_dir / f"node{n}" / "meminfo").write_text(text.replace("Node 0 ", f"Node {n} "))
+        sys_root = Path(tmp)
+        assert len(read_node_memory(sys_root)) == nodes
+        many = median_us(lambda: read_node_memory(sys_root))
+    return [
+        f"node_memory(), read on every step: {whole:,.0f} µs for this machine's"
+        f" {len(here)} node(s); {many / 1000:,.2f} ms for {nodes} nodes through a copy of the"
+        " node tree in regular files (this machine has one node)"
+    ]
 
 
 def _growth(table: dict[tuple[int, int], float], n: int, c: int) -> str:
@@ -298,12 +359,14 @@ def main(argv: list[str] | None = None) -> int:
             "",
             "### Engine.step through a backend (the path the daemon runs): median CPU µs"
             " per step\n",
-            "One event: a step handed one TRIPWIRE event. Storm: one step handed 1,000"
-            " (or one per container). decide only: `policy.decide` alone on that step's"
-            " snapshot, the part the tables above time.\n",
-            "| backend | containers | one event | storm | storm / one event"
-            " | decide only (one event) |",
-            "|---|---:|---:|---:|---:|---:|",
+            "One event: a step handed one TRIPWIRE event; reads: `backend.usage` calls in"
+            " that step (median). Storm: one step handed 1,000 events naming 1,000"
+            " containers (or one per container), each of which must be re-read; storm on"
+            " 10: 1,000 events naming 10 containers. decide only: `policy.decide` alone on"
+            " a one-event step's snapshot, the part the tables above time.\n",
+            "| backend | containers | one event | reads | storm | storm / one event"
+            " | storm on 10 | / one event | decide only (one event) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         logging.getLogger("zoned").setLevel(logging.ERROR)
         runs = [("real cgroup v1, 1 node (dry run)", c) for c in args.v1]
@@ -311,14 +374,15 @@ def main(argv: list[str] | None = None) -> int:
         for label, c in runs:
             r = engine_on_v1(c) if label.startswith("real") else engine_on_sim(c)
             if isinstance(r, str):
-                lines.append(f"| {label} | {c:,} | not run: {r} | | | |")
+                lines.append(f"| {label} | {c:,} | not run: {r} | | | | | | |")
             else:
-                one, storm, dec = r
+                one, storm, few, dec, reads = r
                 lines.append(
-                    f"| {label} | {c:,} | {one:,.0f} | {storm:,.0f} | {storm / one:.2f}x"
-                    f" | {dec:,.0f} |"
+                    f"| {label} | {c:,} | {one:,.0f} | {reads:.0f} | {storm:,.0f}"
+                    f" | {storm / one:.2f}x | {few:,.0f} | {few / one:.2f}x | {dec:,.0f} |"
                 )
             print(lines[-1], flush=True)
+        lines += ["", *node_memory_cost()]
     text = "\n".join(lines) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "decision-cost.md").write_text(text, encoding="utf-8")

@@ -14,7 +14,13 @@ from tests.fakes.sysfs import DATA, FakeSys, write_8node
 from zoned.cli.main import main
 from zoned.config.decl import Amount, ContainerDecl, Declarations
 from zoned.errors import TopologyError
-from zoned.kernel.topology import fake_numa_arg, machine_memory, parse_node_meminfo, read_topology
+from zoned.kernel.topology import (
+    fake_numa_arg,
+    machine_memory,
+    parse_node_meminfo,
+    read_node_memory,
+    read_topology,
+)
 from zoned.model.sizes import GIB, KIB, MIB
 from zoned.policy.fakenuma import plan_fake_numa, recommend_fake_numa, warnings
 
@@ -473,3 +479,16 @@ def test_read_node_memory_agrees_with_read_topology_on_every_fake_tree(tmp_path:
         n.id: (n.mem_total, n.mem_free, n.file_pages) for n in topo.nodes
     }
     assert read_node_memory(fs.sys_root, fs.proc_root)[1] == (0, 0, 0)
+
+
+def test_node_memory_per_step_reads_the_three_fields_of_each_node(tmp_path: Path) -> None:
+    fs = FakeSys(tmp_path).node(0, 256).node(1, 256).build()
+    topo = read_topology(fs.sys_root, fs.proc_root)
+    got = read_node_memory(fs.sys_root, fs.proc_root)
+    assert got == {n.id: (n.mem_total, n.mem_free, n.file_pages) for n in topo.nodes}
+    fs.write(f"{NODE}/node1/meminfo", "Node 0 MemTotal: 5 kB\n")
+    with pytest.raises(TopologyError, match="MemTotal about node 0, not node 1"):
+        read_node_memory(fs.sys_root, fs.proc_root)
+    fs.write(f"{NODE}/node1/meminfo", "Node 1 MemTotal: lots\nNode 1 MemFree: 5 kB\n")
+    with pytest.raises(TopologyError, match="no MemTotal, FilePages line"):
+        read_node_memory(fs.sys_root, fs.proc_root)

@@ -4,7 +4,11 @@
 for each batch the backend's ``wait`` returns (``run(until)`` does that loop).
 
 Each step: handle events (finished operations advance their hand-overs), build a
-``Snapshot``, ``policy.decide``, start the actions. Nothing here blocks: a hand-over is a
+``Snapshot``, ``policy.decide``, start the actions. The snapshot re-reads usage only for
+the containers this step's signals name, those in a hand-over and the sweep's share
+(``zoned.usagecache``: every container at least every ``sweep_s``, 5 s); the others keep
+their last figures, with when they were read. A hand-over the policy chose on a kept
+figure is decided again once its containers are re-read. Nothing here blocks: a hand-over is a
 small state machine (``zoned.handover``: directed reclaim → evacuate the node from the
 donor → drain → give it to the receiver) whose next phase starts when the backend reports
 ``OP_FINISHED`` for the last.
@@ -18,7 +22,8 @@ Contracts:
   makes the map say what the host really holds, then retries the phase (at most
   ``max_attempts`` times) or gives up with a logged reason and puts the containers on hold
   for ``cooldown_s``.
-* A vanished cgroup is an ordinary outcome: its nodes go back to the pool, logged.
+* A vanished cgroup is an ordinary outcome: its nodes go back to the pool, logged (found
+  by its GONE event, or at its next read: within ``sweep_s``).
 * ``dry_run``: decide and log "would have …", write nothing.
 
 Every decision and outcome is appended to ``log`` (``LogRecord``) and sent to the
@@ -30,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator, Mapping, MutableSet, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableSet, Sequence, Set
 from types import MappingProxyType
 
 from zoned.backends.base import Backend
@@ -53,6 +58,7 @@ from zoned.model.nodelist import nodes_word
 from zoned.model.snapshot import ContainerView, NodeView, Snapshot
 from zoned.model.zonemap import OwnerKind, ZoneMap
 from zoned.policy.decide import Decision, PolicyState, decide
+from zoned.usagecache import SWEEP_S, UsageCache
 
 log = logging.getLogger("zoned.engine")
 
@@ -90,6 +96,25 @@ class Names(MutableSet[str]):
 _NUMBER = re.compile(r"\d+(\.\d+)?[KMGTB%s]?")
 
 
+_NONE: frozenset[int] = frozenset()
+
+# Re-decisions a step may take after re-reading the containers its hand-overs involve.
+_REDECIDE = 2
+
+
+def _movers(a: Action) -> tuple[str, ...]:
+    """The containers a hand-over action takes nodes from or gives them to."""
+    if isinstance(a, Lend):
+        return (a.to,)
+    if isinstance(a, Reclaim):
+        return (a.from_, a.to)
+    if isinstance(a, Return):
+        return (a.from_,)
+    if isinstance(a, DirectedReclaim):
+        return (a.container,)
+    return ()
+
+
 class Engine(HandOvers):
     """Drives one backend; see the module docstring for the contracts."""
 
@@ -102,9 +127,11 @@ class Engine(HandOvers):
         *,
         max_attempts: int = 3,
         juggle: bool = True,
+        sweep_s: float = SWEEP_S,
     ) -> None:
         """``juggle=False`` keeps the initial zones (static zones: tripwires and OOM records
-        only), for comparison runs."""
+        only), for comparison runs. ``sweep_s``: every container's usage is re-read at least
+        this often (``zoned.usagecache``); signals and hand-overs re-read theirs at once."""
         self.backend = backend
         self.decls = decls
         self._map = zonemap
@@ -127,6 +154,11 @@ class Engine(HandOvers):
         self._stuck_since: dict[str, float] = {}
         self._released: set[str] = set()
         self.last_snapshot: Snapshot | None = None
+        # Each container's last usage read; its ``sweep_s`` and ``min_slice`` set how much
+        # of the rest a step re-reads (zoned.usagecache).
+        self.reads = UsageCache(sweep_s)
+        self._read_this_step: set[str] = set()  # whose usage this step has read
+        self._views: dict[str, tuple[tuple[object, ...] | None, ContainerView]] = {}
 
     # -- public --------------------------------------------------------------------------
 
@@ -190,8 +222,9 @@ class Engine(HandOvers):
             if t.phase is Phase.DRAIN:
                 self._drain(t, now)
         self._raise_when_reached()
+        self._read_this_step = set()
         snap = self._snapshot(now, tripped, stalled, ooms)
-        decision = decide(snap, self.decls, self._map, self.policy_state(), now)
+        decision = self._decide_fresh(snap, tripped, stalled, ooms)
         self._seen = decision.seen
         for name in decision.needy:
             self._last_need[name] = now
@@ -226,6 +259,39 @@ class Engine(HandOvers):
             first = prev if isinstance(prev, DirectedReclaim) else None
             self._apply(a, now, first)
         self._last_dry_keys = dry_keys
+        return decision
+
+    def _decide_fresh(
+        self,
+        snap: Snapshot,
+        tripped: set[str],
+        stalled: Mapping[str, int],
+        ooms: Mapping[str, int],
+    ) -> Decision:
+        """Decide on ``snap``; when a hand-over it starts involves a container whose usage
+        was not read this step (a donor chosen on its last sweep), re-read those and decide
+        again on what they hold now. A re-read that finds the same figures keeps the
+        decision. At most ``_REDECIDE`` re-decisions: each one reads what it chose."""
+        now = snap.at
+        state = self.policy_state()
+        decision = decide(snap, self.decls, self._map, state, now)
+        for _ in range(_REDECIDE):
+            stale = {
+                n
+                for a in decision.actions
+                for n in _movers(a)
+                if n in snap.containers and n not in self._read_this_step
+            }
+            if not stale:
+                break
+            before = {n: self.reads.get(n) for n in stale}
+            snap = self._snapshot(now, tripped, stalled, ooms, fresh=stale, sweep=False)
+            if all(
+                (got := self.reads.get(n)) is not None and b is not None and got[1] == b[1]
+                for n, b in before.items()
+            ):
+                break
+            decision = decide(snap, self.decls, self._map, state, now)
         return decision
 
     def _take_events(
@@ -363,7 +429,15 @@ class Engine(HandOvers):
         tripped: set[str],
         stalled: Mapping[str, int],
         ooms: Mapping[str, int],
+        *,
+        fresh: Set[str] = frozenset(),
+        sweep: bool = True,
     ) -> Snapshot:
+        """The host now. Usage is re-read only for the containers that must be fresh (named
+        by this step's signals, in ``fresh``, in a hand-over, never read) and the sweep's
+        share (``zoned.usagecache``); the others keep their last read, with its time in
+        ``ContainerView.read_at``. ``sweep=False``: no sweep share (a re-read within a
+        step)."""
         nodes = {
             n: NodeView(n, m.total, m.free, m.file)
             for n, m in self.backend.node_memory().items()
@@ -376,31 +450,70 @@ class Engine(HandOvers):
         for n, asg in self._map.assignments.items():
             if asg.owner.kind is OwnerKind.CONTAINER and asg.owner.container is not None:
                 owned.setdefault(asg.owner.container, set()).add(n)
+        holds = {name: frozenset(ns) for name, ns in owned.items()}
+        pending: dict[str, tuple[str, ...]] = {}
+        for t in self._transfers:
+            words = self._describe(t)
+            for name in {t.donor, t.receiver}:
+                if name is not None:
+                    pending[name] = (*pending.get(name, ()), words)
+        signalled = tripped | stalled.keys() | ooms.keys()
+        due = self.reads.due(now, self.managed, len(self.managed)) if sweep else set()
+        due.update(signalled, fresh, pending)
+        kept = self._views
+        tripwires, changes = self._tripwires, self._last_change
         for name in list(self.managed):
-            try:
-                u = self.backend.usage(name)
-            except CgroupGone:
-                self._gone(name, now)
+            got = self.reads.get(name)
+            if got is None or name in due:
+                try:
+                    u = self.backend.usage(name)
+                except CgroupGone:
+                    self._gone(name, now)
+                    self.reads.drop(name)
+                    kept.pop(name, None)
+                    continue
+                self.reads.put(name, now, u)
+                self._read_this_step.add(name)
+                st = self.stats.setdefault(name, ContainerStats())
+                st.peak_current = max(st.peak_current, u.current)
+                st.peak_anon = max(st.peak_anon, u.anon)
+                at = now
+            else:
+                at, u = got
+            # A quiet container whose figures and zones did not change keeps last step's
+            # view: building 1,000 views was most of a step once the reads were cut.
+            key: tuple[object, ...] = (
+                at,
+                holds.get(name, _NONE),
+                tripwires.get(name),
+                changes.get(name),
+                *pending.get(name, ()),
+            )
+            old = kept.get(name)
+            if old is not None and old[0] == key and name not in signalled:
+                views[name] = old[1]
                 continue
-            st = self.stats.setdefault(name, ContainerStats())
-            st.peak_current = max(st.peak_current, u.current)
-            st.peak_anon = max(st.peak_anon, u.anon)
-            views[name] = ContainerView(
+            views[name] = view = ContainerView(
                 name=name,
-                nodes=frozenset(owned.get(name, ())),
+                nodes=holds.get(name, _NONE),
                 current=u.current,
                 anon=u.anon,
                 file=u.file,
                 shmem=u.shmem,
                 per_node=MappingProxyType({n: nu.total for n, nu in u.per_node.items()}),
-                tripwire=self._tripwires.get(name),
-                last_change=self._last_change.get(name),
+                tripwire=tripwires.get(name),
+                last_change=changes.get(name),
                 stalled=name in stalled,
                 stall_ms=stalled.get(name, 0),
                 tripped=name in tripped,
                 oom_kills=ooms.get(name, 0),
-                pending=tuple(self._describe(t) for t in self._transfers if t.involves(name)),
+                pending=pending.get(name, ()),
+                read_at=at,
             )
+            # A signalled view holds this step's signals: never reused.
+            kept[name] = (None if name in signalled else key, view)
+        for name in [n for n in kept if n not in views]:
+            del kept[name]
         busy = frozenset(t.node for t in self._transfers if t.node is not None)
         snap = Snapshot(now, MappingProxyType(views), MappingProxyType(nodes), busy)
         self.last_snapshot = snap

@@ -29,6 +29,13 @@ class ContainerView:
     oom_kills: int = 0  # kernel OOM kills reported this step
     pending: tuple[str, ...] = ()  # operations in flight that involve it, in words
     shmem: int = 0  # the part of ``file`` that cannot be dropped without swap (tmpfs)
+    # When the usage figures above were read (None: at the snapshot's time). The engine
+    # re-reads a quiet container only every sweep; a rate is measured from this time.
+    read_at: float | None = None
+
+    def read_time(self, now: float) -> float:
+        """When its figures were read: ``read_at``, or ``now`` if that is unknown."""
+        return now if self.read_at is None else self.read_at
 
     @property
     def unreclaimable(self) -> int:

@@ -40,9 +40,10 @@ The ladder (DESIGN.md, "How the daemon juggles"), in the order ``decide`` applie
    (``SetTripwire``, only when the value changes: nothing is rewritten every tick).
 
 ``Decision.seen`` hands back the rate samples for the next call: each kept until it is a
-window old, then renewed with the current anon. Cost: linear in containers plus nodes
-(indexes built once per call; the best donor for each receiver found without
-rescanning); tests/test_policy_perf_shape.py counts it.
+window old, then renewed with the current anon, stamped with when it was read
+(``ContainerView.read_at``: a figure kept from an earlier read is no new sample).
+Cost: linear in containers plus nodes (indexes built once per call; the best donor for
+each receiver found without rescanning); tests/test_policy_perf_shape.py counts it.
 
 Never beyond ``max``, never below ``min`` (both in nodes, or in bytes of usable capacity:
 capacity less ``host.headroom_pct``, as placement counts them). Containers with an
@@ -263,11 +264,12 @@ class Ctx:
                 # kernel OOM-kills within ~10 ms of a full zone, and without memory.high
                 # (v1's threshold only notifies) nothing slows it at the tripwire.
                 t0, u0 = self.state.seen[c.name]
-                rate = (c.unreclaimable - u0) / (self.now - t0)
+                span = c.read_time(self.now) - t0
+                rate = (c.unreclaimable - u0) / span
                 return (
                     f"{c.name}: anon {format_size(c.unreclaimable)} of {format_size(cap)} "
                     f"capacity, rising {format_size(int(rate))}/s, would fill its zones "
-                    f"within {self.now - t0:.1f}s"
+                    f"within {span:.1f}s"
                 )
             return None  # the common case, quiet: nothing to say
         pct = f"{self.p.tripwire_pct:g}%"
@@ -303,7 +305,8 @@ class Ctx:
             return (
                 f"{c.name}: anon {format_size(c.unreclaimable)} of {format_size(cap)} "
                 f"capacity with the tripwire {pct} reached, rising to "
-                f"{format_size(ahead)} within {self.now - self.state.seen[c.name][0]:.1f}s"
+                f"{format_size(ahead)} within "
+                f"{c.read_time(self.now) - self.state.seen[c.name][0]:.1f}s"
             )
         if (c.tripped or c.stalled) and cap and c.current >= trip:
             self.note(
@@ -322,7 +325,7 @@ class Ctx:
         if got is None:
             return None
         t0, u0 = got
-        span = self.now - t0
+        span = c.read_time(self.now) - t0  # a stale figure is not a later sample
         if span < RATE_WINDOW_S or c.unreclaimable <= u0:
             return None
         return c.unreclaimable + (c.unreclaimable - u0)  # rate x span, over span again
@@ -585,12 +588,14 @@ def decide(
         if c.nodes and ctx.settled(c) and c.name not in ctx.touched:
             ctx.tripwire(c)
 
-    # The samples rates are measured from: kept until a window old, then renewed.
+    # The samples rates are measured from: kept until a window old, then renewed, each at
+    # the time its figure was read (a figure kept from an earlier read is no new sample).
     seen = dict(state.seen)
     for c in by_name:
         old = seen.get(c.name)
-        if old is None or now - old[0] >= RATE_WINDOW_S:
-            seen[c.name] = (now, c.unreclaimable)
+        at = c.read_time(now)
+        if old is None or at - old[0] >= RATE_WINDOW_S:
+            seen[c.name] = (at, c.unreclaimable)
     for name in [n for n in seen if n not in views]:
         del seen[name]
     stuck = {n: (why, n in ctx.at_max) for n, why in ctx.why_not.items() if n in ctx.needy}
