@@ -57,11 +57,23 @@ def junit_summary(path: Path) -> tuple[list[str], list[str]]:
 
 
 def findings(run_dir: Path) -> list[dict[str, object]]:
-    """What the guest's tests recorded with the ``finding`` fixture."""
-    path = run_dir / "findings.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """What the guest's tests recorded with the ``finding`` fixture: one JSON file each
+    under ``findings/``, in the order they were written (``findings.jsonl`` of older
+    runs too). A file that does not parse is reported as such, never an error."""
+    texts: list[str] = []
+    legacy = run_dir / "findings.jsonl"
+    if legacy.exists():
+        texts += [line for line in legacy.read_text().splitlines() if line.strip()]
+    folder = run_dir / "findings"
+    if folder.is_dir():
+        texts += [p.read_text() for p in sorted(folder.glob("*.json"))]
+    out: list[dict[str, object]] = []
+    for text in texts:
+        try:
+            out.append(json.loads(text))
+        except json.JSONDecodeError as exc:
+            out.append({"name": "unreadable finding", "value": f"{exc}: {text[:120]!r}"})
+    return out
 
 
 def progress_report(run_dir: Path, last: int = 15) -> str:

@@ -91,8 +91,16 @@ def finding(request: pytest.FixtureRequest) -> Finding:
             "name": name,
             "value": value,
         }
-        with (RUN_DIR / "findings.jsonl").open("a") as out:
-            out.write(json.dumps(entry) + "\n")
+        # One file per finding, written once: appends to one file over the 9p share
+        # (cache=loose) can land at a stale end and overwrite the line before (seen in CI).
+        folder = RUN_DIR / "findings"
+        folder.mkdir(exist_ok=True)
+        name_ = f"{time.monotonic_ns():020d}-{os.getpid()}.json"
+        fd = os.open(folder / name_, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, json.dumps(entry).encode())
+        finally:
+            os.close(fd)
 
     return record
 
