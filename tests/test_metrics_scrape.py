@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import platform
+import re
 from pathlib import Path
 
 from prometheus_client import generate_latest
@@ -241,3 +242,11 @@ def test_daemon_page_shows_a_refused_reload(tmp_path: Path) -> None:
         assert r.call(cmd="reload")["ok"]
         fams = families(scrape(path).split("\r\n\r\n", 1)[1])
         assert value(fams, "zoned_reloads_total", result="unchanged") == 1.0
+
+
+def test_docs_list_every_metric_on_the_page() -> None:
+    """docs/service.md's table names exactly the families the page has."""
+    doc = (Path(__file__).parent.parent / "docs" / "service.md").read_text()
+    named = set(re.findall(r"`(zoned_[a-z_]+)[{`]", doc))
+    on_page = {n + "_total" if t == "counter" else n for n, t in FAMILIES.items()}
+    assert named == on_page
