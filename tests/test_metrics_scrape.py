@@ -250,3 +250,23 @@ def test_docs_list_every_metric_on_the_page() -> None:
     named = set(re.findall(r"`(zoned_[a-z_]+)[{`]", doc))
     on_page = {n + "_total" if t == "counter" else n for n, t in FAMILIES.items()}
     assert named == on_page
+
+
+def test_a_handover_cancelled_without_a_record_is_counted_cancelled() -> None:
+    """When a container's GONE arrives while a write for it is in flight, the engine drops
+    the hand-over at the write's end with no record of its own (``Transfer.cancelled``);
+    the simulator reports the write's end first, so the test calls the engine's GONE path
+    itself while batch's node is being evacuated."""
+    b = host(CACHED_DONOR, nodes=4, faults=[SlowMigration("batch", bandwidth=1 * MIB, times=5)])
+    e = engine_on(
+        b, {3: "batch"}, ctr("web", prio=10), ctr("batch"), cooldown_s=5, migrate_timeout_s=60
+    )
+    m = Metrics()
+    e.run(15, observer=lambda eng, _events: m.update(eng))
+    assert value(page(m), "zoned_handovers_in_flight") == 1.0
+    e._gone("batch", b.now())
+    e.run(80, observer=lambda eng, _events: m.update(eng))
+    fams = page(m)
+    assert not any(r.kind == "reclaim" and r.outcome != "started" for r in e.log)
+    assert value(fams, "zoned_handovers_total", kind="reclaim", outcome="cancelled") == 1.0
+    assert value(fams, "zoned_handovers_in_flight") == 0.0
