@@ -50,7 +50,7 @@ def test_metrics_follow_the_engine() -> None:
     snap = e.last_snapshot
     assert snap is not None
     web = snap.containers["web"]
-    assert g("zoned_container_bytes", {"container": "web", "what": "current"}) == web.current
+    assert g("zoned_container_memory_bytes", {"container": "web"}) == web.current
     assert g("zoned_container_nodes", {"container": "web"}) == len(web.nodes)
     lends = g("zoned_decisions_total", {"kind": "lend", "outcome": "started", "reason": "tripwire"})
     assert lends is not None and lends >= 2

@@ -351,6 +351,7 @@ class HandOvers:
         st = self.stats.setdefault(t.donor, ContainerStats())
         st.nodes_lost += 1
         st.bytes_migrated += moved
+        st.bytes_left_behind += left
         t.left_behind = left
         t.migrated = moved
         t.freed = gone - moved

@@ -33,6 +33,7 @@ class ContainerStats:
     nodes_gained: int = 0
     nodes_lost: int = 0
     bytes_migrated: int = 0
+    bytes_left_behind: int = 0  # left on nodes it gave up (the kernel leaves a few pages)
     oom_kills: int = 0
     peak_current: int = 0
     peak_anon: int = 0

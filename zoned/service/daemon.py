@@ -301,7 +301,7 @@ class Daemon:
         if o.metrics:
             from zoned.service.metrics import Metrics, serve
 
-            self.metrics = Metrics()
+            self.metrics = Metrics(backend=backend.name, proc_root=o.roots.proc)
             self._metrics_server = serve(self.metrics, o.metrics)
         self.server = ControlServer(o.socket, self._host, self._handle, group=o.group)
         self._host.add_fd(self._wake_r.fileno(), IN, self._on_wake)
@@ -348,7 +348,10 @@ class Daemon:
         if allow_empty is None:
             allow_empty = self._reload_allow_empty
         self._reload_allow_empty = allow_empty
-        return reconfigure.reload(self, allow_empty)
+        result = reconfigure.reload(self, allow_empty)
+        if self.metrics is not None:
+            self.metrics.reloaded(result)
+        return result
 
     def _handle(self, c: Client, req: dict[str, Any]) -> dict[str, Any] | None:
         return handlers.handle(self, c, req)

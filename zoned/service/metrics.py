@@ -5,44 +5,73 @@ Updated from the event loop after each step (``Metrics.update``), served by
 thread-safe), so a slow scraper never delays the loop, and with bounded connections, so
 local users cannot take it (or the daemon's fds) down.
 
-Metrics::
+One metric per quantity, in bytes and seconds, so that ``sum()`` over any label means
+something (https://prometheus.io/docs/practices/naming/)::
 
-    zoned_node_owner{node,owner,kind}                 1 for the current owner of each node
-    zoned_node_bytes{node,what=total|free}
-    zoned_container_bytes{container,what=current|anon|file|capacity|tripwire}
-    zoned_container_headroom_ratio{container}        capacity not taken by anon, 0..1
+    zoned_build_info{version,python,backend}            1
+    zoned_node_owner{node,owner,kind}                   1 for the current owner of each node
+    zoned_node_memory_total_bytes{node}
+    zoned_node_memory_free_bytes{node}
+    zoned_container_memory_bytes{container}            all its memcg holds (current)
+    zoned_container_anon_bytes{container}
+    zoned_container_unreclaimable_bytes{container}     anon, shmem, kernel ("anon" in reasons)
+    zoned_container_file_bytes{container}              page cache, shmem included
+    zoned_container_capacity_bytes{container}          the size of its nodes
+    zoned_container_tripwire_bytes{container}          0: none armed
+    zoned_container_headroom_ratio{container}          capacity not taken by unreclaimable, 0..1
     zoned_container_nodes{container}
-    zoned_decisions_total{kind,outcome,reason}        reason: a small fixed vocabulary
-    zoned_tripwire_to_action_seconds                 tripwire event → hand-over started
+    zoned_decisions_total{kind,outcome,reason}          reason: a small fixed vocabulary
+    zoned_tripwire_to_action_seconds                   tripwire event → hand-over started
     zoned_oom_kills_total{container}
+    zoned_handovers_total{kind,outcome}                 lend|reclaim|return, done|failed|cancelled
+    zoned_handovers_in_flight
+    zoned_handover_duration_seconds{kind}              started → done (done ones only)
+    zoned_handover_migrated_bytes_total{container}     moved off a node the container gave up
+    zoned_handover_left_behind_bytes_total{container}  still on it when it was handed on
+    zoned_reloads_total{result}                         applied|refused|unchanged
+    zoned_config_last_reload_success                   0 after a refused reload, else 1
+    zoned_config_last_reload_timestamp_seconds         Unix time of the last reload (or start)
+
+plus prometheus_client's ``process_*`` (read under the injected /proc) and ``python_*``.
+Counters exist at 0 for every label value known in advance (each declared container, each
+kind and outcome) before their first event. Per-container gauges of a container that left
+(released on reload, cgroup gone) are removed, so no series outlives its subject.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
+import platform
+import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
+    GCCollector,
     Histogram,
-    generate_latest,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
 )
 
+from zoned import __version__
 from zoned.engine import Engine
-from zoned.errors import ZonedError
-from zoned.model.actions import Lend, Reclaim
+from zoned.kernel.roots import PROC_ROOT
+from zoned.model.actions import Action, Lend, Reclaim, Return
 from zoned.model.decisions import LogRecord
-from zoned.service.listening import LISTEN_BACKLOG, clear_stale_socket, prepare_socket_dir
-from zoned.service.metricsserver import MAX_CONNS, TIMEOUT_S, MetricsServer
+from zoned.service.metricsserver import MetricsServer, serve
 
 log = logging.getLogger(__name__)
+
+# No ``*_created`` series: in the text format each is a gauge family of its own, one series
+# per counter and histogram child, which doubles the page for nothing a query uses. The
+# switch is process-wide; the daemon's registry is the only one it serves.
+disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
 
 # Words in a reason → the label value; the first match wins. Reasons themselves carry
 # numbers and names, which would make a label of unbounded cardinality.
@@ -60,6 +89,15 @@ _REASONS = (
     ("capacity", "capacity"),
 )
 
+HANDOVER_KINDS = ("lend", "reclaim", "return")
+HANDOVER_OUTCOMES = ("done", "failed", "cancelled")
+RELOAD_RESULTS = ("applied", "refused", "unchanged")
+# outcome_class of a record that ends a hand-over → its outcome label.
+_ENDS = {"done": "done", "gave_up": "failed", "abandoned": "cancelled"}
+# A hand-over takes from 10 ms (a lend on an idle host) to the migration deadline (60 s by
+# default) and a little past it (a write the kernel still runs).
+DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
+
 
 def reason_class(rec: LogRecord) -> str:
     text = f"{rec.reason} {rec.what}".lower()
@@ -67,6 +105,9 @@ def reason_class(rec: LogRecord) -> str:
 
 
 def outcome_class(outcome: str) -> str:
+    """The word of ``outcome`` that classes it (``started``, ``done``, ``gave_up``, …):
+    its first words, or a whole word before its first colon ("abandoned" is not "done")."""
+    head = outcome.split(":", maxsplit=1)[0]
     for word in (
         "would have",
         "started",
@@ -81,37 +122,118 @@ def outcome_class(outcome: str) -> str:
         "released",
         "noted",
     ):
-        if outcome.startswith(word) or word in outcome.split(":", maxsplit=1)[0]:
+        if outcome.startswith(word) or re.search(rf"\b{word}\b", head):
             return word.replace(" ", "_")
     return "other"
 
 
-class Metrics:
-    """The metric families and how to fill them from the engine."""
+def reload_result(result: Mapping[str, object]) -> str | None:
+    """The ``result`` label of a reload's answer (``Daemon.reload``); None while deferred
+    (it is counted when it runs)."""
+    if not result.get("ok"):
+        return "refused"
+    if result.get("deferred"):
+        return None
+    return "applied" if result.get("changes") else "unchanged"
 
-    def __init__(self) -> None:
+
+def _movers(a: Action) -> tuple[str, ...]:
+    if isinstance(a, Lend):
+        return (a.to,)
+    if isinstance(a, Reclaim):
+        return (a.from_, a.to)
+    if isinstance(a, Return):
+        return (a.from_,)
+    return ()
+
+
+class Metrics:
+    """The metric families and how to fill them from the engine.
+
+    ``backend``: its name for ``zoned_build_info``; ``proc_root``: where the process
+    metrics read ``self/``; ``wall``: the clock of the reload timestamp (Unix time)."""
+
+    def __init__(
+        self,
+        *,
+        backend: str = "",
+        proc_root: Path = PROC_ROOT,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        self._wall = wall
+        ProcessCollector(proc=str(proc_root), registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        Info("zoned_build", "the running zoned", registry=r).info(
+            {"version": __version__, "python": platform.python_version(), "backend": backend}
+        )
         self.node_owner = Gauge(
             "zoned_node_owner",
             "1 for the owner of each node",
             ["node", "owner", "kind"],
             registry=r,
         )
-        self.node_bytes = Gauge("zoned_node_bytes", "node memory", ["node", "what"], registry=r)
-        self.ctr_bytes = Gauge(
-            "zoned_container_bytes",
-            "container memory and zone size",
-            ["container", "what"],
+        self.node_total = Gauge(
+            "zoned_node_memory_total_bytes", "node size", ["node"], unit="bytes", registry=r
+        )
+        self.node_free = Gauge(
+            "zoned_node_memory_free_bytes",
+            "free memory on the node",
+            ["node"],
+            unit="bytes",
             registry=r,
         )
-        self.headroom = Gauge(
-            "zoned_container_headroom_ratio",
-            "capacity not taken by anon",
-            ["container"],
-            registry=r,
-        )
-        self.ctr_nodes = Gauge("zoned_container_nodes", "nodes held", ["container"], registry=r)
+        ctr = ["container"]
+        self.ctr_gauges: dict[str, Gauge] = {
+            "current": Gauge(
+                "zoned_container_memory_bytes",
+                "all its memcg holds (memory.current)",
+                ctr,
+                unit="bytes",
+                registry=r,
+            ),
+            "anon": Gauge(
+                "zoned_container_anon_bytes", "anonymous memory", ctr, unit="bytes", registry=r
+            ),
+            "unreclaimable": Gauge(
+                "zoned_container_unreclaimable_bytes",
+                "what the kernel cannot drop: anon, shmem, kernel memory",
+                ctr,
+                unit="bytes",
+                registry=r,
+            ),
+            "file": Gauge(
+                "zoned_container_file_bytes",
+                "page cache, shmem included",
+                ctr,
+                unit="bytes",
+                registry=r,
+            ),
+            "capacity": Gauge(
+                "zoned_container_capacity_bytes",
+                "the size of its nodes",
+                ctr,
+                unit="bytes",
+                registry=r,
+            ),
+            "tripwire": Gauge(
+                "zoned_container_tripwire_bytes",
+                "its armed tripwire (0: none)",
+                ctr,
+                unit="bytes",
+                registry=r,
+            ),
+            "headroom": Gauge(
+                "zoned_container_headroom_ratio",
+                "capacity not taken by unreclaimable memory",
+                ctr,
+                unit="ratio",
+                registry=r,
+            ),
+            "nodes": Gauge("zoned_container_nodes", "nodes held", ctr, registry=r),
+        }
         self.decisions = Counter(
             "zoned_decisions",
             "engine decisions and outcomes",
@@ -122,17 +244,79 @@ class Metrics:
             "zoned_tripwire_to_action_seconds",
             "from a tripwire event to the start of the hand-over it caused",
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            unit="seconds",
             registry=r,
         )
-        self.oom = Counter("zoned_oom_kills", "kernel OOM kills seen", ["container"], registry=r)
+        self.oom = Counter("zoned_oom_kills", "kernel OOM kills seen", ctr, registry=r)
+        self.handovers = Counter(
+            "zoned_handovers", "hand-overs ended, by outcome", ["kind", "outcome"], registry=r
+        )
+        self.in_flight = Gauge("zoned_handovers_in_flight", "hand-overs running", registry=r)
+        self.duration = Histogram(
+            "zoned_handover_duration_seconds",
+            "from the start of a hand-over to its end (done ones only)",
+            ["kind"],
+            buckets=DURATION_BUCKETS,
+            unit="seconds",
+            registry=r,
+        )
+        self.migrated = Counter(
+            "zoned_handover_migrated_bytes",
+            "bytes moved off the nodes a container gave up",
+            ctr,
+            unit="bytes",
+            registry=r,
+        )
+        self.left_behind = Counter(
+            "zoned_handover_left_behind_bytes",
+            "its bytes still on a node when the node was handed on",
+            ctr,
+            unit="bytes",
+            registry=r,
+        )
+        self.reloads = Counter(
+            "zoned_reloads", "configuration reloads, by result", ["result"], registry=r
+        )
+        self.reload_ok = Gauge(
+            "zoned_config_last_reload_success",
+            "0 when the last reload was refused, else 1 (the file loaded at start counts)",
+            registry=r,
+        )
+        self.reload_at = Gauge(
+            "zoned_config_last_reload_timestamp_seconds",
+            "Unix time of the last reload, or of the start",
+            unit="seconds",
+            registry=r,
+        )
+        for kind in HANDOVER_KINDS:
+            self.duration.labels(kind)
+            for outcome in HANDOVER_OUTCOMES:
+                self.handovers.labels(kind, outcome)
+        for result in RELOAD_RESULTS:
+            self.reloads.labels(result)
+        self.reload_ok.set(1)  # a daemon runs only with a configuration that loaded
+        self.reload_at.set(wall())
         self._seen = 0
         self._owners: dict[str, tuple[str, str]] = {}
-        self._oom_seen: dict[str, int] = {}
+        self._counted: dict[str, tuple[int, int, int]] = {}  # oom kills, migrated, left
+        self._shown: set[str] = set()  # containers with gauge series
         self._tripped: dict[str, float] = {}
+        # Hand-overs started and not yet ended: id(action) → kind, started at, action (held
+        # here, so its id is not reused while it is a key).
+        self._open: dict[int, tuple[str, float, Action]] = {}
 
     def tripwire(self, container: str, at: float) -> None:
         """A tripwire event (engine clock); the first one since the last action counts."""
         self._tripped.setdefault(container, at)
+
+    def reloaded(self, result: Mapping[str, object]) -> None:
+        """A reload's answer (``Daemon.reload``): count it, and say whether it applied."""
+        res = reload_result(result)
+        if res is None:
+            return
+        self.reloads.labels(res).inc()
+        self.reload_ok.set(0 if res == "refused" else 1)
+        self.reload_at.set(self._wall())
 
     def update(self, engine: Engine) -> None:
         """Bring every metric up to the engine's state (engine thread)."""
@@ -145,6 +329,35 @@ class Metrics:
                 t = self._tripped.pop(a.to, None)
                 if t is not None:
                     self.latency.observe(max(0.0, rec.at - t))
+            if rec.kind in HANDOVER_KINDS and a is not None:
+                self._handover(rec, a)
+        # A hand-over whose container vanished ends without a record of its own.
+        for key, (kind, _, act) in list(self._open.items()):
+            if any(name not in engine.managed for name in _movers(act)):
+                del self._open[key]
+                self.handovers.labels(kind, "cancelled").inc()
+        self.in_flight.set(len(engine.pending()))
+        self._update_owners(engine)
+        self._update_counters(engine)
+        self._update_gauges(engine)
+
+    def _handover(self, rec: LogRecord, action: Action) -> None:
+        """Follow one hand-over from its ``started`` record to the record that ends it."""
+        cls = outcome_class(rec.outcome)
+        if cls == "started":
+            self._open[id(action)] = (rec.kind, rec.at, action)
+            return
+        end = _ENDS.get(cls)
+        if end is None:  # a retry, a write still in the kernel: not the end
+            return
+        opened = self._open.pop(id(action), None)
+        if opened is None:  # ended already (counted as cancelled when its container went)
+            return
+        self.handovers.labels(rec.kind, end).inc()
+        if end == "done":
+            self.duration.labels(rec.kind).observe(max(0.0, rec.at - opened[1]))
+
+    def _update_owners(self, engine: Engine) -> None:
         for asg in engine.zonemap:
             key = str(asg.node)
             label = (str(asg.owner), asg.owner.kind.value)
@@ -154,99 +367,44 @@ class Metrics:
                     self.node_owner.remove(key, *old)
                 self.node_owner.labels(key, *label).set(1)
                 self._owners[key] = label
+
+    def _update_counters(self, engine: Engine) -> None:
+        """Per-container counters: at 0 from the moment a container is declared, then
+        the engine's running totals (``ContainerStats``) as increments."""
+        counters = (self.oom, self.migrated, self.left_behind)
+        names = {c.name for c in engine.decls.containers} | engine.stats.keys()
+        for name in sorted(names):
+            st = engine.stats.get(name)
+            now = (st.oom_kills, st.bytes_migrated, st.bytes_left_behind) if st else (0, 0, 0)
+            before = self._counted.get(name, (0, 0, 0))
+            for counter, was, value in zip(counters, before, now, strict=True):
+                child = counter.labels(name)  # the series exists at 0 from now on
+                if value > was:
+                    child.inc(value - was)
+            self._counted[name] = now
+
+    def _update_gauges(self, engine: Engine) -> None:
         snap = engine.last_snapshot
         if snap is None:
             return
         for n, v in snap.nodes.items():
-            self.node_bytes.labels(str(n), "total").set(v.total)
-            self.node_bytes.labels(str(n), "free").set(v.free)
+            self.node_total.labels(str(n)).set(v.total)
+            self.node_free.labels(str(n)).set(v.free)
+        g = self.ctr_gauges
         for name, c in snap.containers.items():
             cap = snap.capacity(c.nodes)
-            for what, val in (
-                ("current", c.current),
-                ("anon", c.unreclaimable),
-                ("file", c.file),
-                ("capacity", cap),
-                ("tripwire", c.tripwire or 0),
-            ):
-                self.ctr_bytes.labels(name, what).set(val)
-            self.headroom.labels(name).set((cap - c.unreclaimable) / cap if cap else 0.0)
-            self.ctr_nodes.labels(name).set(len(c.nodes))
-        for name, st in engine.stats.items():
-            delta = st.oom_kills - self._oom_seen.get(name, 0)
-            if delta > 0:
-                self.oom.labels(name).inc(delta)
-            self._oom_seen[name] = st.oom_kills
-
-
-def _listen(where: str) -> socket.socket:
-    """A listening socket for ``where``; ZonedError (one line) when it cannot be had."""
-    if where.startswith("unix:"):
-        path = Path(where[5:])
-        prepare_socket_dir(path)
-        clear_stale_socket(path)
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        old = os.umask(0o177)  # the socket is 0600 from the start
-        try:
-            s.bind(str(path))
-        except OSError as exc:
-            s.close()
-            raise ZonedError(f"cannot serve metrics on {where}: {exc.strerror or exc}") from exc
-        finally:
-            os.umask(old)
-    else:
-        host, _, port = where.rpartition(":")
-        host = host.removeprefix("[").removesuffix("]") or "127.0.0.1"  # [::1]:9799
-        try:
-            family, kind, proto, _, addr = socket.getaddrinfo(
-                host, int(port), type=socket.SOCK_STREAM
-            )[0]
-            s = socket.socket(family, kind | socket.SOCK_CLOEXEC, proto)
-        except (OSError, ValueError) as exc:  # not resolvable, bad port
-            raise ZonedError(f"cannot serve metrics on {where}: {_why(exc)}") from exc
-        try:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(addr)
-        except OSError as exc:  # in use, no such address here
-            s.close()
-            raise ZonedError(f"cannot serve metrics on {where}: {_why(exc)}") from exc
-    s.listen(LISTEN_BACKLOG)
-    return s
-
-
-def _why(exc: Exception) -> str:
-    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
-
-
-def serve(
-    metrics: Metrics,
-    where: str,
-    *,
-    max_conns: int = MAX_CONNS,
-    timeout_s: float = TIMEOUT_S,
-    clock: Callable[[], float] = time.monotonic,
-) -> MetricsServer:
-    """Start serving ``where`` (``HOST:PORT``, ``[IPV6]:PORT`` or ``unix:/path``) on one
-    thread (see ``zoned.service.metricsserver``); the caller closes the server.
-
-    Port 0 picks a free port (logged). Raises ZonedError (one line) when it cannot listen
-    there (address in use, unknown host, an unsafe socket directory, a file at the unix
-    path that is not a stale socket of ours)."""
-    sock = _listen(where)
-
-    def render() -> tuple[bytes, str]:
-        return generate_latest(metrics.registry), CONTENT_TYPE_LATEST
-
-    srv = MetricsServer(
-        sock, render, what=f"metrics {where}", max_conns=max_conns, timeout_s=timeout_s, clock=clock
-    )
-    addr = srv.address
-    if isinstance(addr, tuple):
-        shown = f"[{addr[0]}]" if ":" in addr[0] else addr[0]
-        log.info("metrics on http://%s:%s/metrics", shown, addr[1])
-    else:
-        log.info("metrics on %s", where)
-    return srv
+            g["current"].labels(name).set(c.current)
+            g["anon"].labels(name).set(c.anon)
+            g["unreclaimable"].labels(name).set(c.unreclaimable)
+            g["file"].labels(name).set(c.file)
+            g["capacity"].labels(name).set(cap)
+            g["tripwire"].labels(name).set(c.tripwire or 0)
+            g["headroom"].labels(name).set((cap - c.unreclaimable) / cap if cap else 0.0)
+            g["nodes"].labels(name).set(len(c.nodes))
+        for gone in self._shown - snap.containers.keys():
+            for gauge in g.values():
+                gauge.remove(gone)
+        self._shown = set(snap.containers)
 
 
 __all__ = ["Metrics", "MetricsServer", "serve"]

@@ -9,21 +9,35 @@ open (the excess is answered ``503`` and closed at once); each connection has
 which is safe to call while the engine thread updates the registry.
 
 HTTP as Prometheus scrapes it: ``GET`` or ``HEAD`` of any path, one request per
-connection, answered ``HTTP/1.0`` and closed.
+connection, answered ``HTTP/1.0`` and closed. ``serve`` opens the socket (``HOST:PORT``,
+``[IPV6]:PORT`` or ``unix:/path``, 0600) and starts a server for a registry.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import selectors
 import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
 
-from zoned.service.listening import ACCEPT_PAUSE_S, Acceptor, Warner
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from zoned.errors import ZonedError
+from zoned.service.listening import (
+    ACCEPT_PAUSE_S,
+    LISTEN_BACKLOG,
+    Acceptor,
+    Warner,
+    clear_stale_socket,
+    prepare_socket_dir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -222,3 +236,79 @@ class MetricsServer:
             return
         self._sel.unregister(c.sock)
         c.sock.close()
+
+
+class HasRegistry(Protocol):
+    """What ``serve`` serves: the registry of ``zoned.service.metrics.Metrics``."""
+
+    registry: CollectorRegistry
+
+
+def _listen(where: str) -> socket.socket:
+    """A listening socket for ``where``; ZonedError (one line) when it cannot be had."""
+    if where.startswith("unix:"):
+        path = Path(where[5:])
+        prepare_socket_dir(path)
+        clear_stale_socket(path)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        old = os.umask(0o177)  # the socket is 0600 from the start
+        try:
+            s.bind(str(path))
+        except OSError as exc:
+            s.close()
+            raise ZonedError(f"cannot serve metrics on {where}: {exc.strerror or exc}") from exc
+        finally:
+            os.umask(old)
+    else:
+        host, _, port = where.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]") or "127.0.0.1"  # [::1]:9799
+        try:
+            family, kind, proto, _, addr = socket.getaddrinfo(
+                host, int(port), type=socket.SOCK_STREAM
+            )[0]
+            s = socket.socket(family, kind | socket.SOCK_CLOEXEC, proto)
+        except (OSError, ValueError) as exc:  # not resolvable, bad port
+            raise ZonedError(f"cannot serve metrics on {where}: {_why(exc)}") from exc
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(addr)
+        except OSError as exc:  # in use, no such address here
+            s.close()
+            raise ZonedError(f"cannot serve metrics on {where}: {_why(exc)}") from exc
+    s.listen(LISTEN_BACKLOG)
+    return s
+
+
+def _why(exc: Exception) -> str:
+    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+
+
+def serve(
+    metrics: HasRegistry,
+    where: str,
+    *,
+    max_conns: int = MAX_CONNS,
+    timeout_s: float = TIMEOUT_S,
+    clock: Callable[[], float] = time.monotonic,
+) -> MetricsServer:
+    """Start serving ``where`` (``HOST:PORT``, ``[IPV6]:PORT`` or ``unix:/path``) on one
+    thread (see ``zoned.service.metricsserver``); the caller closes the server.
+
+    Port 0 picks a free port (logged). Raises ZonedError (one line) when it cannot listen
+    there (address in use, unknown host, an unsafe socket directory, a file at the unix
+    path that is not a stale socket of ours)."""
+    sock = _listen(where)
+
+    def render() -> tuple[bytes, str]:
+        return generate_latest(metrics.registry), CONTENT_TYPE_LATEST
+
+    srv = MetricsServer(
+        sock, render, what=f"metrics {where}", max_conns=max_conns, timeout_s=timeout_s, clock=clock
+    )
+    addr = srv.address
+    if isinstance(addr, tuple):
+        shown = f"[{addr[0]}]" if ":" in addr[0] else addr[0]
+        log.info("metrics on http://%s:%s/metrics", shown, addr[1])
+    else:
+        log.info("metrics on %s", where)
+    return srv
