@@ -42,7 +42,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoned.cli.commands._index import HELP
+from zoned.cli.commands._index import describe
 from zoned.config.load import load
 from zoned.config.paths import DEFAULT_PATH
 from zoned.kernel.roots import PROC_ROOT, SYS_ROOT
@@ -57,12 +57,21 @@ if TYPE_CHECKING:
 JSON_VERSION = 1
 
 
+DESCRIPTION = """\
+The shared zone: nodes that belong to no container, filled by zoned with files every
+container reads. warm reads the declared shared paths (or the PATHs given) into its
+page cache; where shows on which nodes files' cached pages are; mount mounts the
+declared shared tmpfs bound to the shared nodes. Reads the configuration and /sys.
+
+examples:
+  zoned shared warm --rate 64M
+  zoned shared where /usr/lib/x86_64-linux-gnu/libc.so.6
+  zoned shared mount --dry-run
+"""
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "shared",
-        help=HELP["shared"],
-        description="The shared zone: nodes that belong to no container, filled by zoned.",
-    )
+    p = sub.add_parser("shared", **describe("shared", DESCRIPTION))
     ssub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     w = ssub.add_parser("warm", help="read shared paths into the shared zone's page cache")
     w.add_argument("paths", nargs="*", metavar="PATH", help="default: the declared paths")
