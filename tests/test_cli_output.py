@@ -209,6 +209,21 @@ def test_watch_ends_with_0_on_ctrl_c(monkeypatch: pytest.MonkeyPatch) -> None:
     assert main(["status", "--watch"]) == 0
 
 
+def test_watch_on_a_terminal_fits_its_height_keeping_the_newest_decisions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COLUMNS", "100")
+    args = argparse.Namespace(json=False, wide=False, decisions=15)
+    doc = status_doc()
+    doc["decisions"] = [
+        rec(900.0 + i, "admit", f"create c{i} on node 1", "created") for i in range(15)
+    ]
+    tall = status_cmd._show(args, doc)
+    text = status_cmd._show(args, doc, rows=30)
+    assert len(tall.splitlines()) >= 30 and len(text.splitlines()) < 30
+    assert "create c14 on node 1" in text and "create c0 on node 1" not in text
+
+
 def test_watch_refuses_a_non_positive_interval(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["status", "--watch", "0"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from typing import Any
@@ -68,11 +69,18 @@ def _seconds(text: str) -> float:
     return v
 
 
-def _show(args: argparse.Namespace, doc: dict[str, Any]) -> str:
+def _show(args: argparse.Namespace, doc: dict[str, Any], rows: int | None = None) -> str:
+    """The text of one snapshot; with ``rows`` (a terminal being redrawn), fewer decision
+    lines until it fits that height, so the redraw does not scroll its top away."""
     if args.json:
         return json.dumps(doc, indent=2)
     width = None if args.wide else terminal_width()
-    return render(doc, width, decisions=args.decisions)
+    n = args.decisions
+    text = render(doc, width, decisions=n)
+    while rows is not None and n > 0 and text.count("\n") + 1 >= rows:
+        n -= 1
+        text = render(doc, width, decisions=n)
+    return text
 
 
 def _ask(args: argparse.Namespace) -> dict[str, Any]:
@@ -104,7 +112,7 @@ def watch(args: argparse.Namespace) -> int:
                 why = (str(exc).splitlines() or ["no answer"])[0]
                 print(f"zoned status: the daemon went away ({why})", file=sys.stderr)
                 return 1
-            text = _show(args, doc)
+            text = _show(args, doc, shutil.get_terminal_size().lines if tty else None)
             if tty:
                 sys.stdout.write(CLEAR + text + "\n")
             else:
