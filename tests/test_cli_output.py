@@ -254,6 +254,17 @@ def test_every_command_is_described_with_examples_and_exit_statuses(name: str) -
     assert "zoned." not in _index.HELP[name] and "see zoned" not in text
 
 
+@pytest.mark.parametrize("action", ["warm", "where", "mount"])
+def test_shared_actions_are_described_too(action: str) -> None:
+    parser = build_parser("shared")
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    shared = sub.choices["shared"]
+    inner = next(a for a in shared._actions if isinstance(a, argparse._SubParsersAction))
+    text = inner.choices[action].format_help()
+    assert f"\nexamples:\n  zoned shared {action}" in text
+    assert "\nexit status:\n" in text and "``" not in text
+
+
 def test_usage_help_line_says_what_it_shows() -> None:
     assert "ownership" not in _index.HELP["usage"]
     assert "memory" in _index.HELP["usage"]
