@@ -160,7 +160,7 @@ def test_render_aligns_columns_and_marks_moving_nodes() -> None:
         "0",
     ]
     assert "  lend node 12 to web (give)" in lines
-    assert "RECENT DECISIONS (last 1, newest last)" in lines
+    assert "RECENT DECISIONS (last 1, newest last; one line per hand-over)" in lines
 
 
 def test_render_says_dry_run_and_warnings() -> None:
@@ -184,5 +184,5 @@ def test_render_event_one_line() -> None:
             "outcome": "started",
         }
     )
-    assert line.endswith("  lend             lend node 3 to web: web: why [started]")
+    assert line.endswith("  lend             lend node 3 to web [started]: web: why")
     assert "\n" not in line

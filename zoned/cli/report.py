@@ -128,8 +128,16 @@ def format_timeline(log: Sequence[LogRecord], *, verbose: bool = False) -> str:
     return "\n".join(lines)
 
 
+def _held(nodes: Sequence[int]) -> str:
+    """``2 nodes (3-4)``: how many nodes, then which (the ids alone read like a count)."""
+    n = len(nodes)
+    ids = f" ({format_nodelist(nodes)})" if n else ""
+    return f"{n} node{'s' if n != 1 else ''}{ids}"
+
+
 def format_summary(rows: Sequence[ContainerSummary]) -> str:
-    """A table: one row per container."""
+    """A table: one row per container; "held at end" counts the nodes it held when the run
+    ended, then names them."""
     head = (
         "container",
         "peak usage",
@@ -139,7 +147,7 @@ def format_summary(rows: Sequence[ContainerSummary]) -> str:
         "gained",
         "lost",
         "migrated",
-        "nodes at end",
+        "held at end",
     )
     body = [
         (
@@ -151,7 +159,7 @@ def format_summary(rows: Sequence[ContainerSummary]) -> str:
             str(r.nodes_gained),
             str(r.nodes_lost),
             format_size(r.bytes_migrated),
-            format_nodelist(r.nodes_at_end) or "-",
+            _held(r.nodes_at_end),
         )
         for r in rows
     ]

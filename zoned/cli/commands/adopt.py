@@ -23,7 +23,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from zoned.cli.commands._index import HELP
+from zoned.cli.commands._index import describe
 from zoned.cli.commands._locate import add_locate_args, locate
 from zoned.errors import BackendError, CgroupGone
 from zoned.kernel.proc import comm, is_kernel_thread, proc_cgroup
@@ -41,16 +41,19 @@ class Result:
     reason: str = ""
 
 
+DESCRIPTION = """\
+Move running processes, with all their threads, into CONTAINER's cgroup. Every pid is
+checked first (from /proc); if any is refused (kernel thread, pid 1, zoned itself, in
+another declared container without --force) none is moved. Reads the configuration to
+find the container's cgroup.
+
+examples:
+  zoned adopt web 1234 1240
+"""
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "adopt",
-        help=HELP["adopt"],
-        description=(
-            "Move running processes, with all their threads, into CONTAINER's cgroup. "
-            "Every pid is checked first; if any is refused (kernel thread, pid 1, zoned "
-            "itself, in another declared container without --force) none is moved."
-        ),
-    )
+    p = sub.add_parser("adopt", **describe("adopt", DESCRIPTION))
     p.add_argument("container", metavar="CONTAINER")
     p.add_argument("pids", nargs="+", type=int, metavar="PID")
     p.add_argument("--force", action="store_true", help="take pids from other containers too")

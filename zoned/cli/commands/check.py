@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoned.cli.commands._index import HELP
+from zoned.cli.commands._index import describe
 from zoned.config.decl import Amount, AmountUnit, Declarations
 from zoned.config.load import check_against_topology, load
 from zoned.config.paths import DEFAULT_PATH
@@ -47,15 +47,20 @@ JSON_VERSION = 1
 LIVE_NODES = SYS_ROOT / "devices" / "system" / "node"
 
 
+DESCRIPTION = """\
+Validate zoned declarations: a main file and its containers.d/ drop-ins, each field
+against its type and range, node references against this machine's topology (from
+/sys, unless --no-topology). Every problem is reported as file:line:column; warnings
+go to stderr and do not fail the check. Nothing is applied.
+
+examples:
+  zoned check                              # /etc/zoned/zoned.yaml
+  zoned check config/zoned.yaml --no-topology
+"""
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "check",
-        help=HELP["check"],
-        description=(
-            "Validate zoned declarations (a main file and its containers.d/ drop-ins) and "
-            "report every problem as file:line:column. Nothing is applied."
-        ),
-    )
+    p = sub.add_parser("check", **describe("check", DESCRIPTION))
     p.add_argument(
         "configs",
         nargs="*",

@@ -18,7 +18,7 @@ import os
 import signal
 import sys
 
-from zoned.cli.commands._index import HELP
+from zoned.cli.commands._index import describe
 from zoned.cli.commands._locate import add_locate_args, locate
 from zoned.errors import ZonedError
 
@@ -38,17 +38,18 @@ _CHILD_DEFAULTS = (
 _FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
 
+DESCRIPTION = """\
+Run CMD inside CONTAINER's cgroup: the child enters the cgroup before it execs CMD, so
+CMD's first instruction already runs on the container's nodes. Reads the configuration
+to find the container's cgroup. The parent waits and exits with CMD's status.
+
+examples:
+  zoned exec web -- python3 server.py
+"""
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "exec",
-        help=HELP["exec"],
-        description=(
-            "Run CMD inside CONTAINER's cgroup: the child enters the cgroup before it execs "
-            "CMD. Exits with CMD's status (128+N when killed by signal N); 125 when zoned "
-            "fails (no such container, no cgroup: is the daemon running?), 126 when CMD "
-            "cannot run, 127 when it is not found."
-        ),
-    )
+    p = sub.add_parser("exec", **describe("exec", DESCRIPTION))
     p.add_argument("container", metavar="CONTAINER")
     p.add_argument("cmd", nargs="+", metavar="CMD", help="the command (put it after --)")
     add_locate_args(p)

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from zoned.cli.commands._index import HELP
+from zoned.cli.commands._index import describe
 from zoned.cli.commands._roots import add_root_args, roots
 from zoned.cli.render import table
 from zoned.config.paths import DEFAULT_PATH
@@ -15,19 +15,20 @@ from zoned.errors import ConfigError
 from zoned.model.sizes import format_size
 from zoned.policy.placement import Placement, place
 
+DESCRIPTION = """\
+Read the configuration and the machine's topology (/sys) and print the placement
+admission would make: each node's owner (a container, reserved, shared, free) and
+why. Nothing is written. Fails, naming each container and the numbers, when the
+declared min values do not fit the pool.
+
+examples:
+  zoned plan
+  zoned plan --config config/zoned.yaml --json
+"""
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "plan",
-        help=HELP["plan"],
-        description=(
-            "Read the configuration and the machine's topology and print the placement\n"
-            "admission would make: each node's owner (a container, reserved, shared, free)\n"
-            "and why. Nothing is written. Fails, naming each container and the numbers,\n"
-            "when the declared min values do not fit the pool."
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = sub.add_parser("plan", **describe("plan", DESCRIPTION))
     p.add_argument("--config", type=Path, default=DEFAULT_PATH, help="main YAML file")
     add_root_args(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")

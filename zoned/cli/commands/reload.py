@@ -5,11 +5,22 @@ from __future__ import annotations
 import argparse
 
 from zoned.cli.commands._client import add_socket, call
-from zoned.cli.commands._index import HELP
+from zoned.cli.commands._index import describe
+
+DESCRIPTION = """\
+Ask the running daemon (over its control socket) to re-read its configuration, as
+SIGHUP and systemctl reload zoned do. An invalid file is refused with every problem
+and the running configuration is kept. A valid one applies when no hand-over is in
+flight: removed containers' nodes are freed, added containers placed on free nodes.
+
+examples:
+  zoned reload
+  zoned reload --allow-empty     # a configuration with no containers: release all
+"""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("reload", help=HELP["reload"])
+    p = sub.add_parser("reload", **describe("reload", DESCRIPTION))
     p.add_argument(
         "--allow-empty",
         action="store_true",

@@ -7,7 +7,7 @@ import grp
 import logging
 from pathlib import Path
 
-from zoned.cli.commands._index import HELP
+from zoned.cli.commands._index import describe
 from zoned.cli.commands._roots import add_root_args, roots
 from zoned.config.paths import DEFAULT_PATH
 from zoned.errors import ZonedError
@@ -29,14 +29,21 @@ def check_address(where: str) -> str | None:
     return None
 
 
+DESCRIPTION = """\
+Run zoned: adopt what the host holds, admit the declared containers, then move nodes
+under pressure until SIGTERM. Containers keep their zones when zoned stops. Reads the
+configuration (--config), the topology (/sys), the cgroup hierarchy and /proc; serves
+the control socket that status, lend, reclaim, events and reload talk to. Normally
+started by systemd (zoned.service); SIGHUP re-reads the configuration.
+
+examples:
+  zoned run --config /etc/zoned/zoned.yaml --dry-run
+  zoned run --backend sim:config/scenarios/demo.yaml --sim-speed 10 --socket /tmp/z.sock
+"""
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "run",
-        help=HELP["run"],
-        description="Run zoned: adopt what the host holds, admit the declared containers, "
-        "then move nodes under pressure until SIGTERM. Containers keep their zones when "
-        "zoned stops.",
-    )
+    p = sub.add_parser("run", **describe("run", DESCRIPTION))
     p.add_argument(
         "--config",
         type=Path,

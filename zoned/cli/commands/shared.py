@@ -42,7 +42,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoned.cli.commands._index import HELP
+from zoned.cli.commands._index import describe, epilog
 from zoned.config.load import load
 from zoned.config.paths import DEFAULT_PATH
 from zoned.kernel.roots import PROC_ROOT, SYS_ROOT
@@ -57,14 +57,56 @@ if TYPE_CHECKING:
 JSON_VERSION = 1
 
 
+DESCRIPTION = """\
+The shared zone: nodes that belong to no container, filled by zoned with files every
+container reads. warm reads the declared shared paths (or the PATHs given) into its
+page cache; where shows on which nodes files' cached pages are; mount mounts the
+declared shared tmpfs bound to the shared nodes. Reads the configuration and /sys.
+
+examples:
+  zoned shared warm --rate 64M
+  zoned shared where /usr/lib/x86_64-linux-gnu/libc.so.6
+  zoned shared mount --dry-run
+"""
+
+WARM = """\
+Read the declared shared paths (or the PATHs given) into the shared zone's page cache,
+from a helper bound to the shared nodes, so every container finds them cached there.
+Reads the configuration and /sys; --move also migrates pages already cached elsewhere.
+
+examples:
+  zoned shared warm
+  zoned shared warm /usr/lib --rate 64M
+"""
+
+WHERE = """\
+On which nodes the cached pages of the given files are (from mincore and
+/proc/self/numa_maps of a mapping). Reads only.
+
+examples:
+  zoned shared where /usr/lib/x86_64-linux-gnu/libc.so.6
+"""
+
+MOUNT = """\
+Mount the tmpfs the configuration declares (host.shared_tmpfs) with
+mpol=bind:<the shared nodes>, so files written there live on the shared zone. Reads the
+configuration, /sys and /proc/self/mountinfo; --dry-run shows what it would do.
+
+examples:
+  zoned shared mount --dry-run
+"""
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "shared",
-        help=HELP["shared"],
-        description="The shared zone: nodes that belong to no container, filled by zoned.",
-    )
+    p = sub.add_parser("shared", **describe("shared", DESCRIPTION))
     ssub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    w = ssub.add_parser("warm", help="read shared paths into the shared zone's page cache")
+    w = ssub.add_parser(
+        "warm",
+        help="read shared paths into the shared zone's page cache",
+        description=WARM,
+        epilog=epilog("shared"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     w.add_argument("paths", nargs="*", metavar="PATH", help="default: the declared paths")
     w.add_argument("--config", type=Path, default=DEFAULT_PATH, metavar="FILE")
     w.add_argument("--method", choices=METHODS, default="read")
@@ -74,12 +116,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     w.add_argument("--cgroup-root", type=Path, metavar="DIR", help="default: host.cgroup_root")
     w.add_argument("--json", action="store_true", help="machine-readable output")
     w.set_defaults(func=run_warm)
-    q = ssub.add_parser("where", help="where the cached pages of files are, by node")
+    q = ssub.add_parser(
+        "where",
+        help="where the cached pages of files are, by node",
+        description=WHERE,
+        epilog=epilog("shared"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     q.add_argument("paths", nargs="+", metavar="PATH")
     q.add_argument("--json", action="store_true", help="machine-readable output")
     q.set_defaults(func=run_where)
     m = ssub.add_parser(
-        "mount", help="mount the declared shared tmpfs with mpol=bind:<the shared nodes>"
+        "mount",
+        help="mount the declared shared tmpfs with mpol=bind:<the shared nodes>",
+        description=MOUNT,
+        epilog=epilog("shared"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     m.add_argument("--config", type=Path, default=DEFAULT_PATH, metavar="FILE")
     m.add_argument("--dry-run", action="store_true", help="decide and show; mount nothing")

@@ -24,7 +24,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoned.cli.commands._index import HELP
+from zoned.cli.commands._index import describe
 from zoned.cli.commands._roots import add_root_args, roots
 from zoned.config.load import load
 from zoned.config.paths import DEFAULT_PATH
@@ -37,13 +37,20 @@ if TYPE_CHECKING:  # the modules themselves are imported when the command runs (
 JSON_VERSION = 1
 
 
+DESCRIPTION = """\
+Per pair of containers, how much of whose pages each one maps: pages on the shared
+zone (expected), on its own nodes, or on another container's nodes (read from each
+process's /proc/PID/numa_maps). --promote moves the files mapped on other containers'
+nodes into the shared zone. Reads the configuration, the cgroups and /proc.
+
+examples:
+  zoned sharing
+  zoned sharing --promote
+"""
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "sharing",
-        help=HELP["sharing"],
-        description="Per pair of containers, how much of whose pages each one maps "
-        "(from /proc/PID/numa_maps).",
-    )
+    p = sub.add_parser("sharing", **describe("sharing", DESCRIPTION))
     p.add_argument("--config", type=Path, default=DEFAULT_PATH, metavar="FILE")
     p.add_argument(
         "--promote",

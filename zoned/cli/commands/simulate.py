@@ -29,7 +29,7 @@ from typing import Any
 
 from zoned.backends.sim import Isolation, Scenario, SimBackend, load_scenario
 from zoned.backends.sim import Sample as SimSample
-from zoned.cli.commands._index import HELP
+from zoned.cli.commands._index import describe
 from zoned.cli.report import (
     ContainerSummary,
     HostFacts,
@@ -291,13 +291,30 @@ def _main(args: argparse.Namespace) -> int:
     return 0
 
 
+DESCRIPTION = """\
+Run the real engine on a simulated host, in virtual time: minutes take a fraction of
+a second, and the same file always gives the same result. The scenario file gives
+the host, zoned's declarations, each container's workload and any faults (the files
+in config/scenarios/ are examples).
+
+Modes, for comparison (the baselines run without the engine):
+  zoned          placement, then the engine moves nodes under pressure (default)
+  static-zones   placement only: each container keeps its initial nodes
+  static-limits  no cpusets; each container gets a memcg limit (memory.max) of its max
+  no-isolation   no cpusets, no limits: everyone shares every pool node
+
+Prints a timeline of decisions with their reasons and a per-container summary (peak
+usage, stall seconds, OOM kills, nodes gained and lost, bytes migrated); --json prints
+the same as JSON; --plot FILE.png draws node ownership and usage over time.
+
+examples:
+  zoned simulate config/scenarios/overcommit.yaml
+  zoned simulate config/scenarios/burst.yaml --mode static-zones --json
+"""
+
+
 def register(sub: Any) -> None:
-    p = sub.add_parser(
-        "simulate",
-        help=HELP["simulate"],
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = sub.add_parser("simulate", **describe("simulate", DESCRIPTION))
     p.add_argument(
         "scenario", metavar="SCENARIO.yaml", help="scenario file (see config/scenarios/)"
     )

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from zoned.cli.commands._index import HELP
+from zoned.cli.commands._index import describe
 from zoned.cli.commands._roots import add_root_args, roots
 from zoned.config.decl import Amount
 from zoned.errors import ConfigError, Problem
@@ -42,16 +42,20 @@ from zoned.policy.fakenuma import FakeNumaPlan, plan_fake_numa, warnings
 JSON_VERSION = 1
 
 
+DESCRIPTION = """\
+Show this machine's NUMA nodes (sizes from /sys/devices/system/node/nodeN/meminfo),
+the numa=fake= boot argument (from /proc/cmdline), kernel.numa_balancing and
+warnings. Without fake NUMA, print the numa=fake= boot parameter to use, sized for
+--config's containers when given. Reads only; changes nothing.
+
+examples:
+  zoned topology
+  zoned topology --config /etc/zoned/zoned.yaml
+"""
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "topology",
-        help=HELP["topology"],
-        description=(
-            "Show the machine's NUMA nodes (sizes from nodeN/meminfo), the numa=fake= boot "
-            "argument, kernel.numa_balancing and warnings. Without fake NUMA, print the "
-            "numa=fake= boot parameter to use (sized for --config's containers if given)."
-        ),
-    )
+    p = sub.add_parser("topology", **describe("topology", DESCRIPTION))
     p.add_argument("--json", action="store_true", help="machine-readable output")
     add_root_args(p)
     p.add_argument(

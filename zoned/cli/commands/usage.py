@@ -26,7 +26,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoned.cli.commands._index import HELP
+from zoned.cli.commands._index import describe
 from zoned.cli.commands._roots import add_root_args, roots
 from zoned.config.load import load
 from zoned.config.paths import DEFAULT_PATH
@@ -42,12 +42,24 @@ JSON_VERSION = 1
 MODELS = ("zones", "static", "partial")
 
 
+DESCRIPTION = """\
+How much memory each declared container uses, counted three ways:
+  zones    bytes in use on the nodes it owns (per-node counts from its cgroup)
+  static   what its cgroup is charged (a page counts for whoever touched it first)
+  partial  the distinct pages its processes map, each counted for every container
+           that maps it (from /proc/PID/pagemap: root only)
+and the pages two containers both map. Reads the configuration, the cgroups and /proc;
+changes nothing. --sample N reads 1 page frame in N (an estimate, with its standard
+error); --rate bounds the pagemap walk.
+
+examples:
+  zoned usage
+  zoned usage --model zones --json
+"""
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "usage",
-        help=HELP["usage"],
-        description=__doc__.split("\n\n")[2] if __doc__ else None,
-    )
+    p = sub.add_parser("usage", **describe("usage", DESCRIPTION))
     p.add_argument("--config", type=Path, default=DEFAULT_PATH, metavar="FILE")
     p.add_argument("--model", choices=(*MODELS, "all"), default="all")
     p.add_argument("--sample", type=int, default=1, metavar="N", help="keep 1 PFN in N")
