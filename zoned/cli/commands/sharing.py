@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+import sys
 from typing import TYPE_CHECKING, Any
 
 from zoned.cli.commands._index import HELP
 from zoned.cli.commands._roots import add_root_args, roots
-from zoned.config.load import load
-from zoned.config.paths import DEFAULT_PATH
+from zoned.cli.commands._zonemap import add_source_args, zone_source
 from zoned.model.sizes import format_size
 
 if TYPE_CHECKING:  # the modules themselves are imported when the command runs (numpy)
@@ -44,7 +43,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Per pair of containers, how much of whose pages each one maps "
         "(from /proc/PID/numa_maps).",
     )
-    p.add_argument("--config", type=Path, default=DEFAULT_PATH, metavar="FILE")
+    add_source_args(p)  # --config FILE, else the running daemon's, else the installed file
     p.add_argument(
         "--promote",
         action="store_true",
@@ -61,12 +60,17 @@ def run(args: argparse.Namespace) -> int:
     from zoned.backends.select import readonly_backend
     from zoned.shared.zone import warm
 
-    decls = load(args.config)
+    source = zone_source(args)
+    if source.note:
+        print(f"zoned {args.command}: {source.note}", file=sys.stderr)
+    decls = source.decls
     r = roots(args)
     backend = readonly_backend(decls, cgroup_root=r.cgroup, sys_root=r.sys, proc_root=r.proc)
     promoted: WarmReport | None = None
     try:
-        shared = shared_nodes(decls, backend.topology())
+        shared = (
+            source.shared if source.shared is not None else shared_nodes(decls, backend.topology())
+        )
         found, _missing = targets(backend, [c.name for c in decls.containers])
         report = sharing(found, shared, r.proc)
         if args.promote:

@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+import sys
 from typing import TYPE_CHECKING, Any
 
 from zoned.cli.commands._index import HELP
 from zoned.cli.commands._roots import add_root_args, roots
-from zoned.config.load import load
-from zoned.config.paths import DEFAULT_PATH
+from zoned.cli.commands._zonemap import add_source_args, zone_source
 from zoned.model.nodelist import format_nodelist
 from zoned.model.sizes import format_size
 
@@ -48,7 +47,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help=HELP["usage"],
         description=__doc__.split("\n\n")[2] if __doc__ else None,
     )
-    p.add_argument("--config", type=Path, default=DEFAULT_PATH, metavar="FILE")
+    add_source_args(p)  # --config FILE, else the running daemon's, else the installed file
     p.add_argument("--model", choices=(*MODELS, "all"), default="all")
     p.add_argument("--sample", type=int, default=1, metavar="N", help="keep 1 PFN in N")
     p.add_argument(
@@ -67,12 +66,17 @@ def run(args: argparse.Namespace) -> int:
 
     if args.sample < 1:
         raise SystemExit("zoned usage: --sample must be >= 1")
-    decls = load(args.config)
+    source = zone_source(args)
+    if source.note:
+        print(f"zoned {args.command}: {source.note}", file=sys.stderr)
+    decls = source.decls
     r = roots(args)
     models = MODELS if args.model == "all" else (args.model,)
     backend = readonly_backend(decls, cgroup_root=r.cgroup, sys_root=r.sys, proc_root=r.proc)
     try:
-        shared = shared_nodes(decls, backend.topology())
+        shared = (
+            source.shared if source.shared is not None else shared_nodes(decls, backend.topology())
+        )
         reader = (
             PagemapReader(r.proc, sample=args.sample, rate_pages_per_s=args.rate)
             if "partial" in models
