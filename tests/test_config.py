@@ -283,11 +283,13 @@ def test_shared_count_above_memory_nodes_is_reported() -> None:
     assert check_against_topology(d, four_nodes_3_memoryless()) == [
         Problem(
             Location("m.yaml", 2, 11),
-            "host.shared: found a count of 4 shared nodes; expected at most 3, the nodes"
-            " with memory on this machine",
+            "host.shared: found a count of 4 shared nodes; expected at most 2, the nodes"
+            " with memory on this machine (0-2) less the reserved ones",
         )
     ]
-    assert check_against_topology(loads("host: {shared: 3}"), four_nodes_3_memoryless()) == []
+    assert check_against_topology(loads("host: {shared: 2}"), four_nodes_3_memoryless()) == []
+    # Counted from the pool, as placement takes it: node 0 is reserved by default.
+    assert len(check_against_topology(loads("host: {shared: 3}"), four_nodes_3_memoryless())) == 1
 
 
 def test_check_command_reports_unknown_nodes_from_sysfs(

@@ -132,3 +132,104 @@ def test_usage_command_json(tree: tuple[Path, FakeSys], capsys: pytest.CaptureFi
     text = capsys.readouterr().out
     rows = [line.split() for line in text.splitlines()]
     assert ["a", "1", "2", "100M"] in rows and ["(shared", "zone)", "3", "-", "64M"] in rows
+
+
+# -- usage and sharing: the running daemon's zone map, else the installed file ----------
+
+
+def _status_doc(config: Path, shared: int) -> dict[str, object]:
+    """The parts of ``zoned status --json`` that usage and sharing read."""
+    kinds = {0: "reserved", 1: "container", 2: "container", 3: "free"} | {shared: "shared"}
+    return {
+        "daemon": {"pid": 4242, "config": str(config)},
+        "nodes": [{"node": n, "kind": k} for n, k in sorted(kinds.items())],
+    }
+
+
+def test_usage_and_sharing_take_the_shared_zone_from_the_running_daemon(
+    tree: tuple[Path, FakeSys],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import json
+
+    from zoned.cli.commands import _zonemap
+    from zoned.cli.main import main
+
+    cg, fs = tree
+    cfg = cg.parent / "zoned.yaml"
+    cfg.write_text(CONFIG.format(root=cg))  # declares shared: [3]
+    asked: list[tuple[Path, dict[str, object]]] = []
+
+    def request(path: Path, req: dict[str, object], **_: object) -> dict[str, object]:
+        asked.append((path, req))
+        return {"ok": True, "result": _status_doc(cfg, shared=2)}
+
+    monkeypatch.setattr(_zonemap, "request", request)
+    monkeypatch.setattr(_zonemap, "INSTALLED", cg.parent / "absent.yaml")
+    sock = cg.parent / "control.sock"
+    roots = ["--sysfs-root", str(fs.sys_root), "--proc-root", str(fs.proc_root)]
+    assert main(["usage", "--socket", str(sock), *roots, "--json", "--model", "zones"]) == 0
+    out, err = capsys.readouterr()
+    assert asked == [(sock, {"cmd": "status"})]
+    # The daemon's map (node 2 shared) wins over what the file would give (node 3).
+    assert json.loads(out)["shared_nodes"] == [2]
+    assert err == (
+        f"zoned usage: zone map from the running daemon (pid 4242), declarations from {cfg}\n"
+    )
+    assert main(["sharing", "--socket", str(sock), *roots, "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["shared_nodes"] == [2]
+    assert err.startswith("zoned sharing: zone map from the running daemon (pid 4242)")
+
+
+def test_usage_without_a_daemon_reads_the_installed_file_and_says_so(
+    tree: tuple[Path, FakeSys],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import json
+
+    from zoned.cli.commands import _zonemap
+    from zoned.cli.main import main
+
+    cg, fs = tree
+    installed = cg.parent / "installed.yaml"
+    installed.write_text(CONFIG.format(root=cg))
+    monkeypatch.setattr(_zonemap, "INSTALLED", installed)
+    sock = cg.parent / "no-daemon.sock"  # nothing listens: the real client's error
+    roots = ["--sysfs-root", str(fs.sys_root), "--proc-root", str(fs.proc_root)]
+    assert main(["usage", "--socket", str(sock), *roots, "--json", "--model", "zones"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["shared_nodes"] == [3]
+    assert err == (
+        f"zoned usage: not from a running daemon (no daemon at {sock} (is zoned.service "
+        f"running?)): read {installed}; the shared zone is computed from it\n"
+    )
+    # --config asks no daemon and notes nothing.
+    assert main(["usage", "--config", str(installed), "--socket", str(sock), *roots]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_a_status_without_a_zone_map_falls_back_to_the_file(
+    tree: tuple[Path, FakeSys],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import json
+
+    from zoned.cli.commands import _zonemap
+    from zoned.cli.main import main
+
+    cg, fs = tree
+    installed = cg.parent / "installed.yaml"
+    installed.write_text(CONFIG.format(root=cg))
+    monkeypatch.setattr(_zonemap, "INSTALLED", installed)
+    # A daemon whose status document has another shape: no shared set guessed as empty.
+    monkeypatch.setattr(_zonemap, "request", lambda *_a, **_k: {"ok": True, "result": {}})
+    sock = cg.parent / "control.sock"
+    roots = ["--sysfs-root", str(fs.sys_root), "--proc-root", str(fs.proc_root)]
+    assert main(["usage", "--socket", str(sock), *roots, "--json", "--model", "zones"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["shared_nodes"] == [3]
+    assert f"the daemon at {sock} sent a status without its zone map" in err

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes.sysfs import FakeSys
 from zoned.cli.main import main
+from zoned.config.load import ONE_NODE
 
 ROOT = Path(__file__).resolve().parent.parent
 TREE = ["--sysfs-root", str(ROOT / "tests/data/sys-8node")]
@@ -64,3 +66,41 @@ def test_plan_reports_config_errors_with_location(
         f"zoned plan: {cfg}:2:23: host.reserved_nodes[1]: found node 9, which this machine "
         "does not have; expected one of its nodes (0-7)\n"
     )
+
+
+# -- a one-node host: check and plan give the same one line --------------------------
+
+
+def test_one_node_host_plan_and_check_say_boot_with_fake_numa(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fs = FakeSys(tmp_path).node(0, 2048).build()
+    one = ["--sysfs-root", str(fs.sys_root), "--proc-root", str(fs.proc_root)]
+    config = str(ROOT / "config/zoned.yaml")
+    assert main(["plan", "--config", config, *one]) == 1
+    plan_err = capsys.readouterr().err
+    assert plan_err == f"zoned plan: {ONE_NODE}\n"
+    assert main(["check", config, *one]) == 1
+    out, check_err = capsys.readouterr()
+    assert check_err == f"{ONE_NODE}\n"
+    assert ": ok" not in out
+    assert "numa=fake=N" in ONE_NODE and "zoned topology" in ONE_NODE
+
+
+def test_shared_count_beyond_the_pool_fails_check_as_plan_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Two nodes, node 0 reserved: the pool is node 1, so two shared nodes cannot be had.
+    fs = FakeSys(tmp_path / "t").node(0, 512).node(1, 512).build()
+    two = ["--sysfs-root", str(fs.sys_root), "--proc-root", str(fs.proc_root)]
+    cfg = tmp_path / "zoned.yaml"
+    cfg.write_text("host:\n  shared: 2\n")
+    assert main(["check", str(cfg), *two]) == 1
+    check_err = capsys.readouterr().err
+    assert main(["plan", "--config", str(cfg), *two]) == 1
+    plan_err = capsys.readouterr().err
+    expected = (
+        f"{cfg}:2:11: host.shared: found a count of 2 shared nodes; expected at most 1, "
+        "the nodes with memory on this machine (0-1) less the reserved ones\n"
+    )
+    assert (check_err, plan_err) == (expected, f"zoned plan: {expected}")

@@ -4,6 +4,7 @@ JSON, the plot file."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,23 @@ def test_dry_run_moves_nothing_but_says_what_it_would_do() -> None:
     would = [r for r in run.log if r.outcome == "would have"]
     assert would and all(r.what for r in would)
     assert run.oom_kills == 2  # nothing moved, so the same kills as static zones
+
+
+def test_plot_without_matplotlib_says_which_extra_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # None in sys.modules makes `import matplotlib` fail as when it is not installed.
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.delitem(sys.modules, "zoned.cli.plot", raising=False)
+    scenario = str(ROOT / "config" / "scenarios" / "cache-fill.yaml")
+    assert main(["simulate", scenario, "--plot", str(tmp_path / "run.png")]) == 1
+    # Only zoned's lines: a handler another test left on a closed stream may log here too.
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("zoned")]
+    assert err == [
+        "zoned simulate: the plot needs matplotlib, which is not installed: "
+        "pip install 'zoned[plot]'"
+    ]
+    assert not (tmp_path / "run.png").exists()
 
 
 def test_cli_simulate_text_json_and_plot(

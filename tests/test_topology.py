@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.sysfs import DATA, FakeSys, write_8node
+from zoned.cli.commands import topology as topology_cmd
 from zoned.cli.main import main
 from zoned.config.decl import Amount, ContainerDecl, Declarations
 from zoned.errors import TopologyError
@@ -22,7 +23,7 @@ from zoned.kernel.topology import (
     read_topology,
 )
 from zoned.model.sizes import GIB, KIB, MIB
-from zoned.policy.fakenuma import plan_fake_numa, recommend_fake_numa, warnings
+from zoned.policy.fakenuma import boot_steps, plan_fake_numa, recommend_fake_numa, warnings
 
 SYS8 = DATA / "sys-8node"
 PROC8 = DATA / "proc-8node"
@@ -348,7 +349,14 @@ numa_balancing: off
 warnings:
   - node 0 (211M) is smaller than the others (252M typical): the kernel's own memory lives \
 there; keep it reserved for the host
+containers: none read (no /nonexistent/zoned.yaml; --config FILE sizes for one)
 """
+
+
+@pytest.fixture(autouse=True)
+def no_installed_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command reads /etc/zoned/zoned.yaml when present: never this machine's."""
+    monkeypatch.setattr(topology_cmd, "INSTALLED", Path("/nonexistent/zoned.yaml"))
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -402,13 +410,22 @@ def test_command_single_node_says_what_to_boot(
         capsys, "--sysfs-root", str(fs.sys_root), "--proc-root", str(fs.proc_root)
     )
     assert (status, err) == (0, "")
-    assert out.splitlines()[-4:] == [
+    assert out.splitlines()[-10:] == [
         "warnings:",
         "  - only one NUMA node with memory: zoned needs the kernel booted with numa=fake=N "
         "to have zones to hand out",
+        "containers: none read (no /nonexistent/zoned.yaml; --config FILE sizes for one)",
         "zoned needs fake NUMA: boot this kernel with numa=fake=8 (memory: 2G)",
-        "  - 8 nodes of ~256M: node 0 for the host, 7 to lend (no containers declared; "
-        "aiming for ~256M nodes, at most 16)",
+        "  - 8 nodes of ~256M: node 0 for the host, 7 to lend; with no containers declared, "
+        "nodes of ~256M keep lending fine-grained",
+        "to boot with numa=fake=8:",
+        "  - Debian/Ubuntu (GRUB): add numa=fake=8 to GRUB_CMDLINE_LINUX in /etc/default/grub, "
+        "run update-grub, reboot",
+        "  - systemd-boot: add numa=fake=8 to the options line of /boot/loader/entries/*.conf "
+        "(or /etc/kernel/cmdline, then kernel-install), reboot",
+        "  - kernelstub (Pop!_OS): kernelstub -a numa=fake=8, reboot",
+        "  - after the reboot: ls /sys/devices/system/node lists node0 to node7; "
+        "zoned topology shows their sizes",
     ]
     assert "fake NUMA: not on the kernel command line (1 node)" in out
 
@@ -492,3 +509,65 @@ def test_node_memory_per_step_reads_the_three_fields_of_each_node(tmp_path: Path
     fs.write(f"{NODE}/node1/meminfo", "Node 1 MemTotal: lots\nNode 1 MemFree: 5 kB\n")
     with pytest.raises(TopologyError, match="no MemTotal, FilePages line"):
         read_node_memory(fs.sys_root, fs.proc_root)
+
+
+# ------------------------------------------------- the installed config, the reasons
+
+
+def test_command_reads_the_installed_config_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    installed = tmp_path / "etc" / "zoned.yaml"
+    installed.parent.mkdir()
+    installed.write_text("containers:\n  a: {min: {nodes: 10}}\n")
+    monkeypatch.setattr(topology_cmd, "INSTALLED", installed)
+    fs = FakeSys(tmp_path).node(0, 4096).build()
+    tree = ["--sysfs-root", str(fs.sys_root), "--proc-root", str(fs.proc_root)]
+    status, out, _ = run(capsys, *tree)
+    assert status == 0
+    assert f"containers: 1 declared in {installed}" in out
+    # 10 whole nodes, node 0 and a spare? No spare: min == max. 16 nodes by the floor.
+    assert "10 for the containers' mins" in out
+
+    # --config overrides the installed file.
+    other = tmp_path / "other.yaml"
+    other.write_text("containers: {}\n")
+    _, out, _ = run(capsys, "--config", str(other), *tree)
+    assert f"containers: 0 declared in {other}" in out
+
+    # A broken installed file is noted, not fatal.
+    installed.write_text("containers: [\n")
+    status, out, _ = run(capsys, *tree)
+    assert status == 0
+    assert f"containers: none read: {installed} has 1 problem (zoned check {installed}" in out
+    assert "boot this kernel with numa=fake=16" in out
+
+
+def test_default_reasons_say_what_bent_the_256m_aim() -> None:
+    (big,) = plan_fake_numa(int(23.5 * GIB)).reasons
+    assert big.startswith("16 nodes of ~1.5G: node 0 for the host, 15 to lend; ")
+    assert "aims at nodes of ~256M, but 23.5G would make 94 of them" in big
+    assert "aiming for ~256M" not in big
+    (small,) = plan_fake_numa(384 * MIB).reasons
+    assert small.startswith("2 nodes of ~192M") and "less than 2 nodes of ~256M" in small
+    (exact,) = plan_fake_numa(2 * GIB).reasons
+    assert exact.endswith("with no containers declared, nodes of ~256M keep lending fine-grained")
+
+
+def test_boot_steps_replace_a_current_numa_fake() -> None:
+    steps = boot_steps("numa=fake=12", "8")
+    assert steps[0].startswith("Debian/Ubuntu (GRUB): replace numa=fake=8 with numa=fake=12 in ")
+    assert "kernelstub -d numa=fake=8 -a numa=fake=12" in steps[2]
+    assert "node0 to node11" in steps[3]
+
+
+def test_boot_steps_replace_the_booted_numa_fake(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # The 8-node tree boots numa=fake=8; an empty config on 1.9G recommends 7: steps shown.
+    cfg = tmp_path / "zoned.yaml"
+    cfg.write_text("containers: {}\n")
+    _, out, _ = run(
+        capsys, "--config", str(cfg), "--sysfs-root", str(SYS8), "--proc-root", str(PROC8)
+    )
+    assert "replace numa=fake=8 with numa=fake=7" in out

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes.sysfs import DATA
 from tests.fakes.v1tree import NO_LIMIT, FakeV1Tree
 from tests.support.faults import Killer
 from zoned.backends.cgroup1 import Cgroup1Backend
@@ -88,7 +89,8 @@ def test_check_says_whether_the_flag_is_on(
 ) -> None:
     cfg = tmp_path / "zoned.yaml"
     cfg.write_text("host: {reserved_nodes: [0]}\ncontainers:\n  web: {min: 1M}\n")
-    argv = ["check", str(cfg), "--sysfs-root", str(tree.sys_root)]
+    # The fake v1 tree's sysfs has one node, which check refuses: the nodes of the 8-node tree.
+    argv = ["check", str(cfg), "--sysfs-root", str(DATA / "sys-8node")]
     assert main([*argv, "--proc-root", str(tree.proc_root)]) == 0
     out = capsys.readouterr().out
     assert f"{tree.cpuset_root}/{FLAG} is off (0)" in out

@@ -13,18 +13,24 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
-from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
-
 from zoned.cli.report import Sample
+from zoned.errors import ZonedError
 from zoned.model.actions import Lend, Reclaim, Return
 from zoned.model.decisions import LogRecord
 from zoned.model.sizes import MIB
+
+# matplotlib (with numpy, PIL and fontTools, half of an installed venv) serves only this
+# module, so it is the ``plot`` extra; this module is imported only to draw.
+PLOT_EXTRA = "the plot needs matplotlib, which is not installed: pip install 'zoned[plot]'"
+try:
+    import matplotlib
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+except ModuleNotFoundError as exc:
+    raise ZonedError(PLOT_EXTRA) from exc
+
+matplotlib.use("Agg")  # no display needed; pyplot picks its backend only when drawing
 
 _FIXED = {
     "free": "#e6e6e6",

@@ -35,6 +35,7 @@ MAX_FILE_BYTES = 1 << 20
 __all__ = [
     "DEFAULT_PATH",
     "DROPIN_DIR",
+    "ONE_NODE",
     "check_against_topology",
     "dropin_paths",
     "load",
@@ -272,15 +273,26 @@ def _cgroup_clashes(decls: Declarations, bad_paths: set[str]) -> list[Problem]:
     return out
 
 
+ONE_NODE = (
+    "this host has one NUMA node with memory, and zoned hands out whole nodes: boot it with "
+    "numa=fake=N (`zoned topology` prints N and the boot-loader steps)"
+)
+
+
 def check_against_topology(decls: Declarations, topology: Topology) -> list[Problem]:
     """Problems with node references given this machine's nodes, in file order.
 
-    Every node in ``host.reserved_nodes`` and an explicit ``host.shared`` list must exist and
-    have memory; a shared count cannot exceed the nodes with memory. Whether the pool left
-    over fits the containers' ``min`` is placement's question, not this one.
+    A machine with at most one node with memory gives the one problem ``ONE_NODE`` and
+    nothing else: every other check would only restate it. Otherwise every node in
+    ``host.reserved_nodes`` and an explicit ``host.shared`` list must exist and have
+    memory, and a shared count cannot exceed the pool it is taken from (the nodes with
+    memory that are neither reserved nor listed shared, as placement takes it). Whether
+    the pool left over fits the containers' ``min`` is placement's question, not this one.
     """
     existing = set(topology.node_ids)
     with_memory = set(topology.memory_node_ids)
+    if len(with_memory) <= 1:
+        return [Problem(None, ONE_NODE)]
     out: list[Problem] = []
     lists = (
         ("host.reserved_nodes", decls.host.reserved_nodes),
@@ -310,13 +322,15 @@ def check_against_topology(decls: Declarations, topology: Topology) -> list[Prob
                     )
                 )
     count = decls.host.shared_count
-    if count > len(with_memory):
+    pool = with_memory - set(decls.host.reserved_nodes) - set(decls.host.shared_nodes)
+    if count > len(pool):
         out.append(
             _problem(
                 decls,
                 "host.shared",
                 f"a count of {count} shared nodes",
-                f"at most {len(with_memory)}, the nodes with memory on this machine",
+                f"at most {len(pool)}, the nodes with memory on this machine "
+                f"({format_nodelist(with_memory)}) less the reserved ones",
             )
         )
     return _in_file_order(out, decls.files)

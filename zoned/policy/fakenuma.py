@@ -84,15 +84,7 @@ def plan_fake_numa(
     if not containers:
         n = floor
         size = total_bytes // n
-        return FakeNumaPlan(
-            n,
-            size,
-            (
-                f"{n} nodes of ~{format_size(size)}: node 0 for the host, "
-                f"{n - 1} to lend (no containers declared; aiming for ~"
-                f"{format_size(DEFAULT_NODE_TARGET)} nodes, at most {PREFERRED_MAX_NODES})",
-            ),
-        )
+        return FakeNumaPlan(n, size, (_default_reason(n, size, total_bytes),))
 
     grows = any(_grows(lo, hi) for lo, hi in containers)
     spare = 1 if grows else 0
@@ -147,6 +139,45 @@ def plan_fake_numa(
             f"more than {PREFERRED_MAX_NODES} nodes: every allocation walks a longer zonelist"
         )
     return FakeNumaPlan(n, size, tuple(reasons))
+
+
+def _default_reason(n: int, size: int, total_bytes: int) -> str:
+    """Why ``n`` nodes with no containers declared: the ~256 MiB aim, or what bent it."""
+    head = f"{n} nodes of ~{format_size(size)}: node 0 for the host, {n - 1} to lend"
+    aim = total_bytes // DEFAULT_NODE_TARGET
+    target = format_size(DEFAULT_NODE_TARGET)
+    if aim > n:
+        return (
+            f"{head}; with no containers declared zoned aims at nodes of ~{target}, but "
+            f"{format_size(total_bytes)} would make {aim} of them and more than "
+            f"{PREFERRED_MAX_NODES} make every allocation walk a longer zonelist, so the "
+            f"nodes are larger (declare containers to size them: --config)"
+        )
+    if aim < n:
+        return (
+            f"{head}; {format_size(total_bytes)} is less than 2 nodes of ~{target}, and "
+            "zoned needs at least 2 (node 0 and one to lend)"
+        )
+    return f"{head}; with no containers declared, nodes of ~{target} keep lending fine-grained"
+
+
+def boot_steps(param: str, current: str | None) -> list[str]:
+    """How to boot with ``param`` (``numa=fake=N``) on common boot loaders, one line each,
+    and how to check it took. ``current``: the ``numa=fake=`` argument booted now, if any."""
+    nodes = param.removeprefix("numa=fake=")
+    edit = f"replace numa=fake={current} with {param} in" if current else f"add {param} to"
+    last = f"node{int(nodes) - 1}" if nodes.isdigit() else "nodeN"
+    return [
+        f"Debian/Ubuntu (GRUB): {edit} GRUB_CMDLINE_LINUX in /etc/default/grub, "
+        "run update-grub, reboot",
+        f"systemd-boot: {edit} the options line of /boot/loader/entries/*.conf "
+        "(or /etc/kernel/cmdline, then kernel-install), reboot",
+        "kernelstub (Pop!_OS): "
+        + (f"kernelstub -d numa=fake={current} -a {param}" if current else f"kernelstub -a {param}")
+        + ", reboot",
+        f"after the reboot: ls /sys/devices/system/node lists node0 to {last}; "
+        "zoned topology shows their sizes",
+    ]
 
 
 def _grows(lo: Amount, hi: Amount) -> bool:

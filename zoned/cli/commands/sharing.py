@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+import sys
 from typing import TYPE_CHECKING, Any
 
 from zoned.cli.commands._index import describe
 from zoned.cli.commands._roots import add_root_args, roots
-from zoned.config.load import load
-from zoned.config.paths import DEFAULT_PATH
+from zoned.cli.commands._zonemap import add_source_args, zone_source
 from zoned.model.sizes import format_size
 
 if TYPE_CHECKING:  # the modules themselves are imported when the command runs (numpy)
@@ -41,7 +40,9 @@ DESCRIPTION = """\
 Per pair of containers, how much of whose pages each one maps: pages on the shared
 zone (expected), on its own nodes, or on another container's nodes (read from each
 process's /proc/PID/numa_maps). --promote moves the files mapped on other containers'
-nodes into the shared zone. Reads the configuration, the cgroups and /proc.
+nodes into the shared zone.
+Reads the running daemon's configuration (or --config FILE, or the installed file),
+the cgroups and /proc.
 
 examples:
   zoned sharing
@@ -51,7 +52,7 @@ examples:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("sharing", **describe("sharing", DESCRIPTION))
-    p.add_argument("--config", type=Path, default=DEFAULT_PATH, metavar="FILE")
+    add_source_args(p)  # --config FILE, else the running daemon's, else the installed file
     p.add_argument(
         "--promote",
         action="store_true",
@@ -68,12 +69,17 @@ def run(args: argparse.Namespace) -> int:
     from zoned.backends.select import readonly_backend
     from zoned.shared.zone import warm
 
-    decls = load(args.config)
+    source = zone_source(args)
+    if source.note:
+        print(f"zoned {args.command}: {source.note}", file=sys.stderr)
+    decls = source.decls
     r = roots(args)
     backend = readonly_backend(decls, cgroup_root=r.cgroup, sys_root=r.sys, proc_root=r.proc)
     promoted: WarmReport | None = None
     try:
-        shared = shared_nodes(decls, backend.topology())
+        shared = (
+            source.shared if source.shared is not None else shared_nodes(decls, backend.topology())
+        )
         found, _missing = targets(backend, [c.name for c in decls.containers])
         report = sharing(found, shared, r.proc)
         if args.promote:

@@ -17,7 +17,10 @@ JSON (``--json``), version 1; sizes in bytes, keys always present::
     }
 
 ``recommendation`` is given when the machine has at most one node with memory (zoned
-cannot work without fake NUMA) or when ``--config`` names declarations to size it for.
+cannot work without fake NUMA) or when there are declarations to size it for: ``--config``,
+else the installed ``/etc/zoned/zoned.yaml`` when it exists (the text says which file was
+read; a missing installed file is fine, one that does not load is noted, not fatal). The
+text also prints the boot-loader steps for the recommended ``numa=fake=``.
 """
 
 from __future__ import annotations
@@ -32,14 +35,17 @@ from typing import Any
 from zoned.cli.commands._index import describe
 from zoned.cli.commands._roots import add_root_args, roots
 from zoned.config.decl import Amount
+from zoned.config.paths import DEFAULT_PATH
 from zoned.errors import ConfigError, Problem
 from zoned.kernel.topology import machine_memory, read_topology
 from zoned.model.nodelist import format_nodelist
 from zoned.model.sizes import format_size
 from zoned.model.zonemap import Topology
-from zoned.policy.fakenuma import FakeNumaPlan, plan_fake_numa, warnings
+from zoned.policy.fakenuma import FakeNumaPlan, boot_steps, plan_fake_numa, warnings
 
 JSON_VERSION = 1
+#: Read when no --config is given and it exists (tests point it elsewhere).
+INSTALLED = DEFAULT_PATH
 
 
 DESCRIPTION = """\
@@ -60,7 +66,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_root_args(p)
     p.add_argument(
         "--config", type=Path, metavar="FILE", help="declarations to size a numa=fake= for"
-    )
+    )  # default: INSTALLED when it exists (not in the help text: another change owns it)
     p.set_defaults(func=run)
 
 
@@ -76,22 +82,42 @@ def _containers(config: Path) -> list[tuple[Amount, Amount]]:
     return [(c.min, c.max) for c in decl.containers]
 
 
+def _declared(config: Path | None) -> tuple[list[tuple[Amount, Amount]] | None, str]:
+    """The containers' (min, max) to size for (None: no declarations) and a line saying
+    where they came from. An explicit ``config`` must load; the installed one may be
+    absent or broken (noted: ``topology`` is a first step and must still answer)."""
+    if config is not None:
+        containers = _containers(config)
+        return containers, f"containers: {len(containers)} declared in {config}"
+    if not INSTALLED.is_file():
+        return None, f"containers: none read (no {INSTALLED}; --config FILE sizes for one)"
+    try:
+        containers = _containers(INSTALLED)
+    except ConfigError as exc:
+        n = len(exc.problems)
+        return None, (
+            f"containers: none read: {INSTALLED} has {n} problem{'s' if n != 1 else ''} "
+            f"(zoned check {INSTALLED} lists them)"
+        )
+    return containers, f"containers: {len(containers)} declared in {INSTALLED}"
+
+
 def run(args: argparse.Namespace) -> int:
     r = roots(args)
     topo = read_topology(r.sys, r.proc)
     warns = warnings(topo)
     single = len(topo.memory_node_ids) <= 1
+    containers, source = _declared(args.config)
     plan: FakeNumaPlan | None = None
     basis = 0
-    if single or args.config is not None:
-        containers = _containers(args.config) if args.config is not None else []
+    if single or containers is not None:
         basis = machine_memory(topo, r.proc)
-        plan = plan_fake_numa(basis, containers)
+        plan = plan_fake_numa(basis, containers or [])
     if args.json:
         json.dump(to_json(topo, warns, plan, basis), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        sys.stdout.write(render(topo, warns, plan, basis, single))
+        sys.stdout.write(render(topo, warns, plan, basis, single, source=source))
     return 0
 
 
@@ -161,8 +187,10 @@ def render(
     plan: FakeNumaPlan | None,
     basis: int,
     single: bool,
+    *,
+    source: str = "",
 ) -> str:
-    """The human table and summary lines."""
+    """The human table and summary lines; ``source`` says which declarations were read."""
     rows = [["node", "total", "free", "file", "cpus", "distance"]]
     for n in topo.nodes:
         rows.append(
@@ -196,6 +224,8 @@ def render(
     if warns:
         lines.append("warnings:")
         lines.extend(f"  - {w}" for w in warns)
+    if source:
+        lines.append(source)
     if plan is not None:
         if single:
             lines.append(
@@ -208,4 +238,7 @@ def render(
                 f"(memory: {format_size(basis)})"
             )
         lines.extend(f"  - {r}" for r in plan.reasons)
+        if plan.param != f"numa=fake={topo.fake_numa}":
+            lines.append(f"to boot with {plan.param}:")
+            lines.extend(f"  - {step}" for step in boot_steps(plan.param, topo.fake_numa))
     return "\n".join(lines) + "\n"

@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+import sys
 from typing import TYPE_CHECKING, Any
 
 from zoned.cli.commands._index import describe
 from zoned.cli.commands._roots import add_root_args, roots
-from zoned.config.load import load
-from zoned.config.paths import DEFAULT_PATH
+from zoned.cli.commands._zonemap import add_source_args, zone_source
 from zoned.model.nodelist import format_nodelist
 from zoned.model.sizes import format_size
 
@@ -48,7 +47,9 @@ How much memory each declared container uses, counted three ways:
   static   what its cgroup is charged (a page counts for whoever touched it first)
   partial  the distinct pages its processes map, each counted for every container
            that maps it (from /proc/PID/pagemap: root only)
-and the pages two containers both map. Reads the configuration, the cgroups and /proc;
+and the pages two containers both map.
+Reads the running daemon's configuration (or --config FILE, or the installed file),
+the cgroups and /proc;
 changes nothing. --sample N reads 1 page frame in N (an estimate, with its standard
 error); --rate bounds the pagemap walk.
 
@@ -60,7 +61,7 @@ examples:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("usage", **describe("usage", DESCRIPTION))
-    p.add_argument("--config", type=Path, default=DEFAULT_PATH, metavar="FILE")
+    add_source_args(p)  # --config FILE, else the running daemon's, else the installed file
     p.add_argument("--model", choices=(*MODELS, "all"), default="all")
     p.add_argument("--sample", type=int, default=1, metavar="N", help="keep 1 PFN in N")
     p.add_argument(
@@ -79,12 +80,17 @@ def run(args: argparse.Namespace) -> int:
 
     if args.sample < 1:
         raise SystemExit("zoned usage: --sample must be >= 1")
-    decls = load(args.config)
+    source = zone_source(args)
+    if source.note:
+        print(f"zoned {args.command}: {source.note}", file=sys.stderr)
+    decls = source.decls
     r = roots(args)
     models = MODELS if args.model == "all" else (args.model,)
     backend = readonly_backend(decls, cgroup_root=r.cgroup, sys_root=r.sys, proc_root=r.proc)
     try:
-        shared = shared_nodes(decls, backend.topology())
+        shared = (
+            source.shared if source.shared is not None else shared_nodes(decls, backend.topology())
+        )
         reader = (
             PagemapReader(r.proc, sample=args.sample, rate_pages_per_s=args.rate)
             if "partial" in models
