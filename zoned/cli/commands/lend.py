@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 
-from zoned.cli.commands._client import add_socket, call
+from zoned.cli.commands import _override
+from zoned.cli.commands._client import add_socket
 from zoned.cli.commands._index import HELP
 
 
@@ -12,17 +14,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "lend",
         help=HELP["lend"],
-        description="Lend NODE to CONTAINER (reclaiming it from its holder first if it is "
-        "lent). Refused with the reason when it would exceed the container's max, take the "
-        "holder below its min, or the node is reserved, shared or moving.",
+        description=textwrap.fill(
+            "Lend NODE to CONTAINER (reclaiming it from its holder first if it is "
+            "lent). Refused with the reason when it would exceed the container's max, take the "
+            "holder below its min, or the node is reserved, shared or moving; and, unless "
+            "--force, when the holder's anon would go over the tripwire of the nodes it keeps "
+            "or not fit them (docs/service.md, Overrides).",
+            78,
+        ),
+        epilog=_override.EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("node", type=int)
     p.add_argument("container")
+    _override.add_options(p)
     add_socket(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    res = call(args, {"cmd": "lend", "node": args.node, "container": args.container})
-    print(f"started: {res['started']}")
-    return 0
+    return _override.run(args, {"cmd": "lend", "node": args.node, "container": args.container})

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 
-from zoned.cli.commands._client import add_socket, call
+from zoned.cli.commands import _override
+from zoned.cli.commands._client import add_socket
 from zoned.cli.commands._index import HELP
 
 
@@ -12,16 +14,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "reclaim",
         help=HELP["reclaim"],
-        description="Evacuate NODE (its pages move to the holder's other nodes) and return "
-        "it to the free pool. Refused when the holder would fall below its min, or the node "
-        "is reserved, shared, free or moving.",
+        description=textwrap.fill(
+            "Evacuate NODE (its pages move to the holder's other nodes) and return "
+            "it to the free pool. Refused when the holder would fall below its min, or the node "
+            "is reserved, shared, free or moving; and, unless --force, when the holder's anon "
+            "would go over the tripwire of the nodes it keeps or not fit them (docs/service.md, "
+            "Overrides).",
+            78,
+        ),
+        epilog=_override.EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("node", type=int)
+    _override.add_options(p)
     add_socket(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    res = call(args, {"cmd": "reclaim", "node": args.node})
-    print(f"started: {res['started']}")
-    return 0
+    return _override.run(args, {"cmd": "reclaim", "node": args.node})
