@@ -381,8 +381,10 @@ class HandOvers:
         involved = {n for n in (t.donor, t.receiver) if n is not None}
         self._reconcile(involved & set(self.managed))
         if any(n not in self.managed for n in involved):
-            if t in self._transfers:  # _reconcile found it gone: _gone dropped it already
-                self._transfers.remove(t)
+            if t not in self._transfers:  # _reconcile found it gone: _gone ended it in the log
+                log.info("%s: %s (a container vanished)", t.action.describe(), error)
+                return
+            self._transfers.remove(t)
             self._record(
                 kind_of(t.action),
                 t.action.describe(),
@@ -478,6 +480,14 @@ class HandOvers:
                     self._transfers.remove(t)
                 if t.node is not None and t.receiver == name and t.phase is Phase.GIVE:
                     self._assign(t.node, FREE, f"{name}'s cgroup vanished", now)
+                # Every hand-over ends in the log (``zoned lend --wait`` follows it there).
+                self._record(
+                    kind_of(t.action),
+                    t.action.describe(),
+                    t.action.reason,
+                    f"abandoned: {name}'s cgroup vanished",
+                    t.action,
+                )
         self._record(
             "gone",
             f"{name} vanished",

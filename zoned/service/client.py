@@ -157,14 +157,37 @@ def request(path: Path, req: dict[str, Any], *, timeout_s: float = 10.0) -> dict
 
 
 def follow(
-    path: Path, req: dict[str, Any], *, timeout_s: float | None = None
+    path: Path,
+    req: dict[str, Any],
+    *,
+    timeout_s: float | None = None,
+    until: float | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Send a streaming request (``events``): yields the first response, then each line."""
+    """Send a streaming request (``events``): yields the first response, then each line.
+
+    ``until``: a ``time.monotonic()`` after which reading the lines raises TimeoutError
+    (the first response is read as ever), so a wait on the stream has an end."""
     s, first, lines = _open(path, req, 10.0)
     try:
         yield first
         s.settimeout(timeout_s)
-        yield from lines
+        if until is None:
+            yield from lines
+            return
+        while True:
+            left = until - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the deadline passed")
+            s.settimeout(left if timeout_s is None else min(left, timeout_s))
+            try:
+                obj = next(lines)
+            except StopIteration:
+                return
+            except ControlError:
+                if time.monotonic() >= until:  # the recv timed out at the deadline
+                    raise TimeoutError("the deadline passed") from None
+                raise
+            yield obj
     finally:
         s.close()
 

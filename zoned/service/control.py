@@ -7,7 +7,7 @@ requests, answered in order):
     ← {"ok": true, "result": {...status document...}}
     → {"cmd": "lend", "node": 3, "container": "web"}
     ← {"ok": false, "error": "node 3 is reserved: never lent"}
-    → {"cmd": "reclaim", "node": 3}
+    → {"cmd": "reclaim", "node": 3, "force": false}   (force: past the usage check)
     → {"cmd": "reload"}
     → {"cmd": "events", "history": 10}
     ← {"ok": true, "result": {"following": true}}   then one {"event": {...}} per decision

@@ -1,7 +1,9 @@
 """Control requests (``status``, ``lend``, ``reclaim``, ``reload``, ``events``) on the daemon.
 
-Each request is checked against the zone map, ``min``/``max`` and what is moving; a refusal
-is a ``ControlError`` whose text the client prints. Runs on the loop's thread.
+Each request is checked against the zone map, ``min``/``max``, what is moving and, for the
+container a node is taken from, what it uses (``zoned.policy.overrides``; ``"force": true``
+skips that last check only, and the reason says "forced"); a refusal is a ``ControlError``
+whose text the client prints. Runs on the loop's thread.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from zoned.model.zonemap import (
     OwnerKind,
 )
 from zoned.policy.decide import keeps_min, may_grow
+from zoned.policy.overrides import check_take
 from zoned.service import status as zstatus
 from zoned.service.control import Client
 
@@ -86,8 +89,9 @@ def _follow(d: Daemon, c: Client, req: dict[str, Any]) -> None:
 
 
 def _override(d: Daemon, c: Client, req: dict[str, Any], *, lend: bool) -> dict[str, Any]:
-    """``lend`` / ``reclaim``: check the request against the map, min and max, and what
-    is moving, then start it (ControlError with the reason when refused)."""
+    """``lend`` / ``reclaim``: check the request against the map, min and max, what is
+    moving and what the holder uses, then start it (ControlError with the reason when
+    refused)."""
     e = d.engine
     assert e is not None
     node = req.get("node")
@@ -111,16 +115,23 @@ def _override(d: Daemon, c: Client, req: dict[str, Any], *, lend: bool) -> dict[
     assert snap is not None
     if node in snap.busy_nodes:
         raise ControlError(f"refused: node {node} is moving ({'; '.join(e.pending())})")
+    force = req.get("force", False)
+    if not isinstance(force, bool):
+        raise ControlError('"force" must be true or false')
     who = f"operator (uid {c.cred.uid}, pid {c.cred.pid})"
     action: Lend | Reclaim | Return
     if lend:
-        action = _lend_action(d, node, owner, req.get("container"), who)
+        action = _lend_action(d, node, owner, req.get("container"), who, force=force)
     else:
         if owner.kind is not OwnerKind.CONTAINER or owner.container is None:
             raise ControlError(f"refused: node {node} is free already")
         _check_donor(d, owner.container, node)
-        action = Return(node, owner.container, f"{who}: zoned reclaim {node}")
-    log.info("override by %s: %s", who, action.describe())
+        forced = _check_take(d, owner.container, node, force)
+        action = Return(node, owner.container, f"{who}: zoned reclaim {node}{forced}")
+    if "; forced: " in action.reason:
+        log.warning("forced override by %s: %s (%s)", who, action.describe(), action.reason)
+    else:
+        log.info("override by %s: %s", who, action.describe())
     e.override(action)
     d._after_change()
     return {"ok": True, "result": {"started": action.describe(), "pending": list(e.pending())}}
@@ -152,7 +163,25 @@ def _check_donor(d: Daemon, donor: str, node: int) -> None:
     _check_busy(d, donor)
 
 
-def _lend_action(d: Daemon, node: int, owner: Owner, to: object, who: str) -> Lend | Reclaim:
+def _check_take(d: Daemon, holder: str, node: int, force: bool) -> str:
+    """What to add to the reason of taking ``node`` from ``holder``: nothing when its
+    usage allows it (``zoned.policy.overrides``); when it does not, a ControlError with
+    the numbers, or with ``force`` the words of what is forced past."""
+    e = d.engine
+    assert e is not None and e.last_snapshot is not None
+    verdict = check_take(
+        e.last_snapshot, holder, e.zonemap.nodes_of(holder), node, e.decls.policy.tripwire_pct
+    )
+    if verdict.ok:
+        return ""
+    if not force:
+        raise ControlError(verdict.refusal())
+    return f" --force; forced: {verdict.words}"
+
+
+def _lend_action(
+    d: Daemon, node: int, owner: Owner, to: object, who: str, *, force: bool
+) -> Lend | Reclaim:
     e = d.engine
     assert e is not None
     if not isinstance(to, str):
@@ -176,4 +205,5 @@ def _lend_action(d: Daemon, node: int, owner: Owner, to: object, who: str) -> Le
         return Lend(node, to, why)
     assert owner.container is not None
     _check_donor(d, owner.container, node)
+    why += _check_take(d, owner.container, node, force)
     return Reclaim(node, owner.container, to, why)

@@ -34,6 +34,14 @@ USAGE_ERROR = (2, "the command line is wrong (a usage error; the message says wh
 CONFIG_ERROR = (78, "the configuration is invalid (EX_CONFIG; every problem as file:line:col)")
 NO_DAEMON = "no daemon answers on the socket"
 
+OVERRIDE_EXIT = (
+    (0, "the hand-over started (with --wait: it completed)"),
+    (1, f"refused (the reason is printed), or {NO_DAEMON}"),
+    (3, "with --wait: the hand-over failed (the daemon gave up on it)"),
+    (4, "with --wait: cancelled (a container it involved vanished)"),
+    (5, "with --wait: --timeout passed first (the hand-over goes on: see zoned status)"),
+)
+
 EXIT: dict[str, tuple[tuple[int, str], ...]] = {
     "check": (
         (0, "every file is valid (warnings do not fail it)"),
@@ -67,14 +75,8 @@ EXIT: dict[str, tuple[tuple[int, str], ...]] = {
         (0, "shown; with --watch: ended by Ctrl-C or after --count snapshots"),
         (1, f"{NO_DAEMON}; with --watch: the daemon went away"),
     ),
-    "lend": (
-        (0, "the hand-over started"),
-        (1, f"refused (the reason is printed), or {NO_DAEMON}"),
-    ),
-    "reclaim": (
-        (0, "the hand-over started"),
-        (1, f"refused (the reason is printed), or {NO_DAEMON}"),
-    ),
+    "lend": OVERRIDE_EXIT,
+    "reclaim": OVERRIDE_EXIT,
     "events": (
         (0, "ended by Ctrl-C"),
         (1, f"{NO_DAEMON}, or the daemon closed the connection (stopped)"),
