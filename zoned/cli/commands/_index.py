@@ -39,7 +39,7 @@ OVERRIDE_EXIT = (
     (1, f"refused (the reason is printed), or {NO_DAEMON}"),
     (3, "with --wait: the hand-over failed (the daemon gave up on it)"),
     (4, "with --wait: cancelled (a container it involved vanished)"),
-    (5, "with --wait: --timeout passed first (the hand-over goes on: see zoned status)"),
+    (5, "with --wait: --timeout passed first (the hand-over goes on; zoned status shows it)"),
 )
 
 EXIT: dict[str, tuple[tuple[int, str], ...]] = {

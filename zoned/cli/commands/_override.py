@@ -17,6 +17,7 @@ EXIT_CANCELLED = 4  # it was abandoned: a container it involved vanished
 EXIT_TIMEOUT = 5  # --timeout passed first; it goes on in the daemon
 DEFAULT_TIMEOUT_S = 600.0  # above a 120 s migration deadline, retried, with its drain
 
+
 def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--force",
