@@ -252,11 +252,11 @@ def test_docs_list_every_metric_on_the_page() -> None:
     assert named == on_page
 
 
-def test_a_handover_cancelled_without_a_record_is_counted_cancelled() -> None:
-    """When a container's GONE arrives while a write for it is in flight, the engine drops
-    the hand-over at the write's end with no record of its own (``Transfer.cancelled``);
-    the simulator reports the write's end first, so the test calls the engine's GONE path
-    itself while batch's node is being evacuated."""
+def test_a_handover_cancelled_by_a_vanished_container_is_counted_cancelled_once() -> None:
+    """When a container's GONE arrives while a write for it is in flight, the engine ends
+    the hand-over with an "abandoned" record (``Transfer.cancelled``); the simulator
+    reports the write's end first, so the test calls the engine's GONE path itself while
+    batch's node is being evacuated. Counted once, as cancelled, never as done."""
     b = host(CACHED_DONOR, nodes=4, faults=[SlowMigration("batch", bandwidth=1 * MIB, times=5)])
     e = engine_on(
         b, {3: "batch"}, ctr("web", prio=10), ctr("batch"), cooldown_s=5, migrate_timeout_s=60
@@ -267,6 +267,7 @@ def test_a_handover_cancelled_without_a_record_is_counted_cancelled() -> None:
     e._gone("batch", b.now())
     e.run(80, observer=lambda eng, _events: m.update(eng))
     fams = page(m)
-    assert not any(r.kind == "reclaim" and r.outcome != "started" for r in e.log)
+    ends = [r for r in e.log if r.kind == "reclaim" and r.outcome != "started"]
+    assert [r.outcome.split(":")[0] for r in ends] == ["abandoned"]
     assert value(fams, "zoned_handovers_total", kind="reclaim", outcome="cancelled") == 1.0
     assert value(fams, "zoned_handovers_in_flight") == 0.0
