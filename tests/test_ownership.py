@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.sysfs import FakeSys
+from tests.support.jsondocs import parse as parse_json
 from zoned.accounting.ownership import measure, shared_nodes
 from zoned.backends.select import readonly_backend
 from zoned.config.load import loads
@@ -114,7 +115,6 @@ def test_shared_count_takes_the_top_pool_nodes(tree: tuple[Path, FakeSys]) -> No
 
 
 def test_usage_command_json(tree: tuple[Path, FakeSys], capsys: pytest.CaptureFixture[str]) -> None:
-    import json
 
     from zoned.cli.main import main
 
@@ -124,8 +124,8 @@ def test_usage_command_json(tree: tuple[Path, FakeSys], capsys: pytest.CaptureFi
     args = ["usage", "--config", str(cfg), "--sysfs-root", str(fs.sys_root),
             "--proc-root", str(fs.proc_root)]  # fmt: skip
     assert main([*args, "--json"]) == 0
-    doc = json.loads(capsys.readouterr().out)
-    assert doc["version"] == 1 and doc["missing"] == ["gone"]
+    doc = parse_json(capsys.readouterr().out)
+    assert doc["schema"] == "zoned/usage/v1" and doc["missing"] == ["gone"]
     assert [c["partial"] for c in doc["containers"]] == [4 * 4096, 3 * 4096]
     assert doc["overlaps"] == [{"a": "a", "b": "b", "bytes": 4096}]
     assert main([*args, "--model", "zones"]) == 0
