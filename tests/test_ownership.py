@@ -132,3 +132,22 @@ def test_usage_command_json(tree: tuple[Path, FakeSys], capsys: pytest.CaptureFi
     text = capsys.readouterr().out
     rows = [line.split() for line in text.splitlines()]
     assert ["a", "1", "2", "100M"] in rows and ["(shared", "zone)", "3", "-", "64M"] in rows
+
+
+def test_sharing_command_json(
+    tree: tuple[Path, FakeSys], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from zoned.cli.main import main
+
+    cg, fs = tree
+    line = "7f0000000000 default file=/data/x mapped=10 mapmax=2 N1=10 kernelpagesize_kB=4\n"
+    for pid in (10, 11, 20):  # b (node 2) maps a file whose pages are on a's node 1
+        (fs.proc_root / str(pid) / "numa_maps").write_text(line)
+    cfg = cg.parent / "zoned.yaml"
+    cfg.write_text(CONFIG.format(root=cg))
+    args = ["sharing", "--config", str(cfg), "--sysfs-root", str(fs.sys_root),
+            "--proc-root", str(fs.proc_root), "--json"]  # fmt: skip
+    assert main(args) == 0
+    doc = parse_json(capsys.readouterr().out)
+    assert doc["promoted"] is None
+    assert [(s["mapper"], s["owner"], s["file"]) for s in doc["shares"]] == [("b", "a", 40960)]
