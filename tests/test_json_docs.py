@@ -57,6 +57,18 @@ def test_every_json_command_has_a_schema_shipped() -> None:
     assert shipped == {schema_file(d) for d in DOCS}
 
 
+def test_docs_list_every_document_and_code() -> None:
+    text = (ROOT / "docs" / "json.md").read_text()
+    for doc, (_, command) in DOCS.items():
+        assert f"| `{schema_id(doc)}` | `zoned {command} --json" in text, doc
+    for code in CODES:
+        assert f"| `{code}` |" in text, code
+    # ...and the schemas allow exactly the codes the engine may record.
+    assert load_schema("event")["properties"]["code"]["enum"] == list(CODES)
+    for doc in ("status", "simulate", "demo"):
+        assert load_schema(doc)["$defs"]["decision"]["properties"]["code"]["enum"] == list(CODES)
+
+
 @pytest.mark.parametrize("doc", sorted(DOCS))
 def test_each_schema_is_draft_2020_12_and_names_its_document(doc: str) -> None:
     s = load_schema(doc)
