@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cgroups import RecordingFs
+from tests.support.jsondocs import parse as parse_json
 from tests.support.realhost import V1_CPUSET, V1_MEMORY
 from tests.support.sandbox import Box, box_fixture
 from tests.support.waiting import wait_until
@@ -35,7 +35,7 @@ def threaded(box: Box) -> int:
 
 def adopt(box: Box, *args: str) -> tuple[int, dict[str, object]]:
     r = box.zoned("adopt", "--json", "--config", str(box.config), *args)
-    doc: dict[str, object] = json.loads(r.stdout)
+    doc: dict[str, object] = parse_json(r.stdout)
     return r.returncode, doc
 
 

@@ -36,14 +36,14 @@ def status_doc() -> dict[str, Any]:
         "anon": 880 << 20,
         "tripwire": 870 << 20,
         "headroom_pct": 14.1,
-        "min": "1 node",
-        "max": "3 nodes",
+        "min": {"value": 1, "unit": "nodes"},
+        "max": {"value": 3, "unit": "nodes"},
         "priority": 10,
         "oom_kills": 1,
     }
     node = {"total": 512 << 20, "free": 100 << 20, "since": 900.0, "busy": False}
     return {
-        "schema": 1,
+        "schema": "zoned/status/v1",
         "now": 1000.0,
         "daemon": {
             "pid": 42,

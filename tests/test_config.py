@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
+from tests.support.jsondocs import parse as parse_json
 from zoned.cli.commands import check as check_command
 from zoned.cli.main import main
 from zoned.config.decl import Amount, AmountUnit
@@ -233,8 +233,10 @@ def test_check_json_reports_containers_and_problems(
     monkeypatch.chdir(CONFIGS / "bad")
     argv = ["check", "--json", "--no-topology", str(EXAMPLE), "min_gt_max/zoned.yaml"]
     assert main(argv) == 1
-    doc = json.loads(capsys.readouterr().out)
-    assert doc["version"] == 1 and doc["ok"] is False and doc["topology_nodes"] is None
+    doc = parse_json(capsys.readouterr().out)
+    assert (
+        doc["schema"] == "zoned/check/v1" and doc["ok"] is False and doc["topology_nodes"] is None
+    )
     good, bad = doc["configs"]
     assert good["ok"] is True and good["problems"] == []
     assert [c["name"] for c in good["containers"]] == ["batch", "cache", "web", "api"]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.daemon import CONFIG, running, wait_for
+from tests.support.jsondocs import parse as parse_json
 from zoned.cli.main import main
 from zoned.cli.statusview import render
 from zoned.errors import ControlError
@@ -28,7 +29,8 @@ def test_ready_with_status_line_and_status_matches_config(tmp_path: Path) -> Non
         by = {c["name"]: c for c in doc["containers"]}
         assert set(by) == {"web", "batch"}
         assert by["web"]["managed"] and by["web"]["priority"] == 10
-        assert by["web"]["min"] == "1 node" and by["web"]["max"] == "2 nodes"
+        assert by["web"]["min"] == {"value": 1, "unit": "nodes"}
+        assert by["web"]["max"] == {"value": 2, "unit": "nodes"}
         assert by["web"]["capacity"] == 256 << 20
         assert by["web"]["tripwire"] == int((256 << 20) * 0.85)
         assert doc["daemon"]["config"] == str(r.config)
@@ -167,7 +169,7 @@ def test_cli_status_text_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[
         out = capsys.readouterr().out
         assert "4 nodes: 2 lent, 1 reserved, 1 free; 2 containers" in out
         assert main(["status", "--json", "--socket", str(r.socket)]) == 0
-        assert json.loads(capsys.readouterr().out)["schema"] == 1
+        assert parse_json(capsys.readouterr().out)["schema"] == "zoned/status/v1"
         assert main(["lend", "0", "web", "--socket", str(r.socket)]) == 1
         assert "node 0 is reserved" in capsys.readouterr().err
 

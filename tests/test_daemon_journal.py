@@ -86,6 +86,39 @@ def test_decision_fields(rec: LogRecord, fields: dict[str, str]) -> None:
     assert got.items() >= fields.items()
 
 
+def test_decision_fields_carry_the_code_and_what_was_measured() -> None:
+    a = Reclaim(4, "batch", "web", "why")
+    what = "reclaim node 4 from batch for web"
+    done = LogRecord(
+        1.0,
+        "reclaim",
+        what,
+        "why",
+        "done in 2.5s; 185M migrated",
+        a,
+        code="done",
+        seconds=2.5,
+        migrated=185 << 20,
+        freed=0,
+        left_behind=3 << 20,
+    )
+    got = logsetup.decision_fields(done)
+    assert (
+        got.items()
+        >= {
+            "CODE": "done",
+            "SECONDS": "2.5",
+            "MIGRATED_BYTES": str(185 << 20),
+            "FREED_BYTES": "0",
+            "LEFT_BEHIND_BYTES": str(3 << 20),
+        }.items()
+    )
+    assert "RECLAIMED_BYTES" not in got  # not measured: no field, rather than an empty one
+    started = LogRecord(1.0, "reclaim", what, "why", "started", a, code="started")
+    assert logsetup.decision_fields(started)["CODE"] == "started"
+    assert "SECONDS" not in logsetup.decision_fields(started)
+
+
 def test_journal_handler_sends_the_fields(restore_root: None) -> None:
     rec = LogRecord(
         1.0,

@@ -203,6 +203,8 @@ def test_failed_write_is_retried_and_the_map_follows_the_host() -> None:
     e.run(40)
     outs = outcomes(e)
     assert any("give failed" in o and "EBUSY" in o and "retrying (2/3)" in o for o in outs)
+    (retry,) = [r for r in e.log if r.code == "retrying"]
+    assert (retry.kind, retry.container, retry.node, retry.donor) == ("lend", "web", 2, None)
     assert held(b, "web", e) == {1, 2}
     assert_map_is_host(e, b)
     assert b.stats().containers["web"].oom_kills == 0
@@ -222,6 +224,8 @@ def test_write_failing_every_time_gives_up_with_a_reason_and_map_equals_host() -
     gave = [r for r in e.log if r.outcome.startswith("gave up")]
     assert len(gave) == 1
     assert "after 3 attempts" in gave[0].outcome and "ENOSPC" in gave[0].outcome
+    assert (gave[0].code, gave[0].container, gave[0].node) == ("failed", "web", 2)
+    assert gave[0].seconds is not None and gave[0].seconds >= 0
     assert e.zonemap.owner(2) == FREE and held(b, "web", e) == {1}
     assert "web" in e.policy_state().blocked
 

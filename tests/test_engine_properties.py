@@ -133,6 +133,18 @@ def test_invariants_hold_after_every_step(world: tuple[SimBackend, Declarations]
         if r.kind != "directed-reclaim"
     )
     assert ended <= started
+    # The outcome code says what the words say (zoned events --json matches on it).
+    words = {"started": "started", "done": "done", "gave up": "failed", "abandoned": "cancelled"}
+    for r in e.log:
+        if r.kind in ("lend", "reclaim", "return", "directed-reclaim"):
+            first = next((c for w, c in words.items() if r.outcome.startswith(w)), None)
+            if "retrying (" in r.outcome:
+                first = "retrying"
+            if first is not None:
+                assert r.code == first, r
+            if r.code == "done" and r.kind in ("reclaim", "return"):
+                assert r.migrated is not None and r.freed is not None and r.seconds is not None
+                assert r.node is not None and r.donor is not None
     for word in ("done", "retrying", "gave up", "drain"):
         if any(word in r.outcome for r in e.log):
             event(f"some hand-over {word}")

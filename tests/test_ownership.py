@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.sysfs import FakeSys
+from tests.support.jsondocs import parse as parse_json
 from zoned.accounting.ownership import measure, shared_nodes
 from zoned.backends.select import readonly_backend
 from zoned.config.load import loads
@@ -114,7 +115,6 @@ def test_shared_count_takes_the_top_pool_nodes(tree: tuple[Path, FakeSys]) -> No
 
 
 def test_usage_command_json(tree: tuple[Path, FakeSys], capsys: pytest.CaptureFixture[str]) -> None:
-    import json
 
     from zoned.cli.main import main
 
@@ -124,14 +124,33 @@ def test_usage_command_json(tree: tuple[Path, FakeSys], capsys: pytest.CaptureFi
     args = ["usage", "--config", str(cfg), "--sysfs-root", str(fs.sys_root),
             "--proc-root", str(fs.proc_root)]  # fmt: skip
     assert main([*args, "--json"]) == 0
-    doc = json.loads(capsys.readouterr().out)
-    assert doc["version"] == 1 and doc["missing"] == ["gone"]
+    doc = parse_json(capsys.readouterr().out)
+    assert doc["schema"] == "zoned/usage/v1" and doc["missing"] == ["gone"]
     assert [c["partial"] for c in doc["containers"]] == [4 * 4096, 3 * 4096]
     assert doc["overlaps"] == [{"a": "a", "b": "b", "bytes": 4096}]
     assert main([*args, "--model", "zones"]) == 0
     text = capsys.readouterr().out
     rows = [line.split() for line in text.splitlines()]
     assert ["a", "1", "2", "100M"] in rows and ["(shared", "zone)", "3", "-", "64M"] in rows
+
+
+def test_sharing_command_json(
+    tree: tuple[Path, FakeSys], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from zoned.cli.main import main
+
+    cg, fs = tree
+    line = "7f0000000000 default file=/data/x mapped=10 mapmax=2 N1=10 kernelpagesize_kB=4\n"
+    for pid in (10, 11, 20):  # b (node 2) maps a file whose pages are on a's node 1
+        (fs.proc_root / str(pid) / "numa_maps").write_text(line)
+    cfg = cg.parent / "zoned.yaml"
+    cfg.write_text(CONFIG.format(root=cg))
+    args = ["sharing", "--config", str(cfg), "--sysfs-root", str(fs.sys_root),
+            "--proc-root", str(fs.proc_root), "--json"]  # fmt: skip
+    assert main(args) == 0
+    doc = parse_json(capsys.readouterr().out)
+    assert doc["promoted"] is None
+    assert [(s["mapper"], s["owner"], s["file"]) for s in doc["shares"]] == [("b", "a", 40960)]
 
 
 # -- usage and sharing: the running daemon's zone map, else the installed file ----------

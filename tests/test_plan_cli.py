@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from tests.fakes.sysfs import FakeSys
+from tests.support.jsondocs import parse as parse_json
 from zoned.cli.main import main
 from zoned.config.load import ONE_NODE
 
@@ -34,7 +34,7 @@ def test_plan_table_for_the_example_config(capsys: pytest.CaptureFixture[str]) -
 
 def test_plan_json_lists_every_node_once(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plan", "--config", str(ROOT / "config/zoned.yaml"), *TREE, "--json"]) == 0
-    doc = json.loads(capsys.readouterr().out)
+    doc = parse_json(capsys.readouterr().out)
     assert [n["node"] for n in doc["nodes"]] == list(range(8))
     assert {c["name"]: c["nodes"] for c in doc["containers"]} == {
         "batch": [1],

@@ -107,3 +107,32 @@ def test_real_warm_on_v1(tmp_path: Path) -> None:
     assert r.read == r.resident == r.on_shared == 4 << 20 and r.nodes == {0: 4 << 20}
     assert usage >= 4 << 20
     assert moved.files[0].error is None and moved.files[0].read == 0
+
+
+def test_real_warm_command_json_validates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``zoned shared warm --json`` as an operator runs it, on this host's v1 node 0."""
+    need(os.geteuid() == 0, "needs root to create cgroups")
+    need((V1_CPUSET / "cpuset.mems").exists() and (V1_MEMORY / "memory.usage_in_bytes").exists(),
+         "needs cgroup v1 cpuset and memory hierarchies")  # fmt: skip
+    from tests.support.jsondocs import parse
+    from zoned.cli.main import main
+
+    parent = f"zoned-test-warmcli-{os.getpid()}"
+    cfg = tmp_path / "zoned.yaml"
+    cfg.write_text(
+        f"host:\n  hierarchy: v1\n  parent: {parent}\n  reserved_nodes: []\n  shared: [0]\n"
+    )
+    f = tmp_path / "blob"
+    f.write_bytes(os.urandom(1 << 20))
+    try:
+        assert main(["shared", "warm", "--config", str(cfg), "--json", str(f)]) == 0
+    finally:
+        for root in (V1_MEMORY, V1_CPUSET):
+            for d in (root / parent / SHARED_LEAF, root / parent):
+                if d.exists():
+                    d.rmdir()
+    doc = parse(capsys.readouterr().out)
+    (item,) = doc["files"]
+    assert doc["shared_nodes"] == [0] and item["path"] == str(f) and item["size"] == 1 << 20

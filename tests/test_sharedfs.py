@@ -5,7 +5,6 @@ and its warnings. One test as root mounts a real tmpfs on the build machine (nod
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import shutil
@@ -17,6 +16,7 @@ import pytest
 
 from tests.fakes.mounts import FakeKernel
 from tests.support.daemon import daemon
+from tests.support.jsondocs import parse as parse_json
 from tests.support.realhost import need
 from zoned.cli import main as cli
 from zoned.config.decl import TmpfsDecl
@@ -391,8 +391,13 @@ def test_cli_dry_run_json_and_text(
     )
     argv = ["shared", "mount", "--config", str(cfg), "--proc-root", str(kernel.proc)]
     assert cli.main([*argv, "--dry-run", "--json"]) == 1  # one is refused
-    doc = json.loads(capsys.readouterr().out)
-    assert (doc["version"], doc["shared_nodes"], doc["dry_run"], doc["ok"]) == (1, [7], True, False)
+    doc = parse_json(capsys.readouterr().out)
+    assert (doc["schema"], doc["shared_nodes"], doc["dry_run"], doc["ok"]) == (
+        "zoned/shared-mount/v1",
+        [7],
+        True,
+        False,
+    )
     assert [(m["action"], m["ok"], m["done"]) for m in doc["mounts"]] == [
         ("mount", True, False),
         ("refuse", False, False),
@@ -416,7 +421,7 @@ def test_cli_with_a_shared_count_reads_the_topology(
          "--proc-root", str(kernel.proc), "--sysfs-root", str(DATA / "sys-8node")]
     )  # fmt: skip
     assert code == 0
-    doc = json.loads(capsys.readouterr().out)
+    doc = parse_json(capsys.readouterr().out)
     assert doc["shared_nodes"] == [6, 7]  # the top two pool nodes, as placement takes them
     assert doc["mounts"][0]["options"] == "mpol=bind:6-7,mode=1777"
 

@@ -3,12 +3,12 @@ JSON, the plot file."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.jsondocs import parse as parse_json
 from zoned.backends.sim import Sample as SimSample
 from zoned.backends.sim import load_scenario
 from zoned.cli.commands.demo import bundled_scenario
@@ -137,7 +137,7 @@ def test_cli_simulate_text_json_and_plot(
     assert f"plot: {plot}" in text
     assert plot.read_bytes()[:8] == PNG
     assert main(["simulate", scenario, "--json", "--mode", "static-zones"]) == 0
-    doc = json.loads(capsys.readouterr().out)
+    doc = parse_json(capsys.readouterr().out)
     assert doc["mode"] == "static-zones" and doc["plot"] is None
     assert {r["name"] for r in doc["summary"]} == {"reader", "app"}
     assert [d for d in doc["decisions"] if d["kind"] == "lend"] == []

@@ -74,8 +74,8 @@ def doc() -> dict[str, Any]:
         "anon": 200 << 20,
         "tripwire": 435 << 20,
         "headroom_pct": 60.9,
-        "min": "1 node",
-        "max": "3 nodes",
+        "min": {"value": 1, "unit": "nodes"},
+        "max": {"value": 3, "unit": "nodes"},
         "priority": 10,
         "oom_kills": 0,
         "pending": [],
@@ -84,7 +84,7 @@ def doc() -> dict[str, Any]:
         "shared": False,
     }
     return {
-        "schema": 1,
+        "schema": "zoned/status/v1",
         "now": 1000.0,
         "daemon": {
             "pid": 42,

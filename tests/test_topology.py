@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import filecmp
-import json
 import sys
 import types
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.sysfs import DATA, FakeSys, write_8node
+from tests.support.jsondocs import parse as parse_json
 from zoned.cli.commands import topology as topology_cmd
 from zoned.cli.main import main
 from zoned.config.decl import Amount, ContainerDecl, Declarations
@@ -374,9 +374,9 @@ def test_command_table_on_8node_tree(capsys: pytest.CaptureFixture[str]) -> None
 def test_command_json_on_8node_tree(capsys: pytest.CaptureFixture[str]) -> None:
     status, out, err = run(capsys, "--json", "--sysfs-root", str(SYS8), "--proc-root", str(PROC8))
     assert (status, err) == (0, "")
-    doc = json.loads(out)
+    doc = parse_json(out)
     assert set(doc) == {
-        "version",
+        "schema",
         "nodes",
         "total_bytes",
         "fake_numa",
@@ -384,7 +384,7 @@ def test_command_json_on_8node_tree(capsys: pytest.CaptureFixture[str]) -> None:
         "warnings",
         "recommendation",
     }
-    assert doc["version"] == 1
+    assert doc["schema"] == "zoned/topology/v1"
     assert doc["nodes"][0] == {
         "id": 0,
         "mem_total": 215_732 * KIB,
@@ -432,7 +432,7 @@ def test_command_single_node_says_what_to_boot(
     status, out, _ = run(
         capsys, "--json", "--sysfs-root", str(fs.sys_root), "--proc-root", str(fs.proc_root)
     )
-    rec = json.loads(out)["recommendation"]
+    rec = parse_json(out)["recommendation"]
     assert rec["param"] == "numa=fake=8"
     assert (rec["nodes"], rec["node_bytes"], rec["basis_bytes"]) == (8, 256 * MIB, 2 * GIB)
 
@@ -466,7 +466,7 @@ def test_command_sizes_the_recommendation_for_config(
     )
     assert status == 0
     assert loaded == [cfg]
-    assert json.loads(out)["recommendation"]["param"] == "numa=fake=10"
+    assert parse_json(out)["recommendation"]["param"] == "numa=fake=10"
 
     # On a fake-NUMA machine, --config still asks what its containers would want.
     status, out, _ = run(

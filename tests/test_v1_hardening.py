@@ -4,7 +4,6 @@ leaves no cgroup behind, an interrupted reclaim's lowered limit is put back at r
 from __future__ import annotations
 
 import errno
-import json
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from tests.fakes.sysfs import DATA
 from tests.fakes.v1tree import NO_LIMIT, FakeV1Tree
 from tests.support.faults import Killer
+from tests.support.jsondocs import parse as parse_json
 from zoned.backends.cgroup1 import Cgroup1Backend
 from zoned.backends.select import open_backend
 from zoned.backends.v1rootflag import NOTE_NAME
@@ -96,7 +96,7 @@ def test_check_says_whether_the_flag_is_on(
     assert f"{tree.cpuset_root}/{FLAG} is off (0)" in out
     assert "--v1-memory-pressure" in out
     assert main([*argv, "--proc-root", str(tree.proc_root), "--json"]) == 0
-    assert "is off (0)" in json.loads(capsys.readouterr().out)["v1_memory_pressure"]
+    assert "is off (0)" in parse_json(capsys.readouterr().out)["v1_memory_pressure"]
 
 
 def test_a_failed_admission_removes_what_it_created(tree: FakeV1Tree) -> None:

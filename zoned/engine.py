@@ -191,21 +191,35 @@ class Engine(HandOvers):
             if self.dry_run:
                 have = existing.get(decl.name)
                 if have is None or self._own(have.nodes) != nodes:
-                    self._record("admit", f"create {words}", why, "would have")
+                    self._record(
+                        "admit",
+                        f"create {words}",
+                        why,
+                        "would have",
+                        code="dry-run",
+                        container=decl.name,
+                    )
                 if have is not None:
                     self.managed.add(decl.name)
                 continue
             try:
                 st = self.backend.ensure(decl, self._mems(decl.name, nodes))
             except BackendError as exc:
-                self._record("admit", f"create {words}", why, f"failed: {exc}")
+                self._record(
+                    "admit",
+                    f"create {words}",
+                    why,
+                    f"failed: {exc}",
+                    code="failed",
+                    container=decl.name,
+                )
                 continue
             self.managed.add(decl.name)
             outcome = "adopted" if decl.name in existing else "created"
             if self._own(st.nodes) != nodes:
                 outcome += f"; host granted {nodes_word(st.nodes)}, map follows the host"
                 self._reconcile({decl.name})
-            self._record("admit", f"create {words}", why, outcome)
+            self._record("admit", f"create {words}", why, outcome, code="done", container=decl.name)
         if not self.dry_run:
             snap = self._snapshot(self.backend.now(), set(), {}, {})
             state = self.policy_state()
@@ -236,7 +250,16 @@ class Engine(HandOvers):
         for note in decision.reasons:
             key = _NUMBER.sub("#", note)
             if now - self._noted.get(key, -quiet - 1.0) > quiet:
-                self._record("note", "no action", note, "noted")
+                # Policy reasons start with the container's name ("web: anon ...").
+                who = note.split(":", 1)[0]
+                self._record(
+                    "note",
+                    "no action",
+                    note,
+                    "noted",
+                    code="noted",
+                    container=who if who in self.managed else None,
+                )
                 self._noted[key] = now
         dry_keys: set[str] = set()
         actions = list(decision.actions)
@@ -246,7 +269,9 @@ class Engine(HandOvers):
             if self.dry_run and not isinstance(a, RecordOom):  # recording writes nothing
                 dry_keys.add(a.describe())
                 if a.describe() not in self._last_dry_keys:
-                    self._record(kind_of(a), a.describe(), a.reason, "would have", a)
+                    self._record(
+                        kind_of(a), a.describe(), a.reason, "would have", a, code="dry-run"
+                    )
                 continue
             follow = actions[i + 1] if i + 1 < len(actions) else None
             if (
@@ -363,14 +388,35 @@ class Engine(HandOvers):
             self.managed.remove(name)
             self._tripwires.pop(name, None)
             if self.dry_run:
-                self._record("release", f"release {name}", "no longer declared", "would have")
+                self._record(
+                    "release",
+                    f"release {name}",
+                    "no longer declared",
+                    "would have",
+                    code="dry-run",
+                    container=name,
+                )
                 continue
             try:
                 self.backend.release(name)
             except BackendError as exc:
-                self._record("release", f"release {name}", "no longer declared", f"failed: {exc}")
+                self._record(
+                    "release",
+                    f"release {name}",
+                    "no longer declared",
+                    f"failed: {exc}",
+                    code="failed",
+                    container=name,
+                )
                 continue
-            self._record("release", f"release {name}", "no longer declared", "released")
+            self._record(
+                "release",
+                f"release {name}",
+                "no longer declared",
+                "released",
+                code="done",
+                container=name,
+            )
         self.decls = decls
         self._map = zonemap
         existing = self.backend.existing()
@@ -380,18 +426,39 @@ class Engine(HandOvers):
             self.stats.setdefault(decl.name, ContainerStats())
             words = f"{decl.name} on {nodes_word(zonemap.nodes_of(decl.name))}"
             if self.dry_run:
-                self._record("admit", f"create {words}", "newly declared", "would have")
+                self._record(
+                    "admit",
+                    f"create {words}",
+                    "newly declared",
+                    "would have",
+                    code="dry-run",
+                    container=decl.name,
+                )
                 if decl.name in existing:
                     self.managed.add(decl.name)
                 continue
             try:
                 self.backend.ensure(decl, self._mems(decl.name, zonemap.nodes_of(decl.name)))
             except BackendError as exc:
-                self._record("admit", f"create {words}", "newly declared", f"failed: {exc}")
+                self._record(
+                    "admit",
+                    f"create {words}",
+                    "newly declared",
+                    f"failed: {exc}",
+                    code="failed",
+                    container=decl.name,
+                )
                 continue
             self.managed.add(decl.name)
             outcome = "adopted" if decl.name in existing else "created"
-            self._record("admit", f"create {words}", "newly declared", outcome)
+            self._record(
+                "admit",
+                f"create {words}",
+                "newly declared",
+                outcome,
+                code="done",
+                container=decl.name,
+            )
 
     def _release_holds(self, decision: Decision, now: float) -> None:
         """A container held at its tripwire that nothing can be lent to is let go: at its
@@ -419,6 +486,8 @@ class Engine(HandOvers):
                     f"{name}: nothing can be lent ({why}); its tasks no longer wait at the "
                     "tripwire: the kernel decides inside its zones",
                     "released",
+                    code="done",
+                    container=name,
                 )
 
     # -- snapshot ------------------------------------------------------------------------
@@ -525,7 +594,7 @@ class Engine(HandOvers):
         if isinstance(a, RecordOom):
             self.stats.setdefault(a.container, ContainerStats()).oom_kills += a.kills
             dry = " (dry run: zoned moved nothing)" if self.dry_run else ""
-            self._record("oom", a.describe(), a.reason, "recorded" + dry, a)
+            self._record("oom", a.describe(), a.reason, "recorded" + dry, a, code="noted")
         elif isinstance(a, SetTripwire):
             try:
                 self.backend.arm_tripwire(a.container, a.nbytes)
@@ -533,11 +602,11 @@ class Engine(HandOvers):
                 self._gone(a.container, now)
                 return
             except BackendError as exc:
-                self._record("tripwire", a.describe(), a.reason, f"failed: {exc}", a)
+                self._record("tripwire", a.describe(), a.reason, f"failed: {exc}", a, code="failed")
                 return
             self._tripwires[a.container] = a.nbytes
             self._released.discard(a.container)
-            self._record("tripwire", a.describe(), a.reason, "armed", a)
+            self._record("tripwire", a.describe(), a.reason, "armed", a, code="done")
         elif isinstance(a, Lend):
             t = Transfer(a, Phase.GIVE, node=a.node, receiver=a.to, started=now)
             self._begin(t, now)

@@ -43,7 +43,7 @@ from zoned.model.actions import (
     Return,
     kind_of,
 )
-from zoned.model.decisions import ContainerStats, LogRecord
+from zoned.model.decisions import Code, ContainerStats, LogRecord, subjects
 from zoned.model.host import OpKind, OpResult
 from zoned.model.nodelist import nodes_word
 from zoned.model.sizes import MIB, format_size
@@ -123,8 +123,15 @@ class HandOvers:
         self._transfers.append(t)
         if t.first is not None:
             f = t.first
-            self._record(kind_of(f), f.describe(), f.reason, "started", f)
-        self._record(kind_of(t.action), t.action.describe(), t.action.reason, "started", t.action)
+            self._record(kind_of(f), f.describe(), f.reason, "started", f, code="started")
+        self._record(
+            kind_of(t.action),
+            t.action.describe(),
+            t.action.reason,
+            "started",
+            t.action,
+            code="started",
+        )
         self._advance(t, now)
 
     def _target(self, t: Transfer) -> str | None:
@@ -229,6 +236,8 @@ class HandOvers:
             "the write is in flight, so a task the old one holds can finish what the "
             "write waits for",
             "armed",
+            code="done",
+            container=name,
         )
 
     def _finished(self, op: int, now: float) -> None:
@@ -270,6 +279,8 @@ class HandOvers:
                     f"{t.phase.value}: the write is still in the kernel after "
                     f"{r.seconds:.0f}s; waiting for it to return",
                     t.action,
+                    code="waiting",
+                    seconds=r.seconds,
                 )
             return
         if r is None:
@@ -285,6 +296,9 @@ class HandOvers:
                 f.reason,
                 f"done in {r.seconds:.1f}s: reclaimed {format_size(r.reclaimed)}{short}",
                 f,
+                code="done",
+                seconds=r.seconds,
+                reclaimed=r.reclaimed,
             )
             if t.node is None:  # a directed reclaim alone: that was all
                 self._transfers.remove(t)
@@ -374,7 +388,19 @@ class HandOvers:
         # The kernel leaves a few pages behind (shared libraries); say so, it is normal.
         if t.left_behind:
             words += f", {format_size(t.left_behind)} left behind"
-        self._record(kind_of(t.action), t.action.describe(), t.action.reason, words, t.action)
+        moved = isinstance(t.action, Reclaim | Return)
+        self._record(
+            kind_of(t.action),
+            t.action.describe(),
+            t.action.reason,
+            words,
+            t.action,
+            code="done",
+            seconds=now - t.started,
+            migrated=t.migrated if moved else None,
+            freed=t.freed if moved else None,
+            left_behind=t.left_behind,
+        )
 
     def _failed(self, t: Transfer, now: float, error: str) -> None:
         t.attempts += 1
@@ -391,6 +417,7 @@ class HandOvers:
                 t.action.reason,
                 f"abandoned: a container vanished ({error})",
                 t.action,
+                code="cancelled",
             )
             return
         if t.attempts < self.max_attempts:
@@ -400,6 +427,7 @@ class HandOvers:
                 t.action.reason,
                 f"{t.phase.value} failed: {error}; retrying ({t.attempts + 1}/{self.max_attempts})",
                 t.action,
+                code="retrying",
             )
             self._advance(t, now)
             return
@@ -414,6 +442,8 @@ class HandOvers:
             t.action.reason,
             f"gave up after {t.attempts} attempts: {error}; holding off {hold:g}s",
             t.action,
+            code="failed",
+            seconds=now - t.started,
         )
         log.warning("%s", why)
 
@@ -487,12 +517,15 @@ class HandOvers:
                     t.action.reason,
                     f"abandoned: {name}'s cgroup vanished",
                     t.action,
+                    code="cancelled",
                 )
         self._record(
             "gone",
             f"{name} vanished",
             f"{name}: cgroup vanished; {nodes_word(nodes)} back to the pool",
             "nodes freed",
+            code="noted",
+            container=name,
         )
 
     # -- log -----------------------------------------------------------------------------
@@ -506,9 +539,40 @@ class HandOvers:
         return f"{t.action.describe()} ({state})"
 
     def _record(
-        self, kind: str, what: str, reason: str, outcome: str, action: Action | None = None
+        self,
+        kind: str,
+        what: str,
+        reason: str,
+        outcome: str,
+        action: Action | None = None,
+        *,
+        code: Code,
+        container: str | None = None,
+        seconds: float | None = None,
+        migrated: int | None = None,
+        freed: int | None = None,
+        left_behind: int | None = None,
+        reclaimed: int | None = None,
     ) -> None:
-        rec = LogRecord(self.backend.now(), kind, what, reason, outcome, action)
+        """Log a decision; who and which node come from ``action`` (or ``container``)."""
+        who, node, donor = subjects(action)
+        rec = LogRecord(
+            self.backend.now(),
+            kind,
+            what,
+            reason,
+            outcome,
+            action,
+            code=code,
+            container=container or who,
+            node=node,
+            donor=donor,
+            seconds=None if seconds is None else round(seconds, 3),
+            migrated=migrated,
+            freed=freed,
+            left_behind=left_behind,
+            reclaimed=reclaimed,
+        )
         self.log.append(rec)
         prefix = "would have: " if outcome == "would have" else ""
         log.info("%s%s: %s [%s]", prefix, what, reason, outcome)

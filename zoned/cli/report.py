@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from zoned.engine import Engine
-from zoned.model.decisions import LogRecord
+from zoned.model.decisions import LogRecord, record_fields
 from zoned.model.nodelist import format_nodelist
 from zoned.model.sizes import format_size
 
@@ -181,15 +181,6 @@ def to_json(
     """The run as plain JSON-able data: ``decisions`` (every log record) and ``summary``."""
     return {
         **(dict(extra) if extra else {}),
-        "decisions": [
-            {
-                "at": round(r.at, 3),
-                "kind": r.kind,
-                "what": r.what,
-                "reason": r.reason,
-                "outcome": r.outcome,
-            }
-            for r in log
-        ],
+        "decisions": [{"at": round(r.at, 3), **record_fields(r)} for r in log],
         "summary": [{**asdict(r), "nodes_at_end": list(r.nodes_at_end)} for r in rows],
     }

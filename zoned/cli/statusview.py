@@ -31,6 +31,15 @@ def _size(v: Any) -> str:
     return format_size(int(v)) if isinstance(v, int) else "-"
 
 
+def _amount(a: dict[str, Any]) -> str:
+    """``{"value": 1, "unit": "nodes"}`` as ``1 node`` (a min or max, as declared; the
+    client imports no zoned.config to say it)."""
+    n = int(a["value"])
+    if a["unit"] == "nodes":
+        return f"{n} node" + ("" if n == 1 else "s")
+    return format_size(n)
+
+
 def _clock(t: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(t))
 
@@ -152,8 +161,8 @@ def render(doc: dict[str, Any], width: int | None = None, decisions: int | None 
                 _size(c["anon"]),
                 _size(c["tripwire"]),
                 f"{hr:.0f}%" if hr is not None else "-",
-                c["min"],
-                c["max"],
+                _amount(c["min"]),
+                _amount(c["max"]),
                 str(c["priority"]),
                 str(c["oom_kills"]),
             ]

@@ -41,6 +41,10 @@ class Amount:
     def nodes(cls, n: int) -> Amount:
         return cls(n, AmountUnit.NODES)
 
+    def as_json(self) -> dict[str, int | str]:
+        """``{"value": 2, "unit": "nodes"}`` or ``{"value": 536870912, "unit": "bytes"}``."""
+        return {"value": self.value, "unit": self.unit.value}
+
     def __str__(self) -> str:
         if self.unit is AmountUnit.NODES:
             return f"{self.value} node" + ("" if self.value == 1 else "s")

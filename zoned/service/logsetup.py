@@ -52,6 +52,16 @@ def decision_fields(rec: LogRecord) -> dict[str, str]:
             first = rec.reason.split(":", 1)[0]
         if first and _NAME.match(first):
             out["CONTAINER"] = first
+    # The same facts as ``zoned events --json`` (docs/json.md), for journalctl filters.
+    out["CODE"] = rec.code
+    measured = (
+        ("SECONDS", rec.seconds),
+        ("MIGRATED_BYTES", rec.migrated),
+        ("FREED_BYTES", rec.freed),
+        ("LEFT_BEHIND_BYTES", rec.left_behind),
+        ("RECLAIMED_BYTES", rec.reclaimed),
+    )
+    out |= {k: str(v) for k, v in measured if v is not None}
     return out
 
 

@@ -154,5 +154,9 @@ def _apply(d: Daemon, e: Engine, topo: Topology, allow_empty: bool) -> dict[str,
     sharedzone.plan_rewarm(d)
     for ch in changes:
         log.info("reload: %s", ch)
-    e.log.append(LogRecord(now, "reload", "configuration reloaded", "; ".join(changes), "applied"))
+    e.log.append(
+        LogRecord(
+            now, "reload", "configuration reloaded", "; ".join(changes), "applied", code="done"
+        )
+    )
     return {"ok": True, "deferred": False, "changes": changes}

@@ -3,6 +3,7 @@
 ``build(engine, info)`` turns the engine's state into plain JSON-able data;
 ``zoned.cli.statusview.render`` turns it into the text operators read. Times in the
 document are Unix times (the engine's clock is converted with ``info.wall_now - (engine_now - t)``).
+Both documents follow docs/json.md: schemas ``zoned/status/v1`` and ``zoned/event/v1``.
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zoned.engine import Engine
-from zoned.model.decisions import LogRecord
+from zoned.model.decisions import LogRecord, record_fields
+from zoned.model.jsondoc import envelope
 from zoned.model.zonemap import OwnerKind, ZoneMap
 from zoned.policy.placement import usable
-
-SCHEMA = 1
 
 
 @dataclass(frozen=True)
@@ -64,21 +64,16 @@ def summary_line(zonemap: ZoneMap, containers: int, pending: int = 0) -> str:
 
 
 def _record(rec: LogRecord, wall: float) -> dict[str, Any]:
-    return {
-        "at": round(wall, 3),
-        "kind": rec.kind,
-        "what": rec.what,
-        "reason": rec.reason,
-        "outcome": rec.outcome,
-    }
+    """A decision's fields (in the status document's ``decisions`` and each event)."""
+    return {"at": round(wall, 3), **record_fields(rec)}
 
 
 def record_doc(
     rec: LogRecord, engine_now: float, wall_now: float, speed: float = 1.0
 ) -> dict[str, Any]:
-    """One decision as JSON data (for ``zoned events`` too). ``speed``: engine seconds per
-    real second (the paced simulator may run faster than real time)."""
-    return _record(rec, wall_now - (engine_now - rec.at) / speed)
+    """One decision as a ``zoned/event/v1`` document (a line of ``zoned events --json``).
+    ``speed``: engine seconds per real second (the paced simulator may run faster)."""
+    return {**envelope("event"), **_record(rec, wall_now - (engine_now - rec.at) / speed)}
 
 
 def build(
@@ -135,8 +130,8 @@ def build(
                 "headroom_pct": (
                     round(100.0 * (cap - unrecl) / cap, 1) if cap and unrecl is not None else None
                 ),
-                "min": str(d.min),
-                "max": str(d.max),
+                "min": d.min.as_json(),
+                "max": d.max.as_json(),
                 "priority": d.priority,
                 "shared": d.shared,
                 "pending": list(v.pending) if v is not None else [],
@@ -146,7 +141,7 @@ def build(
             }
         )
     return {
-        "schema": SCHEMA,
+        **envelope("status"),
         "daemon": {
             "pid": info.pid,
             "started": round(info.started_wall, 3),

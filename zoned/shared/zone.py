@@ -52,7 +52,7 @@ from typing import Any
 
 from zoned.backends.base import Backend
 from zoned.config.decl import Amount, ContainerDecl, Declarations
-from zoned.errors import SharedZoneError, Unsupported
+from zoned.errors import Problem, SharedZoneError, Unsupported
 from zoned.model.nodelist import format_nodelist
 from zoned.shared.pages import where
 
@@ -261,6 +261,11 @@ def rewarm(
 
 def shared_warnings(decls: Declarations) -> list[str]:
     """What ``zoned check`` should say about the shared zone's declarations."""
+    return [w.message for w in located_shared_warnings(decls)]
+
+
+def located_shared_warnings(decls: Declarations) -> list[Problem]:
+    """``shared_warnings`` with where each was declared (file:line:col, when known)."""
     host = decls.host
     has_zone = bool(host.shared_nodes or host.shared_count)
     nodes = (
@@ -268,39 +273,60 @@ def shared_warnings(decls: Declarations) -> list[str]:
         if host.shared_nodes
         else (f"the {host.shared_count} shared node" + ("s" if host.shared_count != 1 else ""))
     )
-    out: list[str] = []
+    out: list[Problem] = []
     paths = declared_paths(decls)
+    path_key = next(
+        (f"containers.{c.name}.shared_paths" for c in decls.containers if c.shared_paths),
+        "host.shared_paths",
+    )
     if paths and not has_zone:
         out.append(
-            f"shared_paths are declared ({len(paths)}) but there is no shared zone "
-            "(host.shared is 0): nothing will be warmed"
+            Problem(
+                decls.where("host.shared_paths" if host.shared_paths else path_key),
+                f"shared_paths are declared ({len(paths)}) but there is no shared zone "
+                "(host.shared is 0): nothing will be warmed",
+            )
         )
     if has_zone and not paths and not any(c.shared for c in decls.containers):
         out.append(
-            f"the shared zone ({nodes}) has no shared_paths and no container with shared: "
-            "true: it stays empty"
+            Problem(
+                decls.where("host.shared"),
+                f"the shared zone ({nodes}) has no shared_paths and no container with "
+                "shared: true: it stays empty",
+            )
         )
     tmpfs = ", ".join(t.path for t in host.shared_tmpfs)
     sharers = [c.name for c in decls.containers if c.shared]
     if tmpfs and has_zone and not sharers:
         out.append(
-            f"shared_tmpfs ({tmpfs}) is bound to the shared zone ({nodes}), but no container "
-            "has shared: true: every container's cpuset cuts the mount's mpol=bind, so what "
-            "they write there lands on their own nodes and nothing of it on the shared zone"
+            Problem(
+                decls.where("host.shared_tmpfs"),
+                f"shared_tmpfs ({tmpfs}) is bound to the shared zone ({nodes}), but no "
+                "container has shared: true: every container's cpuset cuts the mount's "
+                "mpol=bind, so what they write there lands on their own nodes and nothing of "
+                "it on the shared zone",
+            )
         )
     if tmpfs and has_zone and sharers:
         out.append(
-            f"shared_tmpfs ({tmpfs}): only files created by a container with shared: true "
-            f"({', '.join(sharers)}) get the mount's mpol=bind; a file another container "
-            "creates there gets no policy (its pages go to its writers' own nodes, even when "
-            "a shared: true container writes it)"
+            Problem(
+                decls.where("host.shared_tmpfs"),
+                f"shared_tmpfs ({tmpfs}): only files created by a container with shared: true "
+                f"({', '.join(sharers)}) get the mount's mpol=bind; a file another container "
+                "creates there gets no policy (its pages go to its writers' own nodes, even "
+                "when a shared: true container writes it)",
+            )
         )
     for c in decls.containers:
         if c.shared and has_zone:
             out.append(
-                f"{c.name}: shared: true puts the shared nodes ({nodes}) in its cpuset.mems, "
-                "so it can allocate its own memory there too, not only shared tmpfs "
-                "(mpol=bind) pages: the shared zone's capacity is no longer reserved for "
-                "shared pages, and its pages there are charged to no container's zones"
+                Problem(
+                    decls.where(f"containers.{c.name}.shared"),
+                    f"{c.name}: shared: true puts the shared nodes ({nodes}) in its "
+                    "cpuset.mems, so it can allocate its own memory there too, not only "
+                    "shared tmpfs (mpol=bind) pages: the shared zone's capacity is no longer "
+                    "reserved for shared pages, and its pages there are charged to no "
+                    "container's zones",
+                )
             )
     return out

@@ -6,9 +6,9 @@ container unless ``--force``. A pid that does not exist or exits meanwhile is re
 as ``gone``: an ordinary outcome that does not stop the others. ``cgroup.procs`` moves a
 whole thread group (v1 and v2). Exit 0 when nothing was refused or failed, else 1.
 
-JSON (``--json``), version 1::
+JSON (``--json``), schema ``zoned/adopt/v1``::
 
-    {"version": 1, "ok": true, "container": "web", "cgroup": "zoned/web",
+    {"schema": "zoned/adopt/v1", "ok": true, "container": "web", "cgroup": "zoned/web",
      "results": [{"pid": 123, "comm": "sleep", "outcome": "moved"|"already"|"gone"|
                   "refused"|"not_moved"|"failed", "reason": "..."}]}
 """
@@ -27,10 +27,9 @@ from zoned.cli.commands._index import describe
 from zoned.cli.commands._locate import add_locate_args, locate
 from zoned.errors import BackendError, CgroupGone
 from zoned.kernel.proc import comm, is_kernel_thread, proc_cgroup
+from zoned.model.jsondoc import envelope
 from zoned.model.process import cgroup_within
 from zoned.policy.rules import RuleSet
-
-JSON_VERSION = 1
 
 
 @dataclass
@@ -122,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     ok = not any(r.outcome in ("refused", "failed", "not_moved") for r in results)
     if args.json:
         doc = {
-            "version": JSON_VERSION,
+            **envelope("adopt"),
             "ok": ok,
             "container": where.name,
             "cgroup": where.path,

@@ -11,9 +11,9 @@ topology when ``--sysfs-root``/``--proc-root`` are given, or by default when
 On a cgroup v1 host, one more line says whether the root's host-wide
 ``cpuset.memory_pressure_enabled`` is on and what ``zoned run --v1-memory-pressure`` does.
 
-JSON (``--json``), version 1, on stdout whatever the outcome::
+JSON (``--json``), schema ``zoned/check/v1`` (docs/json.md), on stdout whatever the outcome::
 
-    {"version": 1, "ok": true, "topology_nodes": [0, 1, ...] | null,
+    {"schema": "zoned/check/v1", "ok": true, "topology_nodes": [0, 1, ...] | null,
      "v1_memory_pressure": "cgroup v1: ... is off (0) ..." | null,
      "configs": [{"config": "config/zoned.yaml", "ok": true, "summary": "...",
                   "files": ["config/zoned.yaml", ...],
@@ -21,7 +21,8 @@ JSON (``--json``), version 1, on stdout whatever the outcome::
                                   "max": {...}, "priority": 10, "shared": true,
                                   "cgroup": null}, ...],
                   "problems": [{"file": "...", "line": 3, "column": 5,
-                                "message": "...", "text": "file:3:5: ..."}]}]}
+                                "message": "...", "text": "file:3:5: ..."}],
+                  "warnings": [<as problems: where it was declared, or nulls>]}]}
 """
 
 from __future__ import annotations
@@ -39,11 +40,11 @@ from zoned.config.load import check_against_topology, load
 from zoned.config.paths import DEFAULT_PATH
 from zoned.errors import ConfigError, Problem
 from zoned.kernel.roots import PROC_ROOT, SYS_ROOT
+from zoned.model.jsondoc import envelope
 from zoned.model.nodelist import format_nodelist
 from zoned.model.sizes import format_size
 from zoned.model.zonemap import Topology
 
-JSON_VERSION = 1
 LIVE_NODES = SYS_ROOT / "devices" / "system" / "node"
 
 
@@ -91,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     ok = all(not r.problems for r in results)
     if args.json:
         doc: dict[str, Any] = {
-            "version": JSON_VERSION,
+            **envelope("check"),
             "ok": ok,
             "topology_nodes": list(topology.node_ids) if topology else None,
             "v1_memory_pressure": _v1_note(args),
@@ -187,10 +188,6 @@ def summary(result: Result, topology: Topology | None) -> str:
     return text
 
 
-def _amount(a: Amount) -> dict[str, Any]:
-    return {"value": a.value, "unit": a.unit.value}
-
-
 def _as_json(r: Result, topology: Topology | None) -> dict[str, Any]:
     d = r.decls
     return {
@@ -201,22 +198,33 @@ def _as_json(r: Result, topology: Topology | None) -> dict[str, Any]:
         "containers": [
             {
                 "name": c.name,
-                "min": _amount(c.min),
-                "max": _amount(c.max),
+                "min": c.min.as_json(),
+                "max": c.max.as_json(),
                 "priority": c.priority,
                 "shared": c.shared,
                 "cgroup": c.cgroup,
             }
             for c in (d.containers if d else ())
         ],
-        "problems": [
-            {
-                "file": p.where.file if p.where else None,
-                "line": p.where.line if p.where else None,
-                "column": p.where.column if p.where else None,
-                "message": p.message,
-                "text": str(p),
-            }
-            for p in r.problems
-        ],
+        "problems": [_located(p) for p in r.problems],
+        "warnings": [_located(w) for w in _warnings(d)],
+    }
+
+
+def _warnings(d: Declarations | None) -> list[Problem]:
+    """The shared zone's warnings (valid declarations only), with where each was written."""
+    if d is None:
+        return []
+    from zoned.shared.zone import located_shared_warnings
+
+    return located_shared_warnings(d)
+
+
+def _located(p: Problem) -> dict[str, Any]:
+    return {
+        "file": p.where.file if p.where else None,
+        "line": p.where.line if p.where else None,
+        "column": p.where.column if p.where else None,
+        "message": p.message,
+        "text": str(p),
     }

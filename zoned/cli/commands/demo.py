@@ -19,6 +19,7 @@ from typing import Any
 from zoned.backends.sim import Scenario, loads_scenario
 from zoned.cli.commands._index import describe
 from zoned.cli.commands.simulate import SimRun, draw, json_report, run_scenario, text_report
+from zoned.model.jsondoc import envelope
 
 SCENARIO = "demo.yaml"
 DEFAULT_PLOT = Path("out") / "demo.png"
@@ -54,7 +55,7 @@ def _main(args: argparse.Namespace) -> int:
     static = run_scenario(sc, "static-zones")
     plot = draw(run, args.plot)
     if args.json:
-        out = json_report(run, plot)
+        out = {**json_report(run, plot), **envelope("demo")}
         out["static_zones_summary"] = json_report(static, None)["summary"]
         json.dump(out, sys.stdout, indent=2)
         print()

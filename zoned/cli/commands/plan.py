@@ -12,6 +12,7 @@ from zoned.cli.commands._roots import add_root_args, roots
 from zoned.cli.render import table
 from zoned.config.paths import DEFAULT_PATH
 from zoned.errors import ConfigError
+from zoned.model.jsondoc import envelope
 from zoned.model.sizes import format_size
 from zoned.policy.placement import Placement, place
 
@@ -38,6 +39,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def as_json(pl: Placement, sizes: dict[int, int]) -> dict[str, Any]:
     """The documented JSON form: nodes in id order, then containers in declaration order."""
     return {
+        **envelope("plan"),
         "nodes": [
             {
                 "node": a.node,

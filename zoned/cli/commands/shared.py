@@ -15,17 +15,18 @@ remounts one with another policy, keeps one that is right, refuses anything else
 (``zoned.shared.tmpfs``); it never unmounts. Exit status 1 when any mount point is refused
 or fails.
 
-JSON, version 1 (bytes; node keys are strings)::
+JSON, schema ``zoned/shared-warm/v1`` (bytes; node keys are strings; ``where``: the
+``files`` part only, ``zoned/shared-where/v1``)::
 
-    {"version": 1, "shared_nodes": [5], "cgroup": "zoned/zoned.shared", "method": "read",
-     "helper_mems": "5", "seconds": 0.8, "slept": 0.0,
+    {"schema": "zoned/shared-warm/v1", "shared_nodes": [5], "cgroup": "zoned/zoned.shared",
+     "method": "read", "helper_mems": "5", "seconds": 0.8, "slept": 0.0,
      "files": [{"path": "/data/x", "size": 67108864, "read": 67108864,
                 "resident": 67108864, "nodes": {"5": 67108864}, "on_shared": 67108864,
                 "error": null}]}
 
-``mount --json`` (version 1)::
+``mount --json`` (``zoned/shared-mount/v1``)::
 
-    {"version": 1, "config": "/etc/zoned/zoned.yaml", "shared_nodes": [7],
+    {"schema": "zoned/shared-mount/v1", "config": "/etc/zoned/zoned.yaml", "shared_nodes": [7],
      "dry_run": false, "namespace": null, "ok": true,
      "mounts": [{"path": "/srv/shared", "target": "/srv/shared", "action": "mount",
                  "reason": "nothing is mounted there", "before": "an empty directory",
@@ -46,6 +47,7 @@ from zoned.cli.commands._index import describe, epilog
 from zoned.config.load import load
 from zoned.config.paths import DEFAULT_PATH
 from zoned.kernel.roots import PROC_ROOT, SYS_ROOT
+from zoned.model.jsondoc import envelope
 from zoned.model.sizes import format_size, parse_size
 from zoned.shared.pages import where
 from zoned.shared.zone import METHODS, declared_paths, expand
@@ -53,8 +55,6 @@ from zoned.shared.zone import METHODS, declared_paths, expand
 if TYPE_CHECKING:
     from zoned.config.decl import Declarations
     from zoned.shared.zone import WarmReport
-
-JSON_VERSION = 1
 
 
 DESCRIPTION = """\
@@ -157,7 +157,7 @@ def run_warm(args: argparse.Namespace) -> int:
     finally:
         backend.close()
     if args.json:
-        print(json.dumps({"version": JSON_VERSION, **report.as_json()}, indent=2))
+        print(json.dumps({**envelope("shared-warm"), **report.as_json()}, indent=2))
     else:
         print(render(report))
     return 1 if any(f.error for f in report.files) else 0
@@ -199,7 +199,7 @@ def run_where(args: argparse.Namespace) -> int:
              "nodes": {str(k): v for k, v in sorted(pl.nodes.items())}}
         )  # fmt: skip
     if args.json:
-        print(json.dumps({"version": JSON_VERSION, "files": out}, indent=2))
+        print(json.dumps({**envelope("shared-where"), "files": out}, indent=2))
     else:
         for item in out:
             nodes = " ".join(f"N{k}={format_size(v)}" for k, v in item["nodes"].items()) or "-"
@@ -232,7 +232,7 @@ def run_mount(args: argparse.Namespace) -> int:
     else:
         report = MountReport(frozenset(), args.dry_run)
     if args.json:
-        doc = {"version": JSON_VERSION, "config": str(args.config), **report.as_json()}
+        doc = {**envelope("shared-mount"), "config": str(args.config), **report.as_json()}
         print(json.dumps(doc, indent=2))
     elif not tmpfs:
         print(f"{args.config}: no host.shared_tmpfs declared: nothing to mount")

@@ -9,12 +9,12 @@ container's nodes (that container faulted them first and pays), or elsewhere.
 (the shared-zone helper maps them and calls mbind(MPOL_MF_MOVE_ALL)), then reports what
 moved and what stayed.
 
-JSON, version 1 (bytes)::
+JSON, schema ``zoned/sharing/v1`` (bytes)::
 
-    {"version": 1, "shared_nodes": [5], "own": {"web": 123, ...},
+    {"schema": "zoned/sharing/v1", "shared_nodes": [5], "own": {"web": 123, ...},
      "shares": [{"mapper": "batch", "owner": "web", "file": 67108864, "anon": 0,
                  "files": [["/data/x", 67108864]]}],
-     "promoted": null | <zoned shared warm's JSON>}
+     "promoted": null | <zoned shared warm's JSON without its schema key>}
 """
 
 from __future__ import annotations
@@ -27,13 +27,12 @@ from typing import TYPE_CHECKING, Any
 from zoned.cli.commands._index import describe
 from zoned.cli.commands._roots import add_root_args, roots
 from zoned.cli.commands._zonemap import add_source_args, zone_source
+from zoned.model.jsondoc import envelope
 from zoned.model.sizes import format_size
 
 if TYPE_CHECKING:  # the modules themselves are imported when the command runs (numpy)
     from zoned.accounting.sharing import SharingReport
     from zoned.shared.zone import WarmReport
-
-JSON_VERSION = 1
 
 
 DESCRIPTION = """\
@@ -101,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
 
 def as_json(r: SharingReport) -> dict[str, Any]:
     return {
-        "version": JSON_VERSION,
+        **envelope("sharing"),
         "shared_nodes": sorted(r.shared_nodes),
         "own": r.own,
         "shares": [

@@ -45,6 +45,7 @@ from zoned.engine import Engine
 from zoned.model.actions import RecordOom
 from zoned.model.decisions import LogRecord
 from zoned.model.host import EventKind
+from zoned.model.jsondoc import envelope
 from zoned.model.nodelist import format_nodelist
 from zoned.model.sizes import format_size
 from zoned.model.zonemap import SHARED
@@ -149,7 +150,18 @@ def _kills_as_records(b: SimBackend) -> list[LogRecord]:
         if e.kind is EventKind.OOM_KILL and e.container is not None:
             why = f"{e.container}: the kernel OOM-killed a process ({e.detail or 'oom_kill'})"
             a = RecordOom(e.container, why)
-            out.append(LogRecord(e.at, "oom", a.describe(), why, "recorded", a))
+            out.append(
+                LogRecord(
+                    e.at,
+                    "oom",
+                    a.describe(),
+                    why,
+                    "recorded",
+                    a,
+                    code="noted",
+                    container=e.container,
+                )
+            )
     return out
 
 
@@ -243,6 +255,7 @@ def json_report(run: SimRun, plot: Path | None) -> dict[str, Any]:
         run.log,
         run.summary,
         {
+            **envelope("simulate"),
             "scenario": sc.name,
             "mode": run.mode,
             "dry_run": run.dry_run,

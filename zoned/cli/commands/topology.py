@@ -1,9 +1,9 @@
 """``zoned topology``: the machine's nodes, fake-NUMA state, warnings and a boot parameter.
 
-JSON (``--json``), version 1; sizes in bytes, keys always present::
+JSON (``--json``), schema ``zoned/topology/v1``; sizes in bytes, keys always present::
 
     {
-      "version": 1,
+      "schema": "zoned/topology/v1",
       "nodes": [{"id": 0, "mem_total": 220909568, "mem_free": 115306496,
                  "file_pages": 62922752, "has_memory": true, "cpus": [0, 1],
                  "distances": [10, 10, ...]}, ...],
@@ -38,12 +38,12 @@ from zoned.config.decl import Amount
 from zoned.config.paths import DEFAULT_PATH
 from zoned.errors import ConfigError, Problem
 from zoned.kernel.topology import machine_memory, read_topology
+from zoned.model.jsondoc import envelope
 from zoned.model.nodelist import format_nodelist
 from zoned.model.sizes import format_size
 from zoned.model.zonemap import Topology
 from zoned.policy.fakenuma import FakeNumaPlan, boot_steps, plan_fake_numa, warnings
 
-JSON_VERSION = 1
 #: Read when no --config is given and it exists (tests point it elsewhere).
 INSTALLED = DEFAULT_PATH
 
@@ -126,7 +126,7 @@ def to_json(
 ) -> dict[str, Any]:
     """The documented ``--json`` structure (see the module docstring)."""
     return {
-        "version": JSON_VERSION,
+        **envelope("topology"),
         "nodes": [
             {
                 "id": n.id,

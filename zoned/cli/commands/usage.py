@@ -8,9 +8,9 @@ its memcg's charge (first touch); ``partial`` — unique pages its processes map
 every container that maps them (pagemap PFNs: root only). ``--sample N`` keeps 1 PFN in
 N (estimate and standard error shown); ``--rate`` bounds the pagemap walk.
 
-JSON, version 1 (bytes; null where a model was not measured)::
+JSON, schema ``zoned/usage/v1`` (bytes; null where a model was not measured)::
 
-    {"version": 1, "models": ["zones", "static", "partial"], "shared_nodes": [5],
+    {"schema": "zoned/usage/v1", "models": ["zones", "static", "partial"], "shared_nodes": [5],
      "shared_zone_used": 67108864, "missing": [],
      "containers": [{"name": "web", "nodes": [1, 2], "pids": 3, "zones": ...,
                      "static": ..., "partial": ..., "partial_stderr": 0}],
@@ -29,13 +29,13 @@ from typing import TYPE_CHECKING, Any
 from zoned.cli.commands._index import describe
 from zoned.cli.commands._roots import add_root_args, roots
 from zoned.cli.commands._zonemap import add_source_args, zone_source
+from zoned.model.jsondoc import envelope
 from zoned.model.nodelist import format_nodelist
 from zoned.model.sizes import format_size
 
 if TYPE_CHECKING:
     from zoned.accounting.ownership import UsageReport
 
-JSON_VERSION = 1
 # zoned.accounting.ownership.MODELS; not imported here: it pulls numpy in, and every zoned command
 # imports every command module at start.
 MODELS = ("zones", "static", "partial")
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
 def as_json(r: UsageReport, models: tuple[str, ...] | list[str]) -> dict[str, Any]:
     s = r.scan
     return {
-        "version": JSON_VERSION,
+        **envelope("usage"),
         "models": list(models),
         "shared_nodes": sorted(r.shared_nodes),
         "shared_zone_used": r.shared_zone_used,
