@@ -58,7 +58,7 @@ def test_plan_reports_config_errors_with_location(
 ) -> None:
     cfg = tmp_path / "zoned.yaml"
     cfg.write_text("host:\n  reserved_nodes: [0, 9]\n")
-    assert main(["plan", "--config", str(cfg), *TREE]) == 1
+    assert main(["plan", "--config", str(cfg), *TREE]) == 78  # EX_CONFIG
     err = capsys.readouterr().err
     assert err == (
         f"zoned plan: {cfg}:2:23: host.reserved_nodes[1]: found node 9, which this machine "

@@ -2,7 +2,8 @@
 
 Each command module exposes ``register(subparsers) -> None``, which adds its parser and sets
 ``func`` to a ``(args) -> int`` function. Errors that are zoned's own (``ZonedError``) are
-printed to stderr as one line each and give exit status 1; usage errors give 2.
+printed to stderr as one line each and give their ``exit_status``: 78 (EX_CONFIG) for an
+invalid configuration, else 1; usage errors give 2.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ZonedError as exc:
         for line in str(exc).splitlines() or [type(exc).__name__]:
             print(f"zoned {args.command}: {line}", file=sys.stderr)
-        return 1
+        return exc.exit_status
     except BrokenPipeError:
         return 0
     return status
