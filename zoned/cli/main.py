@@ -35,9 +35,10 @@ def selected_command(argv: Sequence[str]) -> str | None:
     return None
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+def build_parser(only: str | None = None, *, every: bool = False) -> argparse.ArgumentParser:
     """The parser with ``only`` fully registered (its module imported), or, with no
-    ``only``, every command from its name and help line alone (``zoned --help``).
+    ``only``, every command from its name and help line alone (``zoned --help``); with
+    ``every``, every command fully registered (for the man page and shell completion).
 
     Importing a command module imports what it runs (the daemon, the simulator, numpy), so
     a run imports only its own command's module and ``zoned --help`` none: they start fast,
@@ -50,8 +51,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"zoned {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    if only:
-        importlib.import_module(f"zoned.cli.commands.{only}").register(sub)
+    if only or every:
+        for name in COMMANDS if every else (only,):
+            importlib.import_module(f"zoned.cli.commands.{name}").register(sub)
     else:
         for name, line in HELP.items():
             sub.add_parser(name, help=line)
