@@ -4,7 +4,7 @@
 # /etc/zoned/ and /etc/systemd/system/ are never overwritten.
 #
 #   systemd/install.sh [--prefix /opt/zoned] [--destdir DIR] [--python python3] [--no-pip]
-#                      [--no-apt]
+#                      [--no-apt] [--build-deps]
 #
 # Puts: a venv with zoned under PREFIX/venv, /usr/local/bin/zoned (symlink), the unit in
 # /usr/local/lib/systemd/system/zoned.service (override it with drop-ins in
@@ -13,7 +13,8 @@
 # /etc/zoned/zoned.yaml and containers.d/ (examples, only when absent), PREFIX/share/
 # (example config, schema, scenarios). systemd-python is built from source (no wheels):
 # on Debian and Ubuntu the missing build packages (gcc, pkg-config, libsystemd-dev,
-# python3-dev) are installed with apt-get first, unless --no-apt. --destdir stages
+# python3-dev) are installed with apt-get first, unless --no-apt (--build-deps only lists
+# the missing ones, one a line, and exits). --destdir stages
 # everything under DIR (for packaging and tests) and skips apt and systemctl; --no-pip
 # skips the venv (the symlink then points at where it would be; the man page and
 # completion are made with --python when it can import zoned).
@@ -24,6 +25,7 @@ destdir=
 python=python3
 pip=yes
 apt=yes
+list_deps=no
 while [ $# -gt 0 ]; do
     case "$1" in
         --prefix) prefix=$2; shift 2 ;;
@@ -31,7 +33,8 @@ while [ $# -gt 0 ]; do
         --python) python=$2; shift 2 ;;
         --no-pip) pip=no; shift ;;
         --no-apt) apt=no; shift ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        --build-deps) list_deps=yes; shift ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "install.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -50,11 +53,8 @@ put() {
     say "installed $2"
 }
 
-# systemd-python ships no wheels: pip compiles it, which needs these.
-build_deps() {
-    if [ "$apt" = no ] || [ -n "$d" ] || ! command -v apt-get >/dev/null 2>&1; then
-        return 0
-    fi
+# systemd-python ships no wheels: pip compiles it, which needs these (Debian's names).
+missing_build_deps() {
     missing=
     for pkg in gcc pkg-config libsystemd-dev; do
         dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' \
@@ -64,6 +64,19 @@ build_deps() {
     # has its own)
     inc=$("$python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
     [ -f "$inc/Python.h" ] || missing="$missing python3-dev"
+}
+
+if [ "$list_deps" = yes ]; then
+    missing_build_deps
+    for pkg in $missing; do echo "$pkg"; done
+    exit 0
+fi
+
+build_deps() {
+    if [ "$apt" = no ] || [ -n "$d" ] || ! command -v apt-get >/dev/null 2>&1; then
+        return 0
+    fi
+    missing_build_deps
     if [ -n "$missing" ]; then
         say "installing what systemd-python needs to build:$missing"
         DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing

@@ -81,3 +81,38 @@ def test_without_a_python_that_has_zoned_it_says_so(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
     assert "warning: no man page nor completion" in p.stdout
     assert (tmp_path / "usr/local/lib/systemd/system/zoned.service").is_file()
+
+
+def test_lists_what_systemd_python_needs_to_build(tmp_path: Path) -> None:
+    """Debian's names of what is missing: here gcc is installed, the rest not, and the
+    Python has no headers."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    fake_dpkg = bin_ / "dpkg-query"
+    fake_dpkg.write_text(
+        '#!/bin/sh\nfor a; do last=$a; done\n[ "$last" = gcc ] && echo "install ok installed"\n'
+        "exit 0\n"
+    )
+    fake_python = bin_ / "python-noheaders"
+    fake_python.write_text(f"#!/bin/sh\necho {tmp_path / 'include'}\n")
+    for f in (fake_dpkg, fake_python):
+        f.chmod(0o755)
+    p = subprocess.run(
+        ["sh", str(SCRIPT), "--build-deps", "--python", str(fake_python)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}"},
+    )
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["pkg-config", "libsystemd-dev", "python3-dev"]
+    (tmp_path / "include").mkdir()
+    (tmp_path / "include" / "Python.h").write_text("")
+    p = subprocess.run(
+        ["sh", str(SCRIPT), "--build-deps", "--python", str(fake_python)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}"},
+    )
+    assert p.stdout.split() == ["pkg-config", "libsystemd-dev"]
