@@ -221,7 +221,7 @@ def test_unprivileged_client_may_read_but_not_change() -> None:
         assert r.owners()[3] == "free"
 
 
-def test_run_with_invalid_config_exits_1_with_every_problem_and_applies_nothing(
+def test_run_with_invalid_config_exits_78_with_every_problem_and_applies_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cfg = tmp_path / "zoned.yaml"
@@ -240,7 +240,7 @@ def test_run_with_invalid_config_exits_1_with_every_problem_and_applies_nothing(
             str(tmp_path / "cgroup"),
         ]
     )
-    assert rc == 1
+    assert rc == 78  # EX_CONFIG: the unit does not restart on it
     err = capsys.readouterr().err.splitlines()
     assert len(err) >= 2
     assert all(line.startswith(f"zoned run: {cfg}:") for line in err)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # Imports that only an extra provides, and the only modules of zoned allowed to make them.
-EXTRA_ONLY = {"plot": {"zoned/cli/plot.py"}}
+EXTRA_ONLY = {"plot": {"zoned/cli/plot.py"}, "shell": {"zoned/cli/generate.py"}}
 
 
 def _norm(name: str) -> str:

@@ -60,7 +60,7 @@ def test_plan_reports_config_errors_with_location(
 ) -> None:
     cfg = tmp_path / "zoned.yaml"
     cfg.write_text("host:\n  reserved_nodes: [0, 9]\n")
-    assert main(["plan", "--config", str(cfg), *TREE]) == 1
+    assert main(["plan", "--config", str(cfg), *TREE]) == 78  # EX_CONFIG
     err = capsys.readouterr().err
     assert err == (
         f"zoned plan: {cfg}:2:23: host.reserved_nodes[1]: found node 9, which this machine "
@@ -77,7 +77,7 @@ def test_one_node_host_plan_and_check_say_boot_with_fake_numa(
     fs = FakeSys(tmp_path).node(0, 2048).build()
     one = ["--sysfs-root", str(fs.sys_root), "--proc-root", str(fs.proc_root)]
     config = str(ROOT / "config/zoned.yaml")
-    assert main(["plan", "--config", config, *one]) == 1
+    assert main(["plan", "--config", config, *one]) == 78
     plan_err = capsys.readouterr().err
     assert plan_err == f"zoned plan: {ONE_NODE}\n"
     assert main(["check", config, *one]) == 1
@@ -97,7 +97,7 @@ def test_shared_count_beyond_the_pool_fails_check_as_plan_does(
     cfg.write_text("host:\n  shared: 2\n")
     assert main(["check", str(cfg), *two]) == 1
     check_err = capsys.readouterr().err
-    assert main(["plan", "--config", str(cfg), *two]) == 1
+    assert main(["plan", "--config", str(cfg), *two]) == 78
     plan_err = capsys.readouterr().err
     expected = (
         f"{cfg}:2:11: host.shared: found a count of 2 shared nodes; expected at most 1, "

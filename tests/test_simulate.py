@@ -148,7 +148,7 @@ def test_cli_simulate_bad_scenario_is_one_line_error(
 ) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("duration_s: 10\nconfig: {containers: {a: {min: 1G}}}\nworkloads: {b: []}\n")
-    assert main(["simulate", str(bad)]) == 1
+    assert main(["simulate", str(bad)]) == 78  # EX_CONFIG
     err = capsys.readouterr().err
     assert err.startswith("zoned simulate: ") and "bad.yaml" in err
 

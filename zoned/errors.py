@@ -6,7 +6,8 @@ from exc``) and keep their errno, so callers can tell an ordinary outcome (a van
 cgroup) from a real failure::
 
     ZonedError
-    ├── ConfigError         a configuration is invalid (every Problem, with file:line:col)
+    ├── ConfigError         a configuration is invalid (every Problem, with file:line:col;
+    │                       exit status 78, EX_CONFIG; every other ZonedError exits 1)
     ├── TopologyError       the NUMA topology cannot be read or does not suit
     ├── PlacementError      the declared containers do not fit the machine
     ├── ControlError        the control socket is unreachable or refused a request
@@ -29,7 +30,12 @@ from zoned.model.nodelist import format_nodelist as fmt_nodes
 
 
 class ZonedError(Exception):
-    """Base of every error zoned raises deliberately."""
+    """Base of every error zoned raises deliberately; ``zoned`` exits with ``exit_status``."""
+
+    exit_status = 1
+
+
+EX_CONFIG = 78  # sysexits.h: the unit's RestartPreventExitStatus= does not restart on it
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,10 @@ class Problem:
 
 
 class ConfigError(ZonedError):
-    """A configuration is invalid; ``problems`` lists every problem found, in file order."""
+    """A configuration is invalid; ``problems`` lists every problem found, in file order.
+    Exit status 78 (EX_CONFIG): retrying will not help until the file changes."""
+
+    exit_status = EX_CONFIG
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems

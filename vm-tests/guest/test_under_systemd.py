@@ -4,6 +4,10 @@ Runs only in that boot (``ZONED_VM_SYSTEMD=1``), after zoned.service reported RE
 its STATUS= line, the CLI on the default socket, journal fields, a lend seen by the
 kernel, ``systemctl reload`` good and bad, the watchdog restarting a hung loop (and the
 restart adopting the zones), and ``systemctl stop`` leaving the containers in their zones.
+The sandbox (issue 18): /sys read-only but cgroupfs writable, the hardening keys in force
+while the daemon does its job; a refused ``systemctl reload`` fails with ``RELOAD=refused``
+in the journal, SIGHUP by hand still reloads; a bad file at start exits 78 and is not
+restarted; TCP metrics through the drop-in docs/service.md gives.
 The shared tmpfs (``host.shared_tmpfs``, node 7): the unit's ExecStartPre mounts it in the
 host's mount namespace (seen in PID 1's mountinfo), the sandboxed daemon keeps it without
 a warning, and no reload, restart or stop unmounts it; a size change takes a restart.
@@ -18,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -89,6 +94,7 @@ def test_zoned_service_under_systemd(finding: Finding) -> None:
     assert own == "0::/system.slice/zoned.service", own
     finding("zoned.service cgroup", own)
     assert read(Path("/proc") / str(main_pid) / "oom_score_adj") == "-900"
+    sandbox(main_pid, finding)
     tmpfs_id = shared_tmpfs_at_start(main_pid, finding)
 
     p = zoned_cli("status")
@@ -118,14 +124,23 @@ def test_zoned_service_under_systemd(finding: Finding) -> None:
     assert sh("systemctl", "reload", "zoned").returncode == 0
     extra = wait_for(lambda: holds("extra"), "reload adds extra")
     assert effective("extra") == extra
+    assert reload_results()[-1][0] == "applied"
     CONFIG.write_text("containers:\n  web: {min: lots}\n")
-    assert sh("systemctl", "reload", "zoned").returncode == 0
-    wait_for(
-        lambda: "reload refused" in sh("journalctl", "-u", "zoned", "--no-pager").stdout,
-        "the refusal in the journal",
+    p = sh("systemctl", "reload", "zoned")
+    finding("systemctl reload of a bad file", (p.returncode, p.stderr.strip()))
+    assert p.returncode != 0  # ExecReload= is `zoned reload`, which exits 1 when refused
+    _, reason = wait_for(
+        lambda: reload_results()[-1] if reload_results()[-1][0] == "refused" else None,
+        "RELOAD=refused in the journal",
     )
+    assert "zoned.yaml:2:" in reason, reason
+    finding("RELOAD=refused REASON=", reason)
     assert [c["name"] for c in status()["containers"]] == ["web", "batch", "extra"]
     CONFIG.write_text(good)
+    # SIGHUP by hand still reloads (the good file again: nothing changed)
+    n = len(reload_results())
+    os.kill(main_pid, signal.SIGHUP)
+    assert wait_for(lambda: reload_results()[n:], "the SIGHUP reload") == [("unchanged", "")]
     # neither reload touched the tmpfs (the same mount, no warning about it)
     assert host_tmpfs()[0] == tmpfs_id
     assert tmpfs_warnings() == []
@@ -164,6 +179,108 @@ def watchdog_then_stop(main_pid: int, tmpfs_id: int, finding: Finding) -> None:
     assert p.stderr == (
         "zoned status: no daemon at /run/zoned/control.sock (is zoned.service running?)\n"
     )
+    bad_config_at_start(finding)
+    tcp_metrics_by_drop_in(finding)
+
+
+# -- the unit's sandbox, exit statuses and drop-ins (issue 18) ------------------------------
+
+
+def sandbox(main_pid: int, finding: Finding) -> None:
+    """The hardening keys are in force on the running daemon: /sys read-only
+    (ProtectKernelTunables=) with cgroupfs writable again (ReadWritePaths=), and it placed
+    the containers all the same (the rest of the test: lend, reload, restart)."""
+    keys = (
+        "ProtectKernelTunables", "MemoryDenyWriteExecute", "IPAddressDeny",
+        "RestrictAddressFamilies", "PrivateMounts", "ProtectProc", "RestartPreventExitStatus",
+    )  # fmt: skip
+    shown = {k: prop(k) for k in keys}
+    finding("hardening as systemd shows it", shown)
+    assert shown["ProtectKernelTunables"] == "yes"
+    assert shown["MemoryDenyWriteExecute"] == "yes"
+    assert set(shown["RestrictAddressFamilies"].split()) == {"AF_UNIX", "AF_NETLINK"}
+    assert shown["ProtectProc"] == "invisible"
+    opts = {}
+    for target in ("/sys", "/sys/fs/cgroup", "/proc/sys"):
+        seen = mountinfo_at(main_pid, target)
+        assert seen is not None, target
+        opts[target] = seen[1].split(" ")[5].split(",")[0]
+    finding("daemon's /sys, cgroupfs, /proc/sys", opts)
+    assert opts == {"/sys": "ro", "/sys/fs/cgroup": "rw", "/proc/sys": "ro"}
+    seccomp = [ln.split() for ln in read(Path(f"/proc/{main_pid}/status")).splitlines()]
+    assert ["Seccomp:", "2"] in seccomp  # the filter mode MemoryDenyWriteExecute= uses
+    assert holds("web") and effective("web") == holds("web")
+    # the score, of the running unit (with this boot's drop-in: ProtectHome=no, PrivateTmp=no)
+    # and of the shipped file
+    for argv in (["zoned.service"], ["--offline=true", str(PROJECT / "systemd/zoned.service")]):
+        p = sh("systemd-analyze", "security", "--no-pager", *argv)
+        overall = [ln for ln in p.stdout.splitlines() if "Overall exposure" in ln]
+        finding(f"systemd-analyze security {argv[-1]}", overall or p.stderr.strip()[-300:])
+
+
+def reload_results() -> list[tuple[str, str]]:
+    """(RELOAD=, REASON=) of every reload in the journal, oldest first."""
+    return [(str(e["RELOAD"]), str(e.get("REASON", ""))) for e in unit_journal() if "RELOAD" in e]
+
+
+def bad_config_at_start(finding: Finding) -> None:
+    """A bad file at start: exit 78 (EX_CONFIG), the unit failed, no restart."""
+    good = CONFIG.read_text()
+    CONFIG.write_text("containers:\n  web: {min: lots}\n")
+    try:
+        restarts = prop("NRestarts")
+        p = sh("systemctl", "start", "zoned")
+        assert p.returncode != 0
+        # without RestartPreventExitStatus= it would sit in auto-restart, never "failed"
+        wait_for(lambda: prop("ActiveState") == "failed", "zoned.service failed")
+        shown = {k: prop(k) for k in ("ExecMainStatus", "Result", "NRestarts", "SubState")}
+        finding("a bad file at start", shown)
+        assert shown["ExecMainStatus"] == "78" and shown["Result"] == "exit-code"
+        assert shown["NRestarts"] == restarts
+        lines = [str(e.get("MESSAGE", "")) for e in unit_journal()]
+        assert any(m.startswith("zoned run: /etc/zoned/zoned.yaml:2:") for m in lines), lines
+    finally:
+        CONFIG.write_text(good)
+        sh("systemctl", "reset-failed", "zoned")
+
+
+METRICS_DROPIN = Path("/run/systemd/system/zoned.service.d/metrics.conf")
+
+
+def tcp_metrics_by_drop_in(finding: Finding) -> None:
+    """TCP metrics need the drop-in docs/service.md gives: with --metrics alone the sandbox
+    refuses the socket (the start fails with one line); with the address families and
+    IPAddressAllow= added, a local scrape works."""
+    zoned = PROJECT / ".venv" / "bin" / "zoned"
+    start = (
+        "[Service]\nExecStart=\n"
+        f"ExecStart={zoned} run --config /etc/zoned/zoned.yaml --metrics 127.0.0.1:9799\n"
+        "Restart=no\n"
+    )
+    METRICS_DROPIN.parent.mkdir(parents=True, exist_ok=True)
+    METRICS_DROPIN.write_text(start)
+    assert sh("systemctl", "daemon-reload").returncode == 0
+    assert sh("systemctl", "start", "zoned").returncode != 0
+    wait_for(lambda: prop("ActiveState") == "failed", "TCP metrics refused by the sandbox")
+    lines = [str(e.get("MESSAGE", "")) for e in unit_journal() if "metrics" in str(e)]
+    finding("--metrics 127.0.0.1:9799 under the shipped sandbox", lines[-3:])
+    sh("systemctl", "reset-failed", "zoned")
+
+    METRICS_DROPIN.write_text(
+        start + "RestrictAddressFamilies=AF_INET AF_INET6\nIPAddressAllow=localhost\n"
+    )
+    assert sh("systemctl", "daemon-reload").returncode == 0
+    p = sh("systemctl", "start", "zoned")
+    assert p.returncode == 0, p.stderr
+    families = set(prop("RestrictAddressFamilies").split())
+    assert families == {"AF_UNIX", "AF_NETLINK", "AF_INET", "AF_INET6"}, families
+    with urllib.request.urlopen("http://127.0.0.1:9799/metrics", timeout=30) as resp:
+        body = resp.read().decode()
+    assert "zoned_" in body
+    finding("TCP metrics with the drop-in", f"{len(body)} bytes from 127.0.0.1:9799")
+    assert sh("systemctl", "stop", "zoned").returncode == 0
+    METRICS_DROPIN.unlink()
+    sh("systemctl", "daemon-reload")
 
 
 # -- the shared tmpfs ---------------------------------------------------------------------

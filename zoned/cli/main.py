@@ -2,7 +2,8 @@
 
 Each command module exposes ``register(subparsers) -> None``, which adds its parser and sets
 ``func`` to a ``(args) -> int`` function. Errors that are zoned's own (``ZonedError``) are
-printed to stderr as one line each and give exit status 1; usage errors give 2.
+printed to stderr as one line each and give their ``exit_status``: 78 (EX_CONFIG) for an
+invalid configuration, else 1; usage errors give 2.
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ def selected_command(argv: Sequence[str]) -> str | None:
     return None
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+def build_parser(only: str | None = None, *, every: bool = False) -> argparse.ArgumentParser:
     """The parser with ``only`` fully registered (its module imported), or, with no
-    ``only``, every command from its name and help line alone (``zoned --help``).
+    ``only``, every command from its name and help line alone (``zoned --help``); with
+    ``every``, every command fully registered (for the man page and shell completion).
 
     Importing a command module imports what it runs (the daemon, the simulator, numpy), so
     a run imports only its own command's module and ``zoned --help`` none: they start fast,
@@ -49,8 +51,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"zoned {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    if only:
-        importlib.import_module(f"zoned.cli.commands.{only}").register(sub)
+    if only or every:
+        for name in COMMANDS if every else (only,):
+            importlib.import_module(f"zoned.cli.commands.{name}").register(sub)
     else:
         for name, line in HELP.items():
             sub.add_parser(name, help=line)
@@ -66,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ZonedError as exc:
         for line in str(exc).splitlines() or [type(exc).__name__]:
             print(f"zoned {args.command}: {line}", file=sys.stderr)
-        return 1
+        return exc.exit_status
     except BrokenPipeError:
         return 0
     return status

@@ -6,6 +6,10 @@ reload never ends the daemon), a file that declares no containers while some are
 restart is refused (the running configuration is kept); a valid one waits while hand-overs
 are in flight, then frees the nodes of removed containers, places added ones on free nodes
 and lends to containers whose ``min`` rose.
+
+Every reload ends in one log line whose record carries ``RELOAD=`` (``applied``,
+``unchanged``, ``deferred`` or ``refused``) and ``REASON=`` (the changes, or the problems),
+journal fields under systemd: ``journalctl -u zoned RELOAD=refused``.
 """
 
 from __future__ import annotations
@@ -60,10 +64,24 @@ def reload(d: Daemon, allow_empty: bool = False) -> dict[str, Any]:
         d._after_change()
 
 
+REASON_MAX = 2000  # characters of the REASON= field: a journal entry stays readable
+
+
+def result_fields(result: str, reasons: list[str]) -> dict[str, str]:
+    """The journal fields of a reload's outcome: ``RELOAD=`` and a one-line ``REASON=``."""
+    reason = " ".join("; ".join(reasons).split())
+    if len(reason) > REASON_MAX:
+        reason = reason[: REASON_MAX - 3] + "..."
+    return {"RELOAD": result, "REASON": reason}
+
+
 def _refuse(d: Daemon, problems: list[str]) -> dict[str, Any]:
     for p in problems:
         log.error("reload refused: %s", p)
-    log.error("reload refused; the running configuration is kept")
+    log.error(
+        "reload refused; the running configuration is kept",
+        extra=result_fields("refused", problems),
+    )
     return {"ok": False, "error": "\n".join(problems), "problems": problems}
 
 
@@ -102,11 +120,15 @@ def _apply(d: Daemon, e: Engine, topo: Topology, allow_empty: bool) -> dict[str,
         return _refuse(d, refusals)
     if e.pending():
         d._reload_pending = True
-        log.info("reload waits for %d hand-over(s) in flight", len(e.pending()))
+        log.info(
+            "reload waits for %d hand-over(s) in flight",
+            len(e.pending()),
+            extra=result_fields("deferred", changes),
+        )
         return {"ok": True, "deferred": True, "changes": changes}
     d._reload_pending = False
     if not changes:
-        log.info("reload: nothing changed")
+        log.info("reload: nothing changed", extra=result_fields("unchanged", []))
         return {"ok": True, "deferred": False, "changes": []}
     now = d.backend.now() if d.backend else 0.0
     zmap = e.zonemap
@@ -154,6 +176,7 @@ def _apply(d: Daemon, e: Engine, topo: Topology, allow_empty: bool) -> dict[str,
     sharedzone.plan_rewarm(d)
     for ch in changes:
         log.info("reload: %s", ch)
+    log.info("reload applied: %d change(s)", len(changes), extra=result_fields("applied", changes))
     e.log.append(
         LogRecord(
             now, "reload", "configuration reloaded", "; ".join(changes), "applied", code="done"

@@ -54,8 +54,8 @@ EXIT: dict[str, tuple[tuple[int, str], ...]] = {
     ),
     "plan": (
         (0, "the declared containers fit; the placement was shown"),
-        (1, "the topology cannot be read"),
-        (78, "the configuration is invalid or its min values do not fit the pool"),
+        (1, "the topology cannot be read, or the containers' min values do not fit the pool"),
+        (78, "the configuration is invalid, or this host cannot hold it (one node)"),
     ),
     "simulate": (
         (0, "the run finished (OOM kills in it are reported, not an error)"),
