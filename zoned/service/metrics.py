@@ -92,8 +92,9 @@ _REASONS = (
 HANDOVER_KINDS = ("lend", "reclaim", "return")
 HANDOVER_OUTCOMES = ("done", "failed", "cancelled")
 RELOAD_RESULTS = ("applied", "refused", "unchanged")
-# outcome_class of a record that ends a hand-over → its outcome label.
-_ENDS = {"done": "done", "gave_up": "failed", "abandoned": "cancelled"}
+# The code of a record that ends a hand-over → its outcome label (LogRecord.code: the
+# structured outcome, so no wording of the text can be miscounted).
+_ENDS = {"done": "done", "failed": "failed", "cancelled": "cancelled"}
 # A hand-over takes from 10 ms (a lend on an idle host) to the migration deadline (60 s by
 # default) and a little past it (a write the kernel still runs).
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
@@ -343,11 +344,10 @@ class Metrics:
 
     def _handover(self, rec: LogRecord, action: Action) -> None:
         """Follow one hand-over from its ``started`` record to the record that ends it."""
-        cls = outcome_class(rec.outcome)
-        if cls == "started":
+        if rec.code == "started":
             self._open[id(action)] = (rec.kind, rec.at, action)
             return
-        end = _ENDS.get(cls)
+        end = _ENDS.get(rec.code)
         if end is None:  # a retry, a write still in the kernel: not the end
             return
         opened = self._open.pop(id(action), None)
