@@ -51,6 +51,7 @@ from zoned.model.actions import (
     Return,
     SetTripwire,
     kind_of,
+    movers,
 )
 from zoned.model.decisions import ContainerStats, LogRecord
 from zoned.model.host import Event, EventKind
@@ -100,19 +101,6 @@ _NONE: frozenset[int] = frozenset()
 
 # Re-decisions a step may take after re-reading the containers its hand-overs involve.
 _REDECIDE = 2
-
-
-def _movers(a: Action) -> tuple[str, ...]:
-    """The containers a hand-over action takes nodes from or gives them to."""
-    if isinstance(a, Lend):
-        return (a.to,)
-    if isinstance(a, Reclaim):
-        return (a.from_, a.to)
-    if isinstance(a, Return):
-        return (a.from_,)
-    if isinstance(a, DirectedReclaim):
-        return (a.container,)
-    return ()
 
 
 class Engine(HandOvers):
@@ -304,7 +292,7 @@ class Engine(HandOvers):
             stale = {
                 n
                 for a in decision.actions
-                for n in _movers(a)
+                for n in movers(a)
                 if n in snap.containers and n not in self._read_this_step
             }
             if not stale:

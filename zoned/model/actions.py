@@ -101,3 +101,16 @@ def kind_of(action: Action) -> str:
         Return: "return",
         RecordOom: "oom",
     }[type(action)]
+
+
+def movers(a: Action) -> tuple[str, ...]:
+    """The containers a hand-over action takes nodes from or gives them to."""
+    if isinstance(a, Lend):
+        return (a.to,)
+    if isinstance(a, Reclaim):
+        return (a.from_, a.to)
+    if isinstance(a, Return):
+        return (a.from_,)
+    if isinstance(a, DirectedReclaim):
+        return (a.container,)
+    return ()

@@ -62,7 +62,7 @@ from prometheus_client import (
 from zoned import __version__
 from zoned.engine import Engine
 from zoned.kernel.roots import PROC_ROOT
-from zoned.model.actions import Action, Lend, Reclaim, Return
+from zoned.model.actions import Action, Lend, Reclaim, movers
 from zoned.model.decisions import LogRecord
 from zoned.service.metricsserver import MetricsServer, serve
 
@@ -136,16 +136,6 @@ def reload_result(result: Mapping[str, object]) -> str | None:
     if result.get("deferred"):
         return None
     return "applied" if result.get("changes") else "unchanged"
-
-
-def _movers(a: Action) -> tuple[str, ...]:
-    if isinstance(a, Lend):
-        return (a.to,)
-    if isinstance(a, Reclaim):
-        return (a.from_, a.to)
-    if isinstance(a, Return):
-        return (a.from_,)
-    return ()
 
 
 class Metrics:
@@ -334,7 +324,7 @@ class Metrics:
                 self._handover(rec, a)
         # A hand-over whose container vanished ends without a record of its own.
         for key, (kind, _, act) in list(self._open.items()):
-            if any(name not in engine.managed for name in _movers(act)):
+            if any(name not in engine.managed for name in movers(act)):
                 del self._open[key]
                 self.handovers.labels(kind, "cancelled").inc()
         self.in_flight.set(len(engine.pending()))
