@@ -50,7 +50,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"zoned {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     if only:
-        importlib.import_module(f"zoned.cli.commands.{only}").register(sub)
+        importlib.import_module(f"zoned.cli.commands.{only.replace('-', '')}").register(sub)
     else:
         for name, line in HELP.items():
             sub.add_parser(name, help=line)

@@ -23,4 +23,5 @@ HELP: dict[str, str] = {
     "usage": "each container's memory under the zones, static and partial ownership models",
     "sharing": "pages each container maps on the shared zone or on other containers' nodes",
     "shared": "warm declared shared paths into the shared zone and show where pages are",
+    "oci-hook": "OCI createRuntime hook: give an engine's container its zone (state on stdin)",
 }

@@ -1,0 +1,287 @@
+"""Engine containers (podman, docker) in the daemon: admission, the watcher, the end.
+
+- :func:`admit` (the OCI hook's ``engine-admit`` request, and the watcher): the container's
+  declaration (``zoned.policy.engines``) gets an instance ``<decl>@<name>`` whose
+  ``cgroup`` is the engine's own; its ``min`` is placed on free nodes and written into that
+  existing cgroup in place (no process moves). No room, or hand-overs in flight: refused,
+  with the declaration's ``on_refusal``.
+- The watcher (:class:`~zoned.kernel.enginecg.CgroupDirWatch` on the loop): an engine
+  cgroup that appears is matched by asking the engine (``podman inspect``, bounded by
+  ``INSPECT_TIMEOUT_S``; it runs on the loop's thread, so the loop waits for it) and then
+  admitted like the hook's.
+- When the cgroup goes, the engine's GONE handling frees its nodes; :func:`after_step`
+  then drops the instance's declaration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zoned.backends.fdloop import IN
+from zoned.config.decl import Declarations
+from zoned.errors import BackendError, EngineError, PlacementError
+from zoned.kernel.enginecg import CgroupDirWatch, parse_engine_cgroup
+from zoned.model.engines import EngineContainer
+from zoned.model.host import Event
+from zoned.model.nodelist import format_nodelist
+from zoned.model.zonemap import FREE, Assignment, OwnerKind, Topology
+from zoned.policy.engines import instance_name, template_for, template_of
+from zoned.policy.placement import place
+
+if TYPE_CHECKING:
+    from zoned.service.daemon import Daemon
+
+log = logging.getLogger(__name__)
+
+INSPECT_TIMEOUT_S = 10.0
+INSPECT_MAX_BYTES = 1 << 20
+INSPECT: Mapping[str, tuple[str, ...]] = {
+    "podman": ("podman", "inspect", "--type", "container"),
+    "docker": ("docker", "inspect", "--type", "container"),
+}
+
+
+def _refused(why: str, on_refusal: str, *, busy: bool = False) -> dict[str, Any]:
+    return {"ok": False, "error": why, "on_refusal": on_refusal, "busy": busy}
+
+
+def admit(d: Daemon, c: EngineContainer, cgroup: str) -> dict[str, Any]:
+    """Give the engine container ``c`` in ``cgroup`` (relative to the cgroup root) the
+    zones of its declaration; see the module doc. Returns the control answer:
+    ``{"ok", "matched", "container", "nodes"}`` or a refusal with ``on_refusal``."""
+    e, topo = d.engine, d.topology
+    assert e is not None and topo is not None
+    tmpl = template_for(e.decls.templates, c)
+    if tmpl is None or tmpl.engine is None:
+        return {"ok": True, "matched": False}
+    policy = tmpl.engine.on_refusal
+    cgroup = cgroup.strip("/")
+    for have in e.decls.containers:
+        if have.cgroup is not None and have.cgroup.strip("/") == cgroup:
+            nodes = sorted(e.zonemap.nodes_of(have.name))
+            return {"ok": True, "matched": True, "container": have.name, "nodes": nodes}
+    name = instance_name(tmpl, c)
+    if any(x.name == name for x in e.decls.containers):
+        name = f"{name}.{c.id[:12]}"
+    if not e.juggle or e.dry_run:
+        return _refused(f"{name}: zoned is not giving zones here (dry run or one node)", policy)
+    if e.pending():
+        return _refused(f"{name}: nodes are moving; try again", policy, busy=True)
+    decl = dataclasses.replace(tmpl, name=name, cgroup=cgroup, engine=None)
+    now = d.backend.now() if d.backend else 0.0
+    zmap = e.zonemap
+    free = zmap.nodes_with(FREE)
+    sub = Topology(tuple(n for n in topo.nodes if n.id in free))
+    host = dataclasses.replace(e.decls.host, reserved_nodes=(), shared_nodes=(), shared_count=0)
+    try:
+        placed = place(sub, Declarations(host=host, policy=e.decls.policy, containers=(decl,)))
+    except PlacementError as exc:
+        return _refused(f"{name}: no room for its min ({tmpl.min}): {exc}", policy)
+    for a in placed.zonemap:
+        if a.owner.kind is OwnerKind.CONTAINER:
+            zmap = zmap.with_assignment(dataclasses.replace(a, since=now))
+    new = dataclasses.replace(e.decls, containers=(*e.decls.containers, decl))
+    e.reconfigure(new, zmap)
+    if name not in e.managed:
+        # Admission failed (logged by the engine): give the nodes back, forget it.
+        _drop(d, name, why="its admission failed")
+        return _refused(f"{name}: {cgroup} could not be given its nodes (see zoned's log)", policy)
+    d.engine_containers[name] = c
+    nodes = sorted(e.zonemap.nodes_of(name))
+    log.info(
+        "%s: %s container %s (%s) admitted on nodes %s",
+        name,
+        c.engine,
+        c.shown,
+        cgroup,
+        format_nodelist(frozenset(nodes)),
+    )
+    d._after_change()
+    return {"ok": True, "matched": True, "container": name, "nodes": nodes}
+
+
+def _drop(d: Daemon, name: str, *, why: str) -> None:
+    e = d.engine
+    assert e is not None
+    zmap = e.zonemap
+    now = d.backend.now() if d.backend else 0.0
+    for n in sorted(zmap.nodes_of(name)):
+        zmap = zmap.with_assignment(Assignment(n, FREE, f"{name}: {why}", now))
+    rest = tuple(c for c in e.decls.containers if c.name != name)
+    if not e.pending():
+        e.reconfigure(dataclasses.replace(e.decls, containers=rest), zmap)
+    d.engine_containers.pop(name, None)
+
+
+def after_step(d: Daemon) -> None:
+    """Instances whose cgroup vanished (the engine freed their nodes): forget them."""
+    e = d.engine
+    if e is None or e.pending():
+        return
+    gone = [
+        c.name
+        for c in e.decls.containers
+        if c.name in d.engine_containers and c.name not in e.managed
+    ]
+    if not gone:
+        return
+    rest = tuple(c for c in e.decls.containers if c.name not in gone)
+    e.reconfigure(dataclasses.replace(e.decls, containers=rest), e.zonemap)
+    for name in gone:
+        if d.backend is not None:
+            try:
+                d.backend.release(name)  # adopted: forgets it, leaves the cgroup alone
+            except BackendError as exc:
+                log.warning("%s: release: %s", name, exc)
+        log.info(
+            "%s: engine container %s stopped; its declaration instance is dropped",
+            name,
+            d.engine_containers[name].shown,
+        )
+        d.engine_containers.pop(name, None)
+
+
+def carry(d: Daemon, new: Declarations) -> Declarations:
+    """A reloaded configuration keeps the running instances whose declaration is still
+    an engine declaration (with its new limits); the others are released."""
+    e = d.engine
+    if e is None:
+        return new
+    by_name = {t.name: t for t in new.templates}
+    kept = []
+    for c in e.decls.containers:
+        base = template_of(c.name) if c.name in d.engine_containers else None
+        if base is not None and base in by_name:
+            kept.append(
+                dataclasses.replace(by_name[base], name=c.name, cgroup=c.cgroup, engine=None)
+            )
+    return dataclasses.replace(new, containers=(*new.containers, *kept))
+
+
+def parse_inspect(engine: str, raw: bytes) -> EngineContainer:
+    """The container ``podman inspect`` / ``docker inspect`` printed (a JSON list of one
+    object with Id, Name, Config.Labels, Config.Annotations). Raises EngineError."""
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise EngineError(f"{engine} inspect: not JSON ({exc})") from exc
+    if isinstance(doc, list) and len(doc) == 1:
+        doc = doc[0]
+    if not isinstance(doc, dict) or not isinstance(doc.get("Id"), str):
+        raise EngineError(f"{engine} inspect: expected a list of one object with Id")
+    cfg = doc.get("Config") if isinstance(doc.get("Config"), dict) else {}
+    assert isinstance(cfg, dict)
+    host = doc.get("HostConfig") if isinstance(doc.get("HostConfig"), dict) else {}
+    assert isinstance(host, dict)
+
+    def strings(v: object) -> dict[str, str]:
+        if not isinstance(v, dict):
+            return {}
+        return {k: x for k, x in v.items() if isinstance(k, str) and isinstance(x, str)}
+
+    name = doc.get("Name") if isinstance(doc.get("Name"), str) else ""
+    assert isinstance(name, str)
+    return EngineContainer(
+        engine=engine,
+        id=doc["Id"],
+        name=name.lstrip("/"),
+        labels=strings(cfg.get("Labels")),
+        annotations={**strings(host.get("Annotations")), **strings(cfg.get("Annotations"))},
+    )
+
+
+def inspect(engine: str, cid: str) -> EngineContainer:
+    """Ask the engine about container ``cid`` (bounded by INSPECT_TIMEOUT_S)."""
+    argv = [*INSPECT[engine], cid]
+    try:
+        done = subprocess.run(argv, capture_output=True, timeout=INSPECT_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise EngineError(f"{' '.join(argv[:2])} {cid[:12]}: {exc}") from exc
+    if done.returncode != 0:
+        err = " ".join(done.stderr.decode(errors="replace").split())[:300]
+        raise EngineError(f"{' '.join(argv[:2])} {cid[:12]}: exit {done.returncode}: {err}")
+    return parse_inspect(engine, done.stdout[:INSPECT_MAX_BYTES])
+
+
+def _leaf(root: Path, path: str) -> str:
+    """systemd's manager: crun's processes are in the scope's ``container`` leaf."""
+    return f"{path}/container" if (root / path / "container").is_dir() else path
+
+
+def watch_new(d: Daemon, paths: list[str]) -> None:
+    """Admit the engine containers in ``paths`` that match a declaration."""
+    e = d.engine
+    if e is None or not e.decls.templates or d.engine_watch is None:
+        return
+    root = d.engine_watch.root
+    for path in paths:
+        got = parse_engine_cgroup(path)
+        if got is None:
+            continue
+        engine, cid = got
+        if any(c.cgroup and c.cgroup.strip("/").startswith(path) for c in e.decls.containers):
+            continue  # the hook admitted it already
+        try:
+            c = inspect(engine, cid)
+        except EngineError as exc:
+            log.warning("watcher: %s: %s, ignoring", path, exc)
+            continue
+        answer = admit(d, c, _leaf(root, path))
+        if not answer["ok"]:
+            log.warning("watcher: %s left unzoned: %s", c.shown, answer["error"])
+
+
+def start(d: Daemon) -> None:
+    """Watch the engines' cgroups when engine declarations exist (v2 only)."""
+    e = d.engine
+    if e is None or d._host is None or not e.decls.templates or d.opts.backend is not None:
+        return
+    root = d.opts.roots.cgroup or Path(e.decls.host.cgroup_root)
+    try:
+        w = CgroupDirWatch(root)
+    except BackendError as exc:
+        why = f"engine containers are not watched: {exc}"
+        log.warning("%s", why)
+        d.warnings.append(why)
+        return
+    d.engine_watch = w
+
+    def on_ready(revents: int) -> list[Event]:
+        created, _removed = w.drain()
+        watch_new(d, created)
+        return []
+
+    d._host.add_fd(w.fileno(), IN, on_ready)
+    watch_new(d, w.existing())
+
+
+def close(d: Daemon) -> None:
+    if d.engine_watch is not None and d._host is not None:
+        d._host.remove_fd(d.engine_watch.fileno())
+        d.engine_watch.close()
+        d.engine_watch = None
+
+
+def handle_admit(d: Daemon, req: Mapping[str, Any]) -> dict[str, Any]:
+    """The OCI hook's request: ``{"cmd": "engine-admit", "cgroup", "engine", "id",
+    "name", "annotations"}``."""
+    cgroup, cid = req.get("cgroup"), req.get("id")
+    if not isinstance(cgroup, str) or not cgroup or not isinstance(cid, str) or not cid:
+        return {"ok": False, "error": "engine-admit: expected strings cgroup and id"}
+    engine = req.get("engine") if req.get("engine") in ("podman", "docker", "oci") else "oci"
+    name = req.get("name") if isinstance(req.get("name"), str) else ""
+    ann = req.get("annotations") if isinstance(req.get("annotations"), dict) else {}
+    assert isinstance(ann, dict) and isinstance(name, str) and isinstance(engine, str)
+    c = EngineContainer(
+        engine=engine,
+        id=cid,
+        name=name,
+        annotations={k: v for k, v in ann.items() if isinstance(k, str) and isinstance(v, str)},
+    )
+    return admit(d, c, cgroup)
