@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,7 +16,8 @@ from zoned.errors import BackendError, EngineError
 from zoned.kernel.enginecg import CgroupDirWatch, cgroup_of, conmon_name, parse_engine_cgroup
 from zoned.model.engines import EngineContainer
 from zoned.policy.engines import instance_name, template_for, template_of
-from zoned.service.engines import parse_inspect
+from zoned.service import enginewatch
+from zoned.service.enginewatch import parse_inspect
 
 DECLS = loads(
     "containers:\n"
@@ -167,3 +172,82 @@ def test_parse_inspect_refuses_malformed_output(raw: bytes, msg: str) -> None:
 def test_watcher_on_a_missing_root_is_a_backend_error() -> None:
     with pytest.raises(BackendError, match=r"inotify_add_watch .*missing: No such file"):
         CgroupDirWatch(Path("/nonexistent/missing"))
+
+
+class _Loop:
+    def __init__(self) -> None:
+        self.fds: dict[int, Any] = {}
+
+    def add_fd(self, fd: int, mask: int, cb: Any) -> None:
+        self.fds[fd] = cb
+
+    def remove_fd(self, fd: int) -> None:
+        del self.fds[fd]
+
+
+def _fake_daemon(root: Path, containers: tuple[ContainerDecl, ...] = ()) -> Any:
+    decls = dataclasses.replace(DECLS, containers=containers)
+    engine = types.SimpleNamespace(decls=decls)
+    return types.SimpleNamespace(
+        engine=engine,
+        engine_watch=types.SimpleNamespace(root=root),
+        _host=_Loop(),
+        backend=None,
+        inspections={},
+    )
+
+
+def _inspect_prints(monkeypatch: pytest.MonkeyPatch, text: str, rc: int = 0) -> None:
+    # The engine's argv gets the id appended: sh -c SCRIPT ID (the id becomes $0).
+    script = f"printf '%s' '{text}'; exit {rc}"
+    monkeypatch.setitem(enginewatch.INSPECT, "podman", ("sh", "-c", script))
+
+
+def _run_all(d: Any) -> None:
+    for job in list(d.inspections.values()):
+        job.proc.wait(30)
+    while d._host.fds:
+        for cb in list(d._host.fds.values()):
+            cb(0)
+
+
+def test_watcher_inspects_without_waiting_and_admits_the_match(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    admitted: list[tuple[str, str]] = []
+
+    def admit(d: Any, c: EngineContainer, cg: str) -> dict[str, Any]:
+        admitted.append((c.name, cg))
+        return {"ok": True}
+
+    monkeypatch.setattr("zoned.service.engines.admit", admit)
+    _inspect_prints(monkeypatch, f'[{{"Id": "{ID}", "Name": "web-1"}}]')
+    path = f"machine.slice/libpod-{ID}.scope"
+    (tmp_path / path / "container").mkdir(parents=True)
+    d = _fake_daemon(tmp_path)
+    enginewatch.watch_new(d, [path, "machine.slice/other"])
+    assert list(d.inspections) == [path]  # started, not waited for
+    _run_all(d)
+    assert admitted == [("web-1", f"{path}/container")]  # systemd's leaf
+    assert d.inspections == {}
+
+
+def test_watcher_leaves_what_the_hook_admitted_and_reports_failures(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr("zoned.service.engines.admit", lambda d, c, cg: calls.append(cg))
+    path = f"libpod_parent/libpod-{ID}"
+    (tmp_path / path).mkdir(parents=True)
+    hooked = dataclasses.replace(DECLS.templates[0], name="web@web-1", cgroup=path, engine=None)
+    d = _fake_daemon(tmp_path, (hooked,))
+    _inspect_prints(monkeypatch, "[]")
+    enginewatch.watch_new(d, [path])
+    assert d.inspections == {}  # admitted already: not even inspected
+    d = _fake_daemon(tmp_path)
+    _inspect_prints(monkeypatch, "Error: no such container", rc=125)
+    with caplog.at_level(logging.WARNING):
+        enginewatch.watch_new(d, [path])
+        _run_all(d)
+    assert calls == []
+    assert "exit 125: Error: no such container, ignoring" in caplog.text

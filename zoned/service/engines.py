@@ -5,10 +5,7 @@
   ``cgroup`` is the engine's own; its ``min`` is placed on free nodes and written into that
   existing cgroup in place (no process moves). No room, or hand-overs in flight: refused,
   with the declaration's ``on_refusal``.
-- The watcher (:class:`~zoned.kernel.enginecg.CgroupDirWatch` on the loop): an engine
-  cgroup that appears is matched by asking the engine (``podman inspect``, bounded by
-  ``INSPECT_TIMEOUT_S``; it runs on the loop's thread, so the loop waits for it) and then
-  admitted like the hook's.
+- The watcher (``zoned.service.enginewatch``) admits the containers it finds the same way.
 - When the cgroup goes, the engine's GONE handling frees its nodes; :func:`after_step`
   then drops the instance's declaration.
 """
@@ -16,19 +13,13 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import subprocess
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoned.backends.fdloop import IN
 from zoned.config.decl import Declarations
-from zoned.errors import BackendError, EngineError, PlacementError
-from zoned.kernel.enginecg import CgroupDirWatch, parse_engine_cgroup
+from zoned.errors import BackendError, PlacementError
 from zoned.model.engines import EngineContainer
-from zoned.model.host import Event
 from zoned.model.nodelist import format_nodelist
 from zoned.model.zonemap import FREE, Assignment, OwnerKind, Topology
 from zoned.policy.engines import instance_name, template_for, template_of
@@ -38,13 +29,6 @@ if TYPE_CHECKING:
     from zoned.service.daemon import Daemon
 
 log = logging.getLogger(__name__)
-
-INSPECT_TIMEOUT_S = 10.0
-INSPECT_MAX_BYTES = 1 << 20
-INSPECT: Mapping[str, tuple[str, ...]] = {
-    "podman": ("podman", "inspect", "--type", "container"),
-    "docker": ("docker", "inspect", "--type", "container"),
-}
 
 
 def _refused(why: str, on_refusal: str, *, busy: bool = False) -> dict[str, Any]:
@@ -162,110 +146,6 @@ def carry(d: Daemon, new: Declarations) -> Declarations:
                 dataclasses.replace(by_name[base], name=c.name, cgroup=c.cgroup, engine=None)
             )
     return dataclasses.replace(new, containers=(*new.containers, *kept))
-
-
-def parse_inspect(engine: str, raw: bytes) -> EngineContainer:
-    """The container ``podman inspect`` / ``docker inspect`` printed (a JSON list of one
-    object with Id, Name, Config.Labels, Config.Annotations). Raises EngineError."""
-    try:
-        doc = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise EngineError(f"{engine} inspect: not JSON ({exc})") from exc
-    if isinstance(doc, list) and len(doc) == 1:
-        doc = doc[0]
-    if not isinstance(doc, dict) or not isinstance(doc.get("Id"), str):
-        raise EngineError(f"{engine} inspect: expected a list of one object with Id")
-    cfg = doc.get("Config") if isinstance(doc.get("Config"), dict) else {}
-    assert isinstance(cfg, dict)
-    host = doc.get("HostConfig") if isinstance(doc.get("HostConfig"), dict) else {}
-    assert isinstance(host, dict)
-
-    def strings(v: object) -> dict[str, str]:
-        if not isinstance(v, dict):
-            return {}
-        return {k: x for k, x in v.items() if isinstance(k, str) and isinstance(x, str)}
-
-    name = doc.get("Name") if isinstance(doc.get("Name"), str) else ""
-    assert isinstance(name, str)
-    return EngineContainer(
-        engine=engine,
-        id=doc["Id"],
-        name=name.lstrip("/"),
-        labels=strings(cfg.get("Labels")),
-        annotations={**strings(host.get("Annotations")), **strings(cfg.get("Annotations"))},
-    )
-
-
-def inspect(engine: str, cid: str) -> EngineContainer:
-    """Ask the engine about container ``cid`` (bounded by INSPECT_TIMEOUT_S)."""
-    argv = [*INSPECT[engine], cid]
-    try:
-        done = subprocess.run(argv, capture_output=True, timeout=INSPECT_TIMEOUT_S, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise EngineError(f"{' '.join(argv[:2])} {cid[:12]}: {exc}") from exc
-    if done.returncode != 0:
-        err = " ".join(done.stderr.decode(errors="replace").split())[:300]
-        raise EngineError(f"{' '.join(argv[:2])} {cid[:12]}: exit {done.returncode}: {err}")
-    return parse_inspect(engine, done.stdout[:INSPECT_MAX_BYTES])
-
-
-def _leaf(root: Path, path: str) -> str:
-    """systemd's manager: crun's processes are in the scope's ``container`` leaf."""
-    return f"{path}/container" if (root / path / "container").is_dir() else path
-
-
-def watch_new(d: Daemon, paths: list[str]) -> None:
-    """Admit the engine containers in ``paths`` that match a declaration."""
-    e = d.engine
-    if e is None or not e.decls.templates or d.engine_watch is None:
-        return
-    root = d.engine_watch.root
-    for path in paths:
-        got = parse_engine_cgroup(path)
-        if got is None:
-            continue
-        engine, cid = got
-        if any(c.cgroup and c.cgroup.strip("/").startswith(path) for c in e.decls.containers):
-            continue  # the hook admitted it already
-        try:
-            c = inspect(engine, cid)
-        except EngineError as exc:
-            log.warning("watcher: %s: %s, ignoring", path, exc)
-            continue
-        answer = admit(d, c, _leaf(root, path))
-        if not answer["ok"]:
-            log.warning("watcher: %s left unzoned: %s", c.shown, answer["error"])
-
-
-def start(d: Daemon) -> None:
-    """Watch the engines' cgroups when engine declarations exist (v2 only)."""
-    e = d.engine
-    if e is None or d._host is None or not e.decls.templates or d.opts.backend is not None:
-        return
-    root = d.opts.roots.cgroup or Path(e.decls.host.cgroup_root)
-    try:
-        w = CgroupDirWatch(root)
-    except BackendError as exc:
-        why = f"engine containers are not watched: {exc}"
-        log.warning("%s", why)
-        d.warnings.append(why)
-        return
-    d.engine_watch = w
-
-    def on_ready(revents: int) -> list[Event]:
-        created, _removed = w.drain()
-        watch_new(d, created)
-        return []
-
-    d._host.add_fd(w.fileno(), IN, on_ready)
-    watch_new(d, w.existing())
-
-
-def close(d: Daemon) -> None:
-    if d.engine_watch is not None and d._host is not None:
-        d._host.remove_fd(d.engine_watch.fileno())
-        d.engine_watch.close()
-        d.engine_watch = None
 
 
 def handle_admit(d: Daemon, req: Mapping[str, Any]) -> dict[str, Any]:
