@@ -165,6 +165,8 @@ def _finish(d: Daemon, job: Inspection) -> None:
     except EngineError as exc:
         log.warning("watcher: %s: %s, ignoring", job.path, exc)
         return
+    took = (d.backend.now() if d.backend else 0.0) - job.started
+    log.info("watcher: %s: %s is %s (answered in %.1fs)", job.path, what, c.shown, took)
     if _admitted(d, job.path):
         return  # the hook was first
     if d.engine_watch is None or not (d.engine_watch.root / job.path).is_dir():
