@@ -90,3 +90,15 @@ def test_schema_refuses_what_the_loader_refuses(engine: dict[str, object]) -> No
     doc = {"containers": {"w": {"min": "64M", "engine": engine}}}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(doc, SCHEMA)
+
+
+def test_check_names_the_engine_declarations() -> None:
+    from zoned.cli.commands.check import Result, summary
+
+    d = loads(
+        "containers:\n  db: {min: 64M}\n"
+        "  web: {min: 64M, engine: {name: 'web-*'}}\n  job: {min: 64M, engine: {label: a=b}}\n"
+    )
+    text = summary(Result(Path("z.yaml"), d), None)
+    assert "1 container (min 64M, max 64M)" in text
+    assert text.endswith(", 2 engine declarations (web, job)")

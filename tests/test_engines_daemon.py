@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.support.daemon import running
+from tests.support.daemon import running, wait_for
 from zoned.backends.paced import PacedSim
 from zoned.model.engines import EngineContainer
 from zoned.model.zonemap import FREE
@@ -99,3 +99,14 @@ def test_admission_needs_root(tmp_path: Path) -> None:
     from zoned.service.control import MUTATING
 
     assert "engine-admit" in MUTATING
+
+
+def test_reload_without_the_declaration_releases_its_instances(tmp_path: Path) -> None:
+    with running(tmp_path, config=CONFIG, scenario=SCENARIO) as r:
+        assert admit(r, "web-1", "libpod_parent/libpod-a")["nodes"] == [2]
+        r.config.write_text(CONFIG.replace("  web:", "  other:").replace("web-*", "other-*"))
+        resp = r.call(cmd="reload")
+        assert resp["ok"], resp
+        assert r.owners()[2] == "free"
+        assert "web@web-1" not in {c["name"] for c in r.status()["containers"]}
+        wait_for(lambda: r.daemon.engine_containers == {}, "the instance forgotten")

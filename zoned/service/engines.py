@@ -104,9 +104,15 @@ def _drop(d: Daemon, name: str, *, why: str) -> None:
 
 
 def after_step(d: Daemon) -> None:
-    """Instances whose cgroup vanished (the engine freed their nodes): forget them."""
+    """Instances whose cgroup vanished (the engine freed their nodes), or that a reload
+    released: forget them."""
     e = d.engine
-    if e is None or e.pending():
+    if e is None:
+        return
+    declared = {c.name for c in e.decls.containers}
+    for name in [n for n in d.engine_containers if n not in declared]:
+        del d.engine_containers[name]  # released by a reload that dropped its declaration
+    if e.pending():
         return
     gone = [
         c.name
