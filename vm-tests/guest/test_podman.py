@@ -41,7 +41,7 @@ pytestmark = pytest.mark.boot(kernel="6.1", numa="8", cgroup="v2")
 
 IMAGE = "localhost/zoned-test:latest"
 GROW_MIB = 300  # more than one node (208-252 MiB), under the tripwire of two (>= 353 MiB)
-RUN_S = 12  # stress-ng --timeout
+RUN_S = 90  # stress-ng --timeout, a backstop: it ends after two passes over its memory
 
 
 def _need_podman() -> None:
@@ -155,8 +155,11 @@ class Daemon:
         return doc
 
     def holders(self) -> dict[str, list[int]]:
+        return {name: c["nodes"] for name, c in self.managed().items()}
+
+    def managed(self) -> dict[str, dict[str, Any]]:
         doc = self.status()
-        return {c["name"]: c["nodes"] for c in doc["containers"] if c.get("managed")}
+        return {c["name"]: c for c in doc["containers"] if c.get("managed")}
 
     def owner_of(self, node: int) -> str:
         return str(next(n["owner"] for n in self.status()["nodes"] if n["node"] == node))
@@ -203,7 +206,9 @@ def daemon(podman: Podman) -> Iterator[Daemon]:
 SCRIPT = (
     "{wait}grep Mems_allowed_list /proc/self/status; "
     "grep -E ' (heap|stack) ' /proc/self/numa_maps; "
-    f"exec stress-ng --vm 1 --vm-bytes {GROW_MIB}M --vm-keep --timeout {RUN_S}s -q"
+    f"stress-ng --vm 1 --vm-bytes {GROW_MIB}M --vm-keep --vm-ops 2 --timeout {RUN_S}s -q; "
+    # the container's own cgroup (podman's private cgroup namespace): its high-water mark
+    "rc=$?; echo peak $(cat /sys/fs/cgroup/memory.peak); exit $rc"
 )
 
 
@@ -227,11 +232,15 @@ def _container(
         first = wait_for(lambda: d.holders().get(instance), f"{instance} admitted", 120)
         admitted_s = time.monotonic() - t0
         most = list(first)
-        deadline = time.monotonic() + 120
+        cap0 = peak = 0
+        deadline = time.monotonic() + 180
         while proc.poll() is None and time.monotonic() < deadline:
-            held = d.holders().get(instance)
-            if held and len(held) > len(most):
-                most = held
+            view = d.managed().get(instance)
+            if view is not None:
+                cap0 = cap0 or view["capacity"]
+                peak = max(peak, view["anon"] or 0)
+                if len(view["nodes"]) > len(most):
+                    most = view["nodes"]
             time.sleep(0.5)
         out, err = proc.communicate(timeout=60)
     finally:
@@ -247,8 +256,10 @@ def _container(
             "first_nodes": first,
             "most_nodes": most,
             "admitted_after_s": round(admitted_s, 1),
+            "first_capacity_mib": cap0 >> 20,
+            "peak_anon_mib": peak >> 20,
             "run_s": round(time.monotonic() - t0, 1),
-            "stdout": lines[:4],
+            "stdout": lines[:5],
             "stderr": err.strip().splitlines()[-3:],
         },
     )
@@ -262,6 +273,10 @@ def _container(
         assert pages and all(f"N{n}=" in " ".join(pages) for n in first), ln
         assert all(int(f[1:].split("=")[0]) in first for f in pages), (ln, first)
     assert len(most) >= 2, f"zoned lent nothing to {instance}: {most}"
+    # memory.peak counts the binary's page cache too; status's anon samples may miss the top
+    peaks = [int(w[1]) for w in (ln.split() for ln in lines) if w[:1] == ["peak"] and w[1:2]]
+    peak = max([peak, *peaks])
+    assert peak > cap0, f"{instance} never grew past its first node: {peak} <= {cap0}"
     assert killed == [], f"OOM kills while zoned lent: {killed}"
     # Stopped: its cgroup is removed, its nodes go back to the pool, the instance is dropped.
     wait_for(lambda: instance not in d.holders(), f"{instance} gone", 60)
