@@ -13,6 +13,8 @@ first pages (``numa_maps`` of that first process) are on its node; stress-ng the
 past one node and is not OOM-killed while zoned lends; when the container stops its nodes
 return to the pool. (b) the same through the watcher (no hook; the container waits a few
 seconds first, since the watcher asks ``podman inspect`` after the cgroup appears).
+(c) the control: the same workload in a container podman pins to one node itself is
+OOM-killed, so the lend in (a) and (b) was needed.
 """
 
 from __future__ import annotations
@@ -297,3 +299,26 @@ def test_watcher_gives_a_zone_to_a_container_started_without_the_hook(
     podman: Podman, daemon: Daemon, finding: Finding
 ) -> None:
     _container(podman, daemon, "web-watch", hooks=False, wait="sleep 6; ", finding=finding)
+
+
+def test_without_a_lend_the_same_container_is_oom_killed_on_one_node(
+    podman: Podman, daemon: Daemon, finding: Finding
+) -> None:
+    """The control: pinned to one node by podman itself (``--cpuset-mems``, a name no
+    declaration matches), the same workload does not fit and the kernel OOM-kills."""
+    node = next(int(n["node"]) for n in daemon.status()["nodes"] if n["owner"] == "free")
+    kmsg = Kmsg()
+    script = (
+        f"stress-ng --vm 1 --vm-bytes {GROW_MIB}M --vm-keep --vm-ops 2 --timeout 15s -q; "
+        "echo oom_kill $(grep oom_kill /sys/fs/cgroup/memory.events)"
+    )
+    done = podman.run(
+        "run", "--rm", "--network", "none", "--name", "bare-1", "-v", "/usr:/usr:ro",
+        "--cpuset-mems", str(node), IMAGE, "sh", "-c", script,
+    )  # fmt: skip
+    killed = kmsg.killed()
+    kmsg.close()
+    finding("podman without a lend", {"node": node, "killed": killed, "stdout": done.stdout})
+    assert done.returncode == 0, done.stderr
+    assert killed, f"stress-ng fitted node {node} alone: the lend was not needed"
+    assert "bare-1" not in " ".join(daemon.holders()), daemon.holders()
