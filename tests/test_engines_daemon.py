@@ -110,3 +110,33 @@ def test_reload_without_the_declaration_releases_its_instances(tmp_path: Path) -
         assert r.owners()[2] == "free"
         assert "web@web-1" not in {c["name"] for c in r.status()["containers"]}
         wait_for(lambda: r.daemon.engine_containers == {}, "the instance forgotten")
+
+
+def test_a_container_found_running_keeps_the_free_nodes_its_cgroup_holds(tmp_path: Path) -> None:
+    # A restarted zoned: the watcher's start-up scan finds the container still on node 3.
+    root = tmp_path / "cgroup"
+    (root / "libpod_parent" / "libpod-held").mkdir(parents=True)
+    (root / "libpod_parent" / "libpod-held" / "cpuset.mems").write_text("3\n")
+    (root / "libpod_parent" / "libpod-new").mkdir()
+    (root / "libpod_parent" / "libpod-new" / "cpuset.mems").write_text("\n")
+    config = CONFIG.replace("host: {", f"host: {{cgroup_root: {root}, ")
+    with running(tmp_path, config=config, scenario=SCENARIO) as r:
+        assert admit(r, "web-1", "libpod_parent/libpod-held")["nodes"] == [3]
+        by = {n["node"]: n for n in r.status()["nodes"]}
+        assert by[3]["reason"] == "web@web-1: its cgroup held them when admitted"
+        # a fresh container's cgroup names none: placed as usual (node 2 is the free one)
+        assert admit(r, "web-2", "libpod_parent/libpod-new")["nodes"] == [2]
+
+
+def test_keep_held_only_free_nodes_that_keep_min() -> None:
+    from zoned.config.load import loads
+    from zoned.policy.engines import keep_held
+
+    web = loads(CONFIG).templates[0]  # min 1 node
+    big = loads(CONFIG).templates[1]  # min 3 nodes
+    sizes = dict.fromkeys(range(4), 256 << 20)
+    free = frozenset({2, 3})
+    assert keep_held(web, frozenset({3}), free, sizes, 15.0) == frozenset({3})
+    assert keep_held(web, frozenset({1, 3}), free, sizes, 15.0) is None  # 1 is db's
+    assert keep_held(web, frozenset(), free, sizes, 15.0) is None
+    assert keep_held(big, frozenset({2, 3}), free, sizes, 15.0) is None  # under its min

@@ -7,10 +7,11 @@ Pure: (templates, engine container) → declaration. The engine's I/O (the OCI h
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from zoned.config.decl import ContainerDecl, EngineSelector
 from zoned.model.engines import ZONED_ANNOTATION, EngineContainer
+from zoned.policy.decide import keeps_min
 
 #: Between a declaration's name and its engine container's: not allowed in a declared
 #: name, so an instance never clashes with a declared container.
@@ -51,3 +52,20 @@ def instance_name(template: ContainerDecl, c: EngineContainer) -> str:
 def template_of(instance: str) -> str | None:
     """The declaration an instance name came from (None: not an instance)."""
     return instance.split(INSTANCE_SEP, 1)[0] if INSTANCE_SEP in instance else None
+
+
+def keep_held(
+    decl: ContainerDecl,
+    held: frozenset[int],
+    free: frozenset[int],
+    sizes: Mapping[int, int],
+    headroom_pct: float,
+) -> frozenset[int] | None:
+    """The nodes an engine container's cgroup already holds, when admitting it may keep
+    them (a restarted zoned finds running containers: no page moves): all free pool nodes
+    that satisfy the declaration's ``min``. None: place it afresh."""
+    if not held or not held <= free:
+        return None
+    if not keeps_min(decl, [sizes[n] for n in held], headroom_pct):
+        return None
+    return held

@@ -15,14 +15,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoned.config.decl import Declarations
 from zoned.errors import BackendError, PlacementError
+from zoned.kernel.cgroupfs import CgroupFs
 from zoned.model.engines import EngineContainer
-from zoned.model.nodelist import format_nodelist
-from zoned.model.zonemap import FREE, Assignment, OwnerKind, Topology
-from zoned.policy.engines import instance_name, template_for, template_of
+from zoned.model.nodelist import format_nodelist, parse_nodelist
+from zoned.model.zonemap import FREE, Assignment, Owner, OwnerKind, Topology
+from zoned.policy.engines import instance_name, keep_held, template_for, template_of
 from zoned.policy.placement import place
 
 if TYPE_CHECKING:
@@ -61,15 +63,23 @@ def admit(d: Daemon, c: EngineContainer, cgroup: str) -> dict[str, Any]:
     now = d.backend.now() if d.backend else 0.0
     zmap = e.zonemap
     free = zmap.nodes_with(FREE)
-    sub = Topology(tuple(n for n in topo.nodes if n.id in free))
-    host = dataclasses.replace(e.decls.host, reserved_nodes=(), shared_nodes=(), shared_count=0)
-    try:
-        placed = place(sub, Declarations(host=host, policy=e.decls.policy, containers=(decl,)))
-    except PlacementError as exc:
-        return _refused(f"{name}: no room for its min ({tmpl.min}): {exc}", policy)
-    for a in placed.zonemap:
-        if a.owner.kind is OwnerKind.CONTAINER:
-            zmap = zmap.with_assignment(dataclasses.replace(a, since=now))
+    sizes = {n.id: n.mem_total for n in topo.nodes}
+    kept = keep_held(decl, _held(d, cgroup), free, sizes, e.decls.host.headroom_pct)
+    if kept is not None:
+        why = f"{name}: its cgroup held them when admitted"
+        for n in sorted(kept):
+            zmap = zmap.with_assignment(Assignment(n, Owner.of(name), why, now))
+    else:
+        sub = Topology(tuple(n for n in topo.nodes if n.id in free))
+        host = dataclasses.replace(e.decls.host, reserved_nodes=(), shared_nodes=(), shared_count=0)
+        decls = Declarations(host=host, policy=e.decls.policy, containers=(decl,))
+        try:
+            placed = place(sub, decls)
+        except PlacementError as exc:
+            return _refused(f"{name}: no room for its min ({tmpl.min}): {exc}", policy)
+        for a in placed.zonemap:
+            if a.owner.kind is OwnerKind.CONTAINER:
+                zmap = zmap.with_assignment(dataclasses.replace(a, since=now))
     new = dataclasses.replace(e.decls, containers=(*e.decls.containers, decl))
     e.reconfigure(new, zmap)
     if name not in e.managed:
@@ -88,6 +98,18 @@ def admit(d: Daemon, c: EngineContainer, cgroup: str) -> dict[str, Any]:
     )
     d._after_change()
     return {"ok": True, "matched": True, "container": name, "nodes": nodes}
+
+
+def _held(d: Daemon, cgroup: str) -> frozenset[int]:
+    """The nodes ``cgroup``'s ``cpuset.mems`` names now (empty: none set, or unreadable:
+    a container the runtime has just made inherits its parent's)."""
+    e = d.engine
+    assert e is not None
+    root = d.opts.roots.cgroup or Path(e.decls.host.cgroup_root)
+    try:
+        return parse_nodelist(CgroupFs(root).read(cgroup, "cpuset.mems"))
+    except (BackendError, ValueError):
+        return frozenset()
 
 
 def _drop(d: Daemon, name: str, *, why: str) -> None:
