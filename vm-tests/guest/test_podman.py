@@ -80,6 +80,7 @@ class Podman:
     def run(self, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             self.argv(*args),
+            cwd=self.store,  # conmon writes an "oom" file into its working directory
             env=self.env,
             capture_output=True,
             text=True,
@@ -224,6 +225,7 @@ def _container(
     t0 = time.monotonic()
     proc = subprocess.Popen(
         podman.argv(*args, IMAGE, "sh", "-c", SCRIPT.format(wait=wait), hooks=hooks),
+        cwd=podman.store,
         env=podman.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
