@@ -141,3 +141,33 @@ def test_shipped_hook_files_are_createruntime_hooks() -> None:
         assert doc["hook"]["args"][1] == "oci-hook"
     anno = json.loads((root / "zoned.json").read_text())["when"]["annotations"]
     assert anno == {"^io\\.zoned\\.container$": ".+"}
+
+
+def test_busy_is_retried_and_a_refusal_follows_the_declarations_policy(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    answers = [
+        {"ok": False, "busy": True, "error": "nodes are moving", "on_refusal": "fail"},
+        {"ok": False, "error": "web@web-1: no room for its min (1 node)", "on_refusal": "fail"},
+        {"ok": False, "error": "job@j: no room", "on_refusal": "unzoned"},
+        {"ok": True, "matched": True, "container": "web@web-1", "nodes": [2]},
+    ]
+    asked: list[dict[str, Any]] = []
+
+    def fake(path: Path, req: dict[str, Any], *, timeout_s: float = 10.0) -> dict[str, Any]:
+        asked.append(req)
+        return answers.pop(0)
+
+    monkeypatch.setattr("zoned.service.client.request", fake)
+    monkeypatch.setattr("zoned.cli.commands.ocihook.RETRY_S", 0.0)
+    # busy, then refused with "fail": exit 1 and one line
+    assert _run(monkeypatch, tmp_path) == 1
+    assert len(asked) == 2 and asked[0]["cmd"] == "engine-admit"
+    err = capsys.readouterr().err
+    assert err == f"zoned oci-hook: {ID[:12]}: no zone: web@web-1: no room for its min (1 node)\n"
+    # refused with "unzoned": starts, says so
+    assert _run(monkeypatch, tmp_path) == 0
+    assert "starts unzoned: job@j: no room" in capsys.readouterr().err
+    # admitted: silent
+    assert _run(monkeypatch, tmp_path) == 0
+    assert capsys.readouterr().err == ""
