@@ -55,7 +55,7 @@ EXPECTED: dict[str, list[str]] = {
         "zoned.yaml:10:15: containers.web.priority: found string 'high'; expected an integer >= 0",
         "zoned.yaml:11:13: containers.web.shared: found integer 1; expected true or false",
         "zoned.yaml:12:7: containers.db: found string '512M'; expected a mapping with keys"
-        " min, max, priority, shared, cgroup, match, shared_paths",
+        " min, max, priority, shared, cgroup, match, shared_paths, engine",
     ],
     "bad_size": [
         f"zoned.yaml:3:10: containers.a.min: found string '2X'; {SIZE}",

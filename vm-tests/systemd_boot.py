@@ -91,6 +91,11 @@ MASK = (
     "redis-server.service",
     "docker.service",
     "containerd.service",
+    # podman (installed for test_podman.py): its boot-time units would start in this guest
+    "podman.socket",
+    "podman.service",
+    "podman-restart.service",
+    "podman-auto-update.timer",
     "apt-daily.timer",
     "apt-daily-upgrade.timer",
     "man-db.timer",

@@ -14,6 +14,7 @@ cgroup) from a real failure::
     ├── SharedZoneError     the shared zone cannot be warmed
     ├── NumaMapsError       a numa_maps line the kernel would not print   (also ValueError)
     ├── PagemapError        pagemap gives no PFNs                          (also OSError)
+    ├── EngineError         an engine's container data (OCI state, inspect) is unusable
     └── BackendError        a host operation failed (.errno kept)
         ├── CgroupGone          the cgroup or process vanished: an ordinary outcome
         ├── WriteRefused        the kernel refused a write
@@ -122,6 +123,11 @@ class ControlError(ZonedError):
 
 class SharedZoneError(ZonedError):
     """The shared zone cannot be warmed (no shared nodes, helper failed, ...)."""
+
+
+class EngineError(ZonedError):
+    """An engine's data about a container (OCI state on stdin, ``podman inspect``
+    output) is malformed or cannot be had; the text says which and where."""
 
 
 class NumaMapsError(ZonedError, ValueError):

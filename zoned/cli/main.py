@@ -51,9 +51,11 @@ def build_parser(only: str | None = None, *, every: bool = False) -> argparse.Ar
     )
     parser.add_argument("--version", action="version", version=f"zoned {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    if only or every:
-        for name in COMMANDS if every else (only,):
-            importlib.import_module(f"zoned.cli.commands.{name}").register(sub)
+    chosen = COMMANDS if every else (only,) if only else ()
+    if chosen:
+        for name in chosen:
+            module = name.replace("-", "")  # oci-hook is zoned/cli/commands/ocihook.py
+            importlib.import_module(f"zoned.cli.commands.{module}").register(sub)
     else:
         for name, line in HELP.items():
             sub.add_parser(name, help=line)

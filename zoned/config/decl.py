@@ -92,6 +92,27 @@ class PolicyDecl:
     rewarm_drop_pct: float = 5.0  # re-warm early when the zone's page cache falls this much; 0: off
 
 
+EngineName = Literal["podman", "docker"]
+OnRefusal = Literal["fail", "unzoned"]
+
+
+@dataclass(frozen=True)
+class EngineSelector:
+    """Engine containers one rule picks: every field given must hold."""
+
+    engine: EngineName | None = None  # None: any engine
+    name: str | None = None  # a shell glob on the engine's container name
+    label: tuple[str, str] | None = None  # KEY, VALUE of a label or annotation
+
+
+@dataclass(frozen=True)
+class EngineDecl:
+    """A container declaration that engine containers instantiate (``engine:``)."""
+
+    selectors: tuple[EngineSelector, ...]  # any may match
+    on_refusal: OnRefusal = "fail"  # the OCI hook's answer when zoned cannot admit one
+
+
 @dataclass(frozen=True)
 class ContainerDecl:
     """One declared container."""
@@ -105,6 +126,9 @@ class ContainerDecl:
     # Processes that exec into this container: any rule may match (see zoned.policy.rules).
     match: tuple[MatchRule, ...] = ()
     shared_paths: tuple[str, ...] = ()  # more paths to warm into the shared zone for it
+    # Engine containers this declaration gives zones to, each its own instance (a template
+    # holds no nodes; see Declarations.templates).
+    engine: EngineDecl | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +138,9 @@ class Declarations:
     host: HostDecl = field(default_factory=HostDecl)
     policy: PolicyDecl = field(default_factory=PolicyDecl)
     containers: tuple[ContainerDecl, ...] = ()
+    # Declarations with ``engine:``: not containers until an engine starts one that matches
+    # (zoned.policy.engines); they hold no nodes and are not in ``containers``.
+    templates: tuple[ContainerDecl, ...] = ()
     files: tuple[str, ...] = ()  # the files read, in order
     locations: Mapping[str, Location] = field(default_factory=lambda: MappingProxyType({}))
 

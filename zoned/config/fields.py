@@ -13,6 +13,7 @@ from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
 from zoned.config.decl import ContainerDecl, HostDecl, PolicyDecl, TmpfsDecl
+from zoned.config.enginekind import EngineKind
 from zoned.config.kinds import (
     JSON,
     SIZE_PATTERN,
@@ -413,6 +414,14 @@ CONTAINER_FIELDS: tuple[Field, ...] = (
         "More files or directories to warm into the shared zone for this container.",
         default=_CONTAINER["shared_paths"],
     ),
+    Field(
+        "engine",
+        EngineKind(),
+        "Engine containers (podman, docker) this declaration is for, by name or label: each"
+        " one that starts gets its own zones in its engine's cgroup, through zoned's OCI hook"
+        " or the watcher (docs/containers.md); none holds nodes before then. Not with cgroup"
+        " nor match.",
+    ),
 )
 
 
@@ -469,6 +478,15 @@ class ContainersKind(Kind):
             values = parse_mapping(body, sub, CONTAINER_FIELDS, sink, anchor=key_node)
             if values is None or "min" not in values:
                 continue
+            clash = [k for k in ("cgroup", "match") if k in values]
+            if "engine" in values and clash:
+                sink.found(
+                    _key_node(body, clash[0]),
+                    f"{sub}.{clash[0]}",
+                    f"{clash[0]} beside engine",
+                    "engine alone: the engine's own cgroup is the container's",
+                )
+                continue
             low = values["min"]
             high = values.setdefault("max", low)
             if low.unit is high.unit and low.value > high.value:
@@ -490,6 +508,13 @@ class ContainersKind(Kind):
             "propertyNames": {"pattern": NAME_PATTERN},
             "additionalProperties": section_schema(CONTAINER_FIELDS),
         }
+
+
+def _key_node(mapping: Node, key: str) -> Node:
+    """The key node ``key`` in a mapping already known to hold it."""
+    assert isinstance(mapping, MappingNode)
+    found: Node = next(k for k, _ in mapping.value if key_text(k) == key)
+    return found
 
 
 def _value_node(mapping: Node, key: str) -> Node:

@@ -122,7 +122,8 @@ def _build(sources: Sequence[tuple[str, str | None]]) -> Declarations:
     decls = Declarations(
         host=_host(sections.get("host", {})),
         policy=PolicyDecl(**sections.get("policy", {})),
-        containers=tuple(containers),
+        containers=tuple(c for c in containers if c.engine is None),
+        templates=tuple(c for c in containers if c.engine is not None),
         files=tuple(name for name, _ in sources),
         locations=MappingProxyType(dict(sink.locations)),
     )

@@ -68,7 +68,7 @@ MAX_DEPTH = 16  # of arrays and objects in a request (a request needs 1 or 2)
 MAX_CLIENTS = 64  # connections at once
 ROOT_RESERVED = 8  # of those, kept for uid 0
 IDLE_S = 30.0  # without a complete request (followers excepted)
-MUTATING = frozenset({"lend", "reclaim", "reload"})
+MUTATING = frozenset({"lend", "reclaim", "reload", "engine-admit"})
 # SO_PEERGROUPS (Linux 4.13): Python 3.11's socket module lacks the name; 59 on every
 # architecture but alpha/mips/parisc/sparc, which zoned does not run on.
 SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)

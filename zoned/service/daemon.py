@@ -66,19 +66,30 @@ from zoned.config import load as zconfig
 from zoned.config.decl import Declarations
 from zoned.engine import Engine
 from zoned.errors import ConfigError, Unsupported, ZonedError
+from zoned.kernel.enginecg import CgroupDirWatch
 from zoned.kernel.roots import RUN_DIR, HostRoots
 from zoned.kernel.uevents import UeventSource
 from zoned.model.decisions import LogRecord
+from zoned.model.engines import EngineContainer
 from zoned.model.host import Event, EventKind
 from zoned.model.zonemap import (
     Topology,
     ZoneMap,
 )
 from zoned.policy.adopt import initial_map, single_node_map
-from zoned.service import handlers, reconfigure, sharedzone, sidecars, statefile
+from zoned.service import (
+    engines,
+    enginewatch,
+    handlers,
+    reconfigure,
+    sharedzone,
+    sidecars,
+    statefile,
+)
 from zoned.service import status as zstatus
 from zoned.service.client import DEFAULT_SOCKET
 from zoned.service.control import Client, ControlServer
+from zoned.service.enginewatch import Inspection
 from zoned.service.sidecars import MoverFactory, RuleWiring
 from zoned.service.systemd import Notifier
 from zoned.shared.rewarm import RewarmFn, RewarmSchedule
@@ -199,6 +210,10 @@ class Daemon:
         self.topology_reads = 0
         self.rewarm = RewarmSchedule()
         self._rewarm_report: object = None
+        # Engine containers admitted (instance name → who), and the engines' cgroup watch.
+        self.engine_containers: dict[str, EngineContainer] = {}
+        self.engine_watch: CgroupDirWatch | None = None
+        self.inspections: dict[str, Inspection] = {}  # engine cgroup → inspect in flight
 
     # -- start ---------------------------------------------------------------------------
 
@@ -306,6 +321,7 @@ class Daemon:
         self.server = ControlServer(o.socket, self._host, self._handle, group=o.group)
         self._host.add_fd(self._wake_r.fileno(), IN, self._on_wake)
         sidecars.start(self, decls)
+        enginewatch.start(self)
         if self.install_signals:
             signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
             for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -419,6 +435,8 @@ class Daemon:
                             self.metrics.tripwire(ev.container, ev.at)
                 engine.step(events)
                 self.steps += 1
+                engines.after_step(self)
+                enginewatch.expire(self)
                 sharedzone.observe_cache(self)
                 next_tick = backend.now() + fallback
                 if self._reload_pending and not engine.pending():
@@ -458,6 +476,7 @@ class Daemon:
         if self._host is not None:
             if self.rules is not None:
                 self.rules.close(self._host)
+            enginewatch.close(self)
             if self.node_events is not None:
                 self._host.remove_fd(self.node_events.fileno())
                 self.node_events.close()

@@ -22,6 +22,7 @@ from zoned.model.zonemap import (
 )
 from zoned.policy.decide import keeps_min, may_grow
 from zoned.policy.overrides import check_take
+from zoned.service import engines
 from zoned.service import status as zstatus
 from zoned.service.control import Client
 
@@ -54,6 +55,8 @@ def handle(d: Daemon, c: Client, req: dict[str, Any]) -> dict[str, Any] | None:
                 "result": result,
                 **({} if result["ok"] else {"error": result["error"]}),
             }
+        if cmd == "engine-admit":
+            return engines.handle_admit(d, req)
         if cmd == "events":
             _follow(d, c, req)
             return None

@@ -33,7 +33,7 @@ from zoned.model.zonemap import (
 )
 from zoned.policy.decide import keeps_min
 from zoned.policy.placement import place
-from zoned.service import sharedzone, sidecars
+from zoned.service import engines, sharedzone, sidecars
 
 if TYPE_CHECKING:
     from zoned.service.daemon import Daemon
@@ -107,7 +107,7 @@ def _apply(d: Daemon, e: Engine, topo: Topology, allow_empty: bool) -> dict[str,
     loaded = _load(d)
     if not isinstance(loaded, Declarations):
         return _refuse(d, loaded)
-    new = loaded
+    new = engines.carry(d, loaded)
     # Only a file that would release running containers needs asking for: a daemon that
     # runs no containers (a shared zone alone) reloads its policy like any other.
     if not new.containers and e.decls.containers and not allow_empty:

@@ -28,6 +28,7 @@ HELP: dict[str, str] = {
     "usage": "how much memory each container uses, counted three ways (zones, charge, mapped)",
     "sharing": "pages each container maps on the shared zone or on other containers' nodes",
     "shared": "warm declared shared paths into the shared zone and show where pages are",
+    "oci-hook": "OCI createRuntime hook: give an engine's container its zone (state on stdin)",
 }
 
 USAGE_ERROR = (2, "the command line is wrong (a usage error; the message says what)")
@@ -106,6 +107,10 @@ EXIT: dict[str, tuple[tuple[int, str], ...]] = {
         (0, "shown (and, with --promote, every file moved)"),
         (1, "the cgroups or /proc cannot be read"),
         CONFIG_ERROR,
+    ),
+    "oci-hook": (
+        (0, "the container has its zone, or starts unzoned as the policy says"),
+        (1, "refused, or no daemon (with --when-down fail): the runtime fails the start"),
     ),
     "shared": (
         (0, "done: every file warmed or located, or the tmpfs mounted"),

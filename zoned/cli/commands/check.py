@@ -183,6 +183,9 @@ def summary(result: Result, topology: Topology | None) -> str:
         f"max {_total([c.max for c in d.containers])}), "
         f"reserved nodes {reserved}, {shared}"
     )
+    if d.templates:  # engine declarations hold no nodes until an engine starts a container
+        names = ", ".join(t.name for t in d.templates)
+        text += f", {_plural(len(d.templates), 'engine declaration')} ({names})"
     if topology:
         text += f"; nodes checked against the topology ({_plural(len(topology.nodes), 'node')})"
     return text
