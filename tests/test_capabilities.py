@@ -111,6 +111,7 @@ def test_a_7x_kernel_has_node_reclaim_reclaim_arguments_psi_and_damon(tmp_path: 
     text = render_capabilities(caps)
     assert f"nodeN/reclaim: yes ({node0 / 'reclaim'})" in text
     assert "takes swappiness=" in text and "triggers armable" in text
+    assert "/memory.numa_stat, 3 items, with anon and file)" in text
 
 
 def test_a_61_kernel_refuses_reclaim_arguments_and_has_no_node_reclaim(tmp_path: Path) -> None:
@@ -140,6 +141,7 @@ def test_v1_hierarchies_from_mountinfo(tmp_path: Path) -> None:
     assert caps.memory_reclaim is None and caps.reclaim_args is None
     assert caps.numa_stat == tmp_path / "v1" / "memory" / "memory.numa_stat"
     assert caps.numa_stat_fields == ("total", "file", "anon")
+    assert "memory.numa_stat, 3 items, with anon and file)" in render_capabilities(caps)
     assert job(caps, "memory pressure signal") == ("memory.pressure_level (v1)", "")
     assert job(caps, "confine a zone to its nodes")[0].endswith("(v1)")
 

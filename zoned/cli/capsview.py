@@ -22,7 +22,10 @@ def render_capabilities(caps: Capabilities) -> str:
     trigger = {None: "triggers not probed", "ok": "triggers armable"}.get(
         caps.psi_trigger, f"triggers refused ({caps.psi_trigger})"
     )
-    fields = " ".join(caps.numa_stat_fields)
+    # 27 items on 6.1, 43 on 7.3: the count, and whether those zoned reads are there.
+    n = len(caps.numa_stat_fields)
+    missing = [f for f in ("anon", "file") if f not in caps.numa_stat_fields]
+    fields = f"{n} items" + (f", no {' '.join(missing)}" if missing else ", with anon and file")
     lines = [
         f"kernel: {caps.release or 'unknown'} (cgroup hierarchy zoned can use: "
         f"{caps.hierarchy or 'none'})",
@@ -32,7 +35,7 @@ def render_capabilities(caps: Capabilities) -> str:
         f"  cgroup2: {_where(caps.cgroup2, ' '.join(sorted(caps.cgroup2_controllers)))}",
         f"  cgroup v1 cpuset: {_where(caps.v1_cpuset)}",
         f"  cgroup v1 memory: {_where(caps.v1_memory)}",
-        f"  memory.numa_stat: {_where(caps.numa_stat)}" + (f": {fields}" if fields else ""),
+        f"  memory.numa_stat: {_where(caps.numa_stat, fields if n else '')}",
         f"  DAMON sysfs: {_where(caps.damon_sysfs)}",
         "paths zoned uses:",
     ]
