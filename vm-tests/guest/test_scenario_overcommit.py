@@ -66,7 +66,10 @@ WAIT_S = 150.0  # the whole run, throttling and lends included, on a busy TCG ho
 
 SCENARIOS: dict[str, tuple[list[str], float, int]] = {
     # name: (stress-ng arguments, total size in smallest-node capacities, workers)
-    "fast": (["--vm-keep"], 1.5, 1),
+    # No random madvise (stress-ng's default): MADV_HUGEPAGE in a one-node cpuset under
+    # memory.high kept 7.3's worker in the kernel (THP compaction) for minutes, and let it
+    # fill at 33 MiB/s in the bare run instead of ~330 (docs/kernel-checks.md).
+    "fast": (["--vm-keep", "--vm-madvise", "normal"], 1.5, 1),
     # Under the tripwire of two nodes (1.7 of one): a populate past it would be throttled
     # again at the raised memory.high, inside the same system call.
     "populate": (["--vm-keep", "--vm-populate"], 1.6, 1),
