@@ -11,10 +11,13 @@ import pytest
 
 from tests.fakes.sysfs import DATA, FakeSys, write_8node
 from tests.support.jsondocs import parse as parse_json
+from zoned.cli.capsview import render_capabilities
 from zoned.cli.commands import topology as topology_cmd
 from zoned.cli.main import main
 from zoned.config.decl import Amount, ContainerDecl, Declarations
 from zoned.errors import TopologyError
+from zoned.kernel.capabilities import probe
+from zoned.kernel.roots import HostRoots
 from zoned.kernel.topology import (
     fake_numa_arg,
     machine_memory,
@@ -368,7 +371,8 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 def test_command_table_on_8node_tree(capsys: pytest.CaptureFixture[str]) -> None:
     status, out, err = run(capsys, "--sysfs-root", str(SYS8), "--proc-root", str(PROC8))
     assert (status, err) == (0, "")
-    assert out == TABLE_8NODE
+    caps = render_capabilities(probe(HostRoots(SYS8, PROC8)))  # the section after the table
+    assert out == TABLE_8NODE + caps
 
 
 def test_command_json_on_8node_tree(capsys: pytest.CaptureFixture[str]) -> None:
@@ -383,6 +387,7 @@ def test_command_json_on_8node_tree(capsys: pytest.CaptureFixture[str]) -> None:
         "numa_balancing",
         "warnings",
         "recommendation",
+        "capabilities",
     }
     assert doc["schema"] == "zoned/topology/v1"
     assert doc["nodes"][0] == {
@@ -410,7 +415,8 @@ def test_command_single_node_says_what_to_boot(
         capsys, "--sysfs-root", str(fs.sys_root), "--proc-root", str(fs.proc_root)
     )
     assert (status, err) == (0, "")
-    assert out.splitlines()[-10:] == [
+    topology = out[: out.index("\nkernel: ")]  # the capabilities section follows
+    assert topology.splitlines()[-10:] == [
         "warnings:",
         "  - only one NUMA node with memory: zoned needs the kernel booted with numa=fake=N "
         "to have zones to hand out",

@@ -56,11 +56,24 @@ class HarnessError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class KernelSpec:
+    """``suites``: more than one Debian suite to choose from, each through its own private
+    apt state; the one whose meta package has the highest version wins, at run time."""
+
     name: str
     meta_package: str
     sources: str | None = None
     cgroup_modes: tuple[CgroupMode, ...] = ("v1", "v2")
+    suites: tuple[str, ...] = ()
 
+
+def debian_sources(suite: str) -> str:
+    """A one-line sources.list for ``suite`` of the Debian archive."""
+    return f"deb [signed-by={DEBIAN_KEYRING}] http://deb.debian.org/debian {suite} main"
+
+
+# The suites "newest" chooses among. Today (2026-12) trixie-backports serves 7.3 and unstable
+# 7.2; next year it may be the other way round, so both are asked at every run.
+NEWEST_SUITES = ("trixie-backports", "unstable")
 
 KERNELS: dict[str, KernelSpec] = {
     spec.name: spec
@@ -69,25 +82,39 @@ KERNELS: dict[str, KernelSpec] = {
         KernelSpec(
             "6.12",
             "linux-image-amd64",
-            sources=(
-                f"deb [signed-by={DEBIAN_KEYRING}] http://deb.debian.org/debian "
-                "bookworm-backports main"
-            ),
+            sources=debian_sources("bookworm-backports"),
             cgroup_modes=("v2",),  # CPUSETS_V1 and MEMCG_V1 are off
+        ),
+        # The newest kernel Debian serves (7.x at the time of writing). Its version shows in
+        # the run directory's name, the boot report and timings.jsonl.
+        KernelSpec(
+            "newest",
+            "linux-image-amd64",
+            cgroup_modes=("v2",),
+            suites=NEWEST_SUITES,
         ),
     )
 }
 
-# What a 9p boot needs from the kernel package (about 10 MB of the 70 MB .deb).
+# What a 9p boot needs from the kernel package (about 10 MB of the 70 MB .deb). Debian's 7.x
+# packages split the kernel: linux-image-<abi> is empty and depends on linux-binary-<abi>
+# (``usr/lib/modules/<release>/vmlinuz``) and linux-modules-<abi> (``usr/lib/modules/…``).
+_MODULE_DIRS = (
+    "kernel/fs/9p/*",
+    "kernel/net/9p/*",
+    "kernel/fs/netfs/*",
+    "kernel/fs/fscache/*",
+    "kernel/drivers/virtio/*",
+    "kernel/fs/overlayfs/*",
+)
 UNPACK_WILDCARDS = (
     "./boot/vmlinuz-*",
-    "./lib/modules/*/kernel/fs/9p/*",
-    "./lib/modules/*/kernel/net/9p/*",
-    "./lib/modules/*/kernel/fs/netfs/*",
-    "./lib/modules/*/kernel/fs/fscache/*",
-    "./lib/modules/*/kernel/drivers/virtio/*",
-    "./lib/modules/*/kernel/fs/overlayfs/*",
+    "./usr/lib/modules/*/vmlinuz",
+    *(f"./lib/modules/*/{d}" for d in _MODULE_DIRS),
+    *(f"./usr/lib/modules/*/{d}" for d in _MODULE_DIRS),
 )
+# Packages a split linux-image-<abi> depends on that hold what the boot needs.
+SPLIT_PARTS = ("linux-binary-", "linux-modules-")
 # Modules the initramfs loads; their dependencies (read from each module's ``depends=``) are
 # loaded first. Dependencies that are not in the unpacked tree are taken to be built in.
 ROOT_MODULES = ("virtio_pci", "9pnet_virtio", "9p")
@@ -104,6 +131,7 @@ class Kernel:
     vmlinuz: Path
     modules: Path  # .../lib/modules/<release>
     root: Path
+    suite: str = ""  # the suite it came from, for a spec with ``suites``
 
 
 def _run(
@@ -154,7 +182,7 @@ def _apt_options(spec: KernelSpec) -> list[str]:
     opts = ["-o", "DPkg::Lock::Timeout=600", "-o", "APT::Sandbox::User=root"]
     if spec.sources is None:
         return opts
-    state = CACHE / "apt" / spec.name
+    state = _apt_state(spec)
     return [
         *opts,
         "-o",
@@ -168,13 +196,44 @@ def _apt_options(spec: KernelSpec) -> list[str]:
     ]
 
 
+def _apt_state(spec: KernelSpec) -> Path:
+    # One private state per sources line: a "newest" suite shares nothing with another.
+    if spec.suites:
+        return CACHE / "apt" / f"{spec.name}-{spec.sources and spec.sources.split()[-2]}"
+    return CACHE / "apt" / spec.name
+
+
 def _private_apt_update(spec: KernelSpec) -> None:
     assert spec.sources is not None
-    state = CACHE / "apt" / spec.name
+    state = _apt_state(spec)
     (state / "lists" / "partial").mkdir(parents=True, exist_ok=True)
     (state / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
     (state / "sources.list").write_text(spec.sources + "\n")
     _run(["apt-get", *_apt_options(spec), "-q", "update"], timeout_s=900)
+
+
+def _newer(a: str, b: str) -> bool:
+    """Whether Debian version ``a`` is higher than ``b`` (dpkg's own ordering)."""
+    return subprocess.run(["dpkg", "--compare-versions", a, "gt", b], check=False).returncode == 0
+
+
+def resolve_newest(spec: KernelSpec) -> tuple[KernelSpec, str, str]:
+    """For a spec with ``suites``: the suite whose kernel is newest, as a single-suite spec,
+    with (package name, version). Suites that cannot be asked are passed over."""
+    best: tuple[KernelSpec, str, str] | None = None
+    errors = []
+    for suite in spec.suites:
+        one = dataclasses.replace(spec, sources=debian_sources(suite))
+        try:
+            package, version = resolve_package(one)
+        except HarnessError as exc:
+            errors.append(f"{suite}: {exc}")
+            continue
+        if best is None or _newer(version, best[2]):
+            best = (one, package, version)
+    if best is None:
+        raise HarnessError("no suite answered: " + "; ".join(errors))
+    return best
 
 
 def resolve_package(spec: KernelSpec) -> tuple[str, str]:
@@ -197,17 +256,27 @@ def resolve_package(spec: KernelSpec) -> tuple[str, str]:
 
 def _find_unpacked(spec: KernelSpec, root: Path, package: str, version: str) -> Kernel:
     vmlinuz = sorted((root / "boot").glob("vmlinuz-*"))
-    if not vmlinuz:
-        raise HarnessError(f"{root}: no boot/vmlinuz-*")
-    release = vmlinuz[0].name.removeprefix("vmlinuz-")
+    if vmlinuz:
+        release = vmlinuz[0].name.removeprefix("vmlinuz-")
+    else:  # a split 7.x package: usr/lib/modules/<release>/vmlinuz
+        vmlinuz = sorted((root / "usr" / "lib" / "modules").glob("*/vmlinuz"))
+        if not vmlinuz:
+            raise HarnessError(f"{root}: no boot/vmlinuz-* nor usr/lib/modules/*/vmlinuz")
+        release = vmlinuz[0].parent.name
+    modules = root / "lib" / "modules" / release
+    if not modules.is_dir():
+        modules = root / "usr" / "lib" / "modules" / release
+    meta = root / "kernel.json"
+    suite = json.loads(meta.read_text()).get("suite", "") if meta.exists() else ""
     return Kernel(
         spec=spec,
         package=package,
         version=version,
         release=release,
         vmlinuz=vmlinuz[0],
-        modules=root / "lib" / "modules" / release,
+        modules=modules,
         root=root,
+        suite=suite,
     )
 
 
@@ -239,7 +308,10 @@ _PREPARED: dict[str, Kernel] = {}
 
 def _prepare_kernel(spec: KernelSpec, timings: dict[str, float] | None) -> Kernel:
     try:
-        package, version = resolve_package(spec)
+        if spec.suites:
+            one, package, version = resolve_newest(spec)
+        else:
+            one, package, version = spec, *resolve_package(spec)
     except HarnessError:
         cached = _cached_kernels(spec)
         if cached:
@@ -250,7 +322,9 @@ def _prepare_kernel(spec: KernelSpec, timings: dict[str, float] | None) -> Kerne
     if (root / "kernel.json").exists():
         return _find_unpacked(spec, root, package, version)
     try:
-        return _fetch_kernel(spec, package, version, root, timings)
+        return _fetch_kernel(
+            spec, one, package=package, version=version, root=root, timings=timings
+        )
     except HarnessError:
         cached = _cached_kernels(spec)
         if cached:
@@ -258,26 +332,19 @@ def _prepare_kernel(spec: KernelSpec, timings: dict[str, float] | None) -> Kerne
         raise
 
 
-def _fetch_kernel(
-    spec: KernelSpec, package: str, version: str, root: Path, timings: dict[str, float] | None
-) -> Kernel:
-    root.mkdir(parents=True, exist_ok=True)
-    download = CACHE / "downloads"
-    download.mkdir(parents=True, exist_ok=True)
-    t0 = time.monotonic()
-    _run(
-        ["apt-get", *_apt_options(spec), "-q", "download", f"{package}={version}"],
-        cwd=download,
-        timeout_s=900,
-    )
-    debs = sorted(download.glob(f"{package}_*.deb"), key=lambda p: p.stat().st_mtime)
-    if not debs:
-        raise HarnessError(f"apt-get download {package}: no .deb in {download}")
-    t1 = time.monotonic()
-    staging = root / "unpack"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    dpkg = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(debs[-1])], stdout=subprocess.PIPE)
+def _split_parts(spec: KernelSpec, package: str) -> list[str]:
+    """The packages a split linux-image-<abi> (Debian's 7.x) depends on that hold the kernel
+    and its modules; empty for a package that holds them itself."""
+    out = _run(["apt-cache", *_apt_options(spec), "depends", package], timeout_s=120).stdout
+    return [
+        name
+        for name in re.findall(r"Depends:\s*(\S+)", out)
+        if name.startswith(SPLIT_PARTS) and not name.startswith("linux-modules-extra")
+    ]
+
+
+def _unpack(deb: Path, staging: Path) -> None:
+    dpkg = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
     try:
         tar = subprocess.run(
             ["tar", "-x", "--wildcards", *UNPACK_WILDCARDS],
@@ -292,23 +359,64 @@ def _fetch_kernel(
         if dpkg.stdout is not None:
             dpkg.stdout.close()
         dpkg.wait(timeout=600)
-    # Not every kernel has every directory (6.12 merged fscache into netfs): a wildcard that
-    # matches nothing is fine, any other complaint of tar is not.
+    # Not every kernel has every directory (6.12 merged fscache into netfs; 7.x keeps all
+    # under usr/): a wildcard that matches nothing is fine, any other complaint is not.
     complaints = [
         line
         for line in tar.stderr.splitlines()
         if "Not found in archive" not in line and "Exiting with failure status" not in line
     ]
-    if dpkg.returncode != 0 or complaints or not list(staging.glob("boot/vmlinuz-*")):
-        raise HarnessError(f"unpacking {debs[-1].name} failed: {tar.stderr.strip()}")
-    for sub in ("boot", "lib"):
+    if dpkg.returncode != 0 or complaints:
+        raise HarnessError(f"unpacking {deb.name} failed: {tar.stderr.strip()}")
+
+
+def _fetch_kernel(
+    spec: KernelSpec,
+    source: KernelSpec,
+    *,
+    package: str,
+    version: str,
+    root: Path,
+    timings: dict[str, float] | None,
+) -> Kernel:
+    """Download ``package`` (and, for a split package, its binary and modules parts) through
+    ``source``'s apt state and unpack what a boot needs under ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    download = CACHE / "downloads"
+    download.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    packages = [package, *_split_parts(source, package)]
+    _run(
+        ["apt-get", *_apt_options(source), "-q", "download", *(f"{p}={version}" for p in packages)],
+        cwd=download,
+        timeout_s=900,
+    )
+    debs = []
+    for name in packages:
+        found = sorted(download.glob(f"{name}_*.deb"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise HarnessError(f"apt-get download {name}: no .deb in {download}")
+        debs.append(found[-1])
+    t1 = time.monotonic()
+    staging = root / "unpack"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    for deb in debs:
+        _unpack(deb, staging)
+    if not list(staging.glob("boot/vmlinuz-*")) + list(staging.glob("usr/lib/modules/*/vmlinuz")):
+        raise HarnessError(f"{', '.join(d.name for d in debs)}: no kernel image unpacked")
+    for sub in ("boot", "lib", "usr"):
         shutil.rmtree(root / sub, ignore_errors=True)
-        (staging / sub).rename(root / sub)
-    staging.rmdir()
-    debs[-1].unlink()  # 70 MB; the unpacked 10 MB are what is kept
+        if (staging / sub).exists():
+            (staging / sub).rename(root / sub)
+    shutil.rmtree(staging)
+    for deb in debs:
+        deb.unlink()  # 70-120 MB; the unpacked 10-15 MB are what is kept
     t2 = time.monotonic()
+    suite = source.sources.split()[-2] if spec.suites and source.sources else ""
     (root / "kernel.json").write_text(
-        json.dumps({"spec": spec.name, "package": package, "version": version}) + "\n"
+        json.dumps({"spec": spec.name, "package": package, "version": version, "suite": suite})
+        + "\n"
     )
     if timings is not None:
         timings["download_s"] = round(t1 - t0, 2)
@@ -329,12 +437,28 @@ def _module_files(kernel: Kernel) -> dict[str, Path]:
 
 
 def _module_bytes(path: Path) -> bytes:
+    """The module uncompressed: busybox insmod hands the bytes to init_module(2), which
+    takes an ELF file only."""
     data = path.read_bytes()
     if path.name.endswith(".ko.xz"):
         return lzma.decompress(data)
+    if path.name.endswith(".ko.gz"):
+        return gzip.decompress(data)
+    if path.name.endswith(".ko.zst"):  # no zstd in Python 3.11's standard library
+        return _run_bytes(["zstd", "-d", "-c", "-q", str(path)])
     if not path.name.endswith(".ko"):
         raise HarnessError(f"{path}: compressed module format not supported")
     return data
+
+
+def _run_bytes(argv: Sequence[str]) -> bytes:
+    try:
+        proc = subprocess.run(list(argv), capture_output=True, timeout=120, check=False)
+    except FileNotFoundError as exc:
+        raise HarnessError(f"{argv[0]}: not found (Debian package zstd)") from exc
+    if proc.returncode != 0:
+        raise HarnessError(f"{shlex.join(argv)}: {proc.stderr.decode(errors='replace')[-500:]}")
+    return proc.stdout
 
 
 def _module_depends(data: bytes) -> list[str]:
@@ -574,6 +698,8 @@ BOOTS: dict[str, Boot] = {
     "6.1-numa8-v2": Boot(kernel="6.1", numa="8", cgroup="v2"),
     "6.1-numa8-v1": Boot(kernel="6.1", numa="8", cgroup="v1"),
     "6.12-numa8-v2": Boot(kernel="6.12", numa="8", cgroup="v2"),
+    # The newest Debian kernel (KERNELS["newest"]: 7.3 from trixie-backports in 2026-12).
+    "newest-numa8-v2": Boot(kernel="newest", numa="8", cgroup="v2"),
     # The size form on 2 GiB: 7 uneven nodes. Node 0 spans 288 MiB (256 MiB of RAM plus a
     # 32 MiB step over the hole below 1 MiB), nodes 1-5 256 MiB, and node 6 takes the
     # 224 MiB remainder (less than one more node) too: 479 MiB. MemTotal (6.1): 281, five
@@ -834,6 +960,8 @@ def run_in_guest(
         kernel = prepare_kernel(boot.kernel, timings)
         initramfs = prepare_initramfs(kernel, timings)
     timings["prepare_s"] = round(time.monotonic() - t_prep, 2)
+    if kernel.suite:  # chosen at run time ("newest"): the run directory says which
+        name = f"{name or boot.id}-{kernel.release}"
 
     result = boot_guest(
         boot, kernel, initramfs, argv, timeout_s=timeout_s, env=env, name=name, timings=timings
@@ -842,6 +970,7 @@ def run_in_guest(
         "when": result.run_dir.name[: len("YYYYmmdd-HHMMSS")],  # the run directory's stamp
         "boot": boot.id,
         "kernel": f"{kernel.package} {kernel.version}",
+        "suite": kernel.suite or None,
         "accel": accel(),
         "argv": list(argv),
         "rc": result.rc,

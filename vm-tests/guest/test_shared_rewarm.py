@@ -47,7 +47,7 @@ from .cgtools import remove_tree
 from .conftest import PROJECT, RUN_DIR, Finding
 from .scenario_support import START_S, Run, wait_for
 
-pytestmark = pytest.mark.boot(kernel="6.1", cgroup="v2", numa="8")
+pytestmark = pytest.mark.boot(kernel=("6.1", "newest"), cgroup="v2", numa="8")
 
 MIB = 1 << 20
 FILE_MIB = 32

@@ -30,7 +30,7 @@ from zoned.model.nodelist import format_nodelist
 from .cgtools import remove_tree
 from .conftest import Finding, online_nodes, zoned
 
-pytestmark = pytest.mark.boot(kernel="6.1", cgroup="v2", numa="8")
+pytestmark = pytest.mark.boot(kernel=("6.1", "newest"), cgroup="v2", numa="8")
 
 ROOT = Path("/sys/fs/cgroup")
 PARENT = f"zoned-tmpfs-{os.getpid()}"

@@ -41,7 +41,7 @@ from zoned.shared.zone import SHARED_LEAF
 from .cgtools import remove_tree
 from .conftest import BOOT, RUN_DIR, Finding, zoned
 
-pytestmark = pytest.mark.boot(kernel="6.1", cgroup=("v1", "v2"), numa="8")
+pytestmark = pytest.mark.boot(kernel=("6.1", "newest"), cgroup=("v1", "v2"), numa="8")
 
 V1 = BOOT["cgroup"] == "v1"
 V2_ROOT = Path("/sys/fs/cgroup")

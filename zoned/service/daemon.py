@@ -66,6 +66,7 @@ from zoned.config import load as zconfig
 from zoned.config.decl import Declarations
 from zoned.engine import Engine
 from zoned.errors import ConfigError, Unsupported, ZonedError
+from zoned.kernel import capabilities
 from zoned.kernel.enginecg import CgroupDirWatch
 from zoned.kernel.roots import RUN_DIR, HostRoots
 from zoned.kernel.uevents import UeventSource
@@ -188,6 +189,7 @@ class Daemon:
         self.steps = 0
         self.started_wall = time.time()
         self.backend_name = ""
+        self.kernel_caps: dict[str, Any] | None = None  # probed at start; None: simulated
         self._host: LoopHost | None = None
         self._seen = 0
         self._saved: ZoneMap | None = None
@@ -268,6 +270,10 @@ class Daemon:
             if self._tmpfs_mount is None:
                 self._tmpfs_mount = libc_mount
             self.backend_name = f"cgroup {hc.hierarchy} ({hc.cgroup_root})"
+            where = HostRoots(o.roots.sys, o.roots.proc, root)
+            self.kernel_caps = capabilities.to_doc(
+                capabilities.probe(where, capabilities.live_writer(where))
+            )
             return decls, backend, loop
 
     def start(self) -> None:
@@ -508,6 +514,7 @@ class Daemon:
             steps=self.steps,
             speed=self._speed,
             reload_pending=self._reload_pending,
+            kernel=self.kernel_caps,
         )
 
     def _save(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,7 @@ class DaemonInfo:
     steps: int = 0  # engine steps since start
     speed: float = 1.0  # engine seconds per real second (a paced simulation may be faster)
     reload_pending: bool = False
+    kernel: Mapping[str, Any] | None = None  # zoned.kernel.capabilities.to_doc; None: simulated
 
 
 def summary_line(zonemap: ZoneMap, containers: int, pending: int = 0) -> str:
@@ -162,4 +164,5 @@ def build(
         "pending": list(engine.pending()),
         "decisions": [_record(r, w(r.at)) for r in engine.log[-decisions:]] if decisions else [],
         "now": round(wall, 3),
+        "kernel": dict(info.kernel) if info.kernel is not None else None,
     }

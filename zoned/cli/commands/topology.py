@@ -13,7 +13,8 @@ JSON (``--json``), schema ``zoned/topology/v1``; sizes in bytes, keys always pre
       "warnings": ["...", ...],
       "recommendation": null | {"param": "numa=fake=8", "nodes": 8,
                                 "node_bytes": 268435456, "basis_bytes": 2147483648,
-                                "reasons": ["...", ...]}
+                                "reasons": ["...", ...]},
+      "capabilities": {...}               # zoned.kernel.capabilities.to_doc
     }
 
 ``recommendation`` is given when the machine has at most one node with memory (zoned
@@ -32,11 +33,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from zoned.cli.capsview import render_capabilities
 from zoned.cli.commands._index import describe
 from zoned.cli.commands._roots import add_root_args, roots
 from zoned.config.decl import Amount
 from zoned.config.paths import DEFAULT_PATH
 from zoned.errors import ConfigError, Problem
+from zoned.kernel.capabilities import live_writer, probe
+from zoned.kernel.capabilities import to_doc as caps_doc
 from zoned.kernel.topology import machine_memory, read_topology
 from zoned.model.jsondoc import envelope
 from zoned.model.nodelist import format_nodelist
@@ -113,11 +117,16 @@ def run(args: argparse.Namespace) -> int:
     if single or containers is not None:
         basis = machine_memory(topo, r.proc)
         plan = plan_fake_numa(basis, containers or [])
+    # The kernel's interfaces and zoned's path for each job (zoned.cli.capsview).
+    caps = probe(r, live_writer(r))
     if args.json:
-        json.dump(to_json(topo, warns, plan, basis), sys.stdout, indent=2)
+        doc = to_json(topo, warns, plan, basis)
+        doc["capabilities"] = caps_doc(caps)
+        json.dump(doc, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(render(topo, warns, plan, basis, single, source=source))
+        sys.stdout.write(render_capabilities(caps))
     return 0
 
 
