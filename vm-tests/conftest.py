@@ -27,7 +27,9 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 
 collect_ignore = [] if IN_GUEST else ["guest"]
 
-# Filled by test_vm.py, printed at the end of the run.
+# test_vm.py puts each boot's report in its test report's user_properties under this key;
+# the hook below collects them (from xdist workers too) and the summary prints them.
+BOOT_REPORT = "zoned_boot_report"
 BOOT_REPORTS: list[dict[str, Any]] = []
 
 
@@ -65,6 +67,14 @@ def missing_prerequisites() -> list[str]:
 def vm_prerequisites() -> None:
     missing = missing_prerequisites()
     need(not missing, "VM tests need " + ", ".join(missing))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when != "call":
+        return
+    for key, value in report.user_properties:
+        if key == BOOT_REPORT and isinstance(value, dict):
+            BOOT_REPORTS.append(value)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
