@@ -160,7 +160,13 @@ def test_reclaim_and_evacuate(tmp_path: Path, finding: Finding) -> None:
         assert donor.finish()
         got = hand_over(run, finding, "anon", "evacuate")
         s0, s1, taken = got["stat0"]["anon"], got["stat1"]["anon"], got["taken"]
-        assert s0.get(taken, 0) >= 16 * MIB, s0  # there was something to move
+        # There was something to move. Interleaving gives each node about half of the 64
+        # MiB, but falls back to the other node where one is short of free pages: 12 MiB of
+        # 64 landed on the taken node once, in the numa=fake=256M boot (its nodes differ
+        # in size), and zoned took that one, the cheaper to empty. That is under DRAINED,
+        # so the evacuation is checked against what was there: three quarters moved off.
+        assert s0.get(taken, 0) >= 8 * MIB, s0
+        assert s1.get(taken, 0) <= s0[taken] // 4, (s0, s1)
         assert abs(sum(s1.values()) - sum(s0.values())) <= 8 * MIB, (s0, s1)
         kernel = run.kernel_sequence()
     sim, sim_ooms, _ = sim_run("vm-evacuate", doc=doc)
