@@ -165,6 +165,21 @@ def _status_doc(config: Path, shared: int) -> dict[str, object]:
     }
 
 
+def _installed(tree: tuple[Path, FakeSys], monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The declarations written as the installed file that usage and sharing fall back to."""
+    from zoned.cli.commands import _zonemap
+
+    cg, _ = tree
+    installed = cg.parent / "installed.yaml"
+    installed.write_text(CONFIG.format(root=cg))
+    monkeypatch.setattr(_zonemap, "INSTALLED", installed)
+    return installed
+
+
+def _roots(fs: FakeSys) -> list[str]:
+    return ["--sysfs-root", str(fs.sys_root), "--proc-root", str(fs.proc_root)]
+
+
 def test_usage_and_sharing_take_the_shared_zone_from_the_running_daemon(
     tree: tuple[Path, FakeSys],
     capsys: pytest.CaptureFixture[str],
@@ -187,7 +202,7 @@ def test_usage_and_sharing_take_the_shared_zone_from_the_running_daemon(
     monkeypatch.setattr(_zonemap, "request", request)
     monkeypatch.setattr(_zonemap, "INSTALLED", cg.parent / "absent.yaml")
     sock = cg.parent / "control.sock"
-    roots = ["--sysfs-root", str(fs.sys_root), "--proc-root", str(fs.proc_root)]
+    roots = _roots(fs)
     assert main(["usage", "--socket", str(sock), *roots, "--json", "--model", "zones"]) == 0
     out, err = capsys.readouterr()
     assert asked == [(sock, {"cmd": "status"})]
@@ -209,15 +224,12 @@ def test_usage_without_a_daemon_reads_the_installed_file_and_says_so(
 ) -> None:
     import json
 
-    from zoned.cli.commands import _zonemap
     from zoned.cli.main import main
 
     cg, fs = tree
-    installed = cg.parent / "installed.yaml"
-    installed.write_text(CONFIG.format(root=cg))
-    monkeypatch.setattr(_zonemap, "INSTALLED", installed)
+    installed = _installed(tree, monkeypatch)
     sock = cg.parent / "no-daemon.sock"  # nothing listens: the real client's error
-    roots = ["--sysfs-root", str(fs.sys_root), "--proc-root", str(fs.proc_root)]
+    roots = _roots(fs)
     assert main(["usage", "--socket", str(sock), *roots, "--json", "--model", "zones"]) == 0
     out, err = capsys.readouterr()
     assert json.loads(out)["shared_nodes"] == [3]
@@ -241,13 +253,11 @@ def test_a_status_without_a_zone_map_falls_back_to_the_file(
     from zoned.cli.main import main
 
     cg, fs = tree
-    installed = cg.parent / "installed.yaml"
-    installed.write_text(CONFIG.format(root=cg))
-    monkeypatch.setattr(_zonemap, "INSTALLED", installed)
+    _installed(tree, monkeypatch)
     # A daemon whose status document has another shape: no shared set guessed as empty.
     monkeypatch.setattr(_zonemap, "request", lambda *_a, **_k: {"ok": True, "result": {}})
     sock = cg.parent / "control.sock"
-    roots = ["--sysfs-root", str(fs.sys_root), "--proc-root", str(fs.proc_root)]
+    roots = _roots(fs)
     assert main(["usage", "--socket", str(sock), *roots, "--json", "--model", "zones"]) == 0
     out, err = capsys.readouterr()
     assert json.loads(out)["shared_nodes"] == [3]
