@@ -94,6 +94,29 @@ def test_three_models(tree: tuple[Path, FakeSys]) -> None:
     assert r.scan.processes == 3
 
 
+def test_zones_charge_leaves_out_free_pages_on_per_cpu_lists(
+    tree: tuple[Path, FakeSys],
+) -> None:
+    """MemFree does not count them (7.x keeps up to ~18 MiB per node there): a's node 1
+    shows 10 MiB on its lists, so a is charged 100 - 10 MiB; b's node has none."""
+    cg, fs = tree
+    pages = 10 * MIB // 4096
+    (fs.proc_root / "zoneinfo").write_text(
+        "Node 1, zone   Normal\n  pagesets\n    cpu: 0\n"
+        f"              count:    {pages // 2}\n    cpu: 1\n"
+        f"              count:    {pages - pages // 2}\n"
+        "Node 2, zone   Normal\n  pagesets\n    cpu: 0\n              count:    0\n"
+    )
+    decls = loads(CONFIG.format(root=cg))
+    backend = readonly_backend(decls, sys_root=fs.sys_root, proc_root=fs.proc_root)
+    try:
+        r = measure(backend, ["a", "b"], ("zones",))
+    finally:
+        backend.close()
+    by = {c.name: c for c in r.charges}
+    assert by["a"].zones == 90 * MIB and by["b"].zones == 50 * MIB
+
+
 def test_models_can_be_left_out(tree: tuple[Path, FakeSys]) -> None:
     cg, fs = tree
     decls = loads(CONFIG.format(root=cg))

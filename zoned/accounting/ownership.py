@@ -4,7 +4,8 @@ What each model charges a container (bytes):
 
 - ``zones`` (software zones, what zoned enforces): everything that lives on the nodes the
   container owns — ``MemTotal - MemFree`` of each node in its ``cpuset.mems.effective``,
-  whoever allocated it (its own pages, page cache it faulted, kernel allocations made
+  less the free pages on the node's per-CPU lists (``zoned.kernel.zoneinfo``), whoever
+  allocated it (its own pages, page cache it faulted, kernel allocations made
   there). Pages it maps on the shared zone or on another container's nodes are not its.
 - ``static`` (static page ownership, memcg first touch): ``memory.current`` (v2) or
   ``memory.usage_in_bytes`` (v1) through the backend's ``usage()``. A page is charged to
@@ -70,9 +71,16 @@ def targets(backend: Backend, names: Iterable[str]) -> tuple[list[Target], list[
     return found, missing
 
 
-def zones_charge(nodes: Iterable[int], memory: Mapping[int, NodeMemory]) -> int:
-    """Bytes in use on ``nodes`` (MemTotal - MemFree of each)."""
-    return sum(memory[n].total - memory[n].free for n in nodes if n in memory)
+def zones_charge(
+    nodes: Iterable[int], memory: Mapping[int, NodeMemory], free_lists: Mapping[int, int]
+) -> int:
+    """Bytes in use on ``nodes``: MemTotal - MemFree of each, less the free pages on its
+    per-CPU lists (``free_lists``, bytes by node), which MemFree does not count."""
+    return sum(
+        max(memory[n].total - memory[n].free - free_lists.get(n, 0), 0)
+        for n in nodes
+        if n in memory
+    )
 
 
 @dataclass(frozen=True)
@@ -137,6 +145,8 @@ def measure(
         raise ValueError(f"unknown models: {', '.join(sorted(unknown))}")
     found, missing = targets(backend, names)
     memory = backend.node_memory()
+    zones = "zones" in want
+    free_lists = backend.node_free_lists() if zones or shared else {}
     reader = reader if "partial" in want else None
     if "partial" in want and reader is None:
         raise ValueError("the partial model needs a PagemapReader")
@@ -162,7 +172,7 @@ def measure(
                 name=t.name,
                 nodes=t.nodes,
                 pids=len(t.pids),
-                zones=zones_charge(t.nodes - shared, memory) if "zones" in want else None,
+                zones=zones_charge(t.nodes - shared, memory, free_lists) if zones else None,
                 static=static,
                 partial=partial,
                 partial_stderr=stderr,
@@ -172,7 +182,7 @@ def measure(
         charges=out,
         missing=missing,
         shared_nodes=shared,
-        shared_zone_used=zones_charge(shared, memory),
+        shared_zone_used=zones_charge(shared, memory, free_lists),
         overlaps=overlaps(sets, sample * page) if sets else {},
         sample=sample,
         scan=reader.stats if reader is not None else ScanStats(),

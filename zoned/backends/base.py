@@ -72,6 +72,11 @@ class Backend(abc.ABC):
     def node_memory(self) -> Mapping[int, NodeMemory]:
         """Each memory node's total, free and file memory now."""
 
+    def node_free_lists(self) -> Mapping[int, int]:
+        """Bytes each node holds free on per-CPU lists, which ``NodeMemory.free`` does
+        not count ({} where the host cannot say). Read on demand, not every step."""
+        return {}
+
     @abc.abstractmethod
     def existing(self) -> Mapping[str, CgroupState]:
         """Containers already present under zoned's parent (or at adopted paths), by name:

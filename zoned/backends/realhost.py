@@ -14,6 +14,7 @@ from pathlib import Path
 from zoned.backends.base import Backend
 from zoned.backends.fdloop import FdLoop
 from zoned.kernel.topology import read_node_memory, read_topology
+from zoned.kernel.zoneinfo import read_pcp_free
 from zoned.model.host import NodeMemory, OpResult
 from zoned.model.zonemap import Topology
 
@@ -44,6 +45,10 @@ class FdLoopBackend(Backend):
             n: NodeMemory(total=total, free=free, file=file)
             for n, (total, free, file) in read_node_memory(self.sys_root, self.proc_root).items()
         }
+
+    def node_free_lists(self) -> Mapping[int, int]:
+        """From ``<proc_root>/zoneinfo`` (raises TopologyError)."""
+        return read_pcp_free(self.proc_root)
 
     def op_result(self, op: int) -> OpResult:
         return self._loop.op_result(op)

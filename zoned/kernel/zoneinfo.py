@@ -1,0 +1,59 @@
+"""Free pages the kernel keeps on per-CPU lists, per node, from ``/proc/zoneinfo``.
+
+A page freed by a task goes first to its CPU's list for that zone (a "pageset"), not back
+to the buddy allocator, and ``MemFree`` counts only the buddy's pages: so ``MemTotal -
+MemFree`` of a node counts as used what sits free on those lists. Since 6.7 the kernel
+tunes each list's ``high`` by itself (``mm: add framework for PCP high auto-tuning``,
+commit 90b41691b988) and lets it grow to ``high_max``. Measured in 2 GiB ``numa=fake=8``
+guests with 2 CPUs (docs/kernel-checks.md): up to 17.8 MiB on one ~250 MiB node on
+7.3.4, moving by several MiB within seconds; 0.3-6.1 MiB per node on 6.1.
+``/proc/zoneinfo`` is the only place the kernel prints them: a ``count:`` line (pages)
+per CPU under each zone's ``pagesets``.
+"""
+
+from __future__ import annotations
+
+import mmap
+import re
+from pathlib import Path
+
+from zoned.errors import TopologyError
+
+_ZONE = re.compile(r"^Node\s+(\d+),\s+zone\s+\S+", re.MULTILINE)
+_COUNT = re.compile(r"^\s+count:\s+(\d+)\s*$", re.MULTILINE)
+
+
+def parse_pcp_free(text: str, page_size: int = mmap.PAGESIZE) -> dict[int, int]:
+    """Bytes on the per-CPU free lists of each node in a ``/proc/zoneinfo`` text.
+
+    Every ``count:`` line belongs to the ``Node N, zone X`` header above it; a node
+    whose zones show no pagesets maps to 0. Raises TopologyError on a ``count:`` line
+    before any zone header (not a zoneinfo text).
+    """
+    heads = [(m.start(), int(m.group(1))) for m in _ZONE.finditer(text)]
+    out = {node: 0 for _, node in heads}
+    i = -1
+    for m in _COUNT.finditer(text):
+        while i + 1 < len(heads) and heads[i + 1][0] < m.start():
+            i += 1
+        if i < 0:
+            raise TopologyError("zoneinfo: a pageset count before any 'Node N, zone' line")
+        out[heads[i][1]] += int(m.group(1)) * page_size
+    return out
+
+
+def read_pcp_free(proc_root: Path) -> dict[int, int]:
+    """:func:`parse_pcp_free` of ``<proc_root>/zoneinfo``; {} when the file is missing (a
+    kernel without it, or a fake tree that does not model it). Raises TopologyError when
+    it cannot be read or is not a zoneinfo text."""
+    path = proc_root / "zoneinfo"
+    try:
+        text = path.read_text(encoding="ascii")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TopologyError(f"{path}: cannot read: {exc}") from exc
+    try:
+        return parse_pcp_free(text)
+    except TopologyError as exc:
+        raise TopologyError(f"{path}: {exc}") from exc
