@@ -140,6 +140,21 @@ def test_watcher_sees_engine_cgroups_come_and_go(tmp_path: Path) -> None:
     assert w.fd == -1
 
 
+def test_watcher_sees_a_container_made_with_its_parent(tmp_path: Path) -> None:
+    """docker makes docker/ and docker/<id> back to back: the child exists before the
+    parent's watch does, so no event of its own names it (seen in the VM: the container
+    was never admitted). Reported once, not again when later events come."""
+    w = CgroupDirWatch(tmp_path)
+    try:
+        (tmp_path / "docker").mkdir()
+        (tmp_path / "docker" / ID).mkdir()
+        assert w.drain() == ([f"docker/{ID}"], [])
+        (tmp_path / "docker" / "other").mkdir()  # not a container id
+        assert w.drain() == ([], [])
+    finally:
+        w.close()
+
+
 def test_parse_inspect_podman_and_docker() -> None:
     pod = (
         b'[{"Id": "' + ID.encode() + b'", "Name": "web-1", "Config": {"Labels": {"a": "1"},'

@@ -96,6 +96,7 @@ MASK = (
     "podman.service",
     "podman-restart.service",
     "podman-auto-update.timer",
+    "docker.socket",  # docker.io, for test_docker.py (its .service is masked above)
     "apt-daily.timer",
     "apt-daily-upgrade.timer",
     "man-db.timer",

@@ -35,7 +35,7 @@ PARTS: dict[str, list[list[str]]] = {
         ["test_shared_rewarm.py", "test_scenario_handover.py"],
         ["test_scenario_grow.py", "test_scenario_nolend.py", "test_scenario_notify.py"],
         ["test_scenario_overcommit.py"],
-        ["test_podman.py"],  # containers that podman starts (issue 15)
+        ["test_podman.py", "test_docker.py"],  # containers that engines start (issue 15)
     ],
     # 163 s in one boot, 108 of them the shared zone on v1; then 130 s of stress-ng growers.
     "6.1-numa8-v1": [["test_shared_zone.py"], ["test_scenario_overcommit.py"]],

@@ -130,14 +130,15 @@ class CgroupDirWatch:
 
     def existing(self) -> list[str]:
         """Engine cgroups present now (the systemd manager's ``container`` leaf included)."""
-        out: list[str] = []
-        for p in self.parents:
-            try:
-                names = sorted(e.name for e in os.scandir(self.root / p) if e.is_dir())
-            except OSError:
-                continue
-            out += [f"{p}/{n}" for n in names if parse_engine_cgroup(f"{p}/{n}")]
-        return out
+        return [c for p in self.parents for c in self._children(p)]
+
+    def _children(self, parent: str) -> list[str]:
+        """The engine cgroups directly under ``parent`` now ([] if it is gone)."""
+        try:
+            names = sorted(e.name for e in os.scandir(self.root / parent) if e.is_dir())
+        except OSError:
+            return []
+        return [f"{parent}/{n}" for n in names if parse_engine_cgroup(f"{parent}/{n}")]
 
     def drain(self) -> tuple[list[str], list[str]]:
         """(created, removed) engine cgroups since the last call."""
@@ -163,8 +164,13 @@ class CgroupDirWatch:
                 rel = f"{parent}/{os.fsdecode(name)}" if parent else os.fsdecode(name)
                 if parent == "" and rel in self.parents and mask & _IN_CREATE:
                     self._add(rel)
+                    # What the engine made in it before the watch was in place raised no
+                    # event (docker makes docker/ and docker/<id> back to back).
+                    created += [c for c in self._children(rel) if c not in created]
                 elif parse_engine_cgroup(rel):
-                    (created if mask & _IN_CREATE else removed).append(rel)
+                    out = created if mask & _IN_CREATE else removed
+                    if rel not in out:
+                        out.append(rel)
         return created, removed
 
     def close(self) -> None:
