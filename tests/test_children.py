@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.waiting import wait_until
 from zoned.backends.fdloop import FdLoop
-from zoned.service.children import Children, Ended
+from zoned.service.children import Child, Children, Ended
 
 
 @pytest.fixture
@@ -104,15 +104,21 @@ def _gated(tmp_path: Path) -> tuple[Path, str]:
     return gate, f'printf %s "$0"; exec >&- 2>&-; read x < {gate}'
 
 
+def _past_its_output(loop: FdLoop, pool: Children, tmp_path: Path) -> tuple[Path, Child]:
+    """Child "a", gated, its output read to the end by the loop."""
+    gate, script = _gated(tmp_path)
+    pool.submit("a", _sh(script, "a"))
+    child = pool.running["a"]
+    wait_until(lambda: (loop.poll_once(0.5), child.eof)[1], 30, "the end of its stdout")
+    return gate, child
+
+
 def test_a_child_that_closes_stdout_early_is_reaped_from_the_loop_not_waited_for(
     loop: FdLoop, tmp_path: Path
 ) -> None:
     ended: list[Ended] = []
     pool = _pool(loop, ended)
-    gate, script = _gated(tmp_path)
-    pool.submit("a", _sh(script, "a"))
-    child = pool.running["a"]
-    wait_until(lambda: (loop.poll_once(0.5), child.eof)[1], 30, "the end of its stdout")
+    gate, child = _past_its_output(loop, pool, tmp_path)
     # The loop came back with the child alive: nothing waited for it.
     assert child.proc.poll() is None and ended == []
     assert child.pidfd in loop.watched()
@@ -131,10 +137,7 @@ def test_without_pidfd_the_next_expire_reaps(
     monkeypatch.setattr(os, "pidfd_open", no_pidfd)
     ended: list[Ended] = []
     pool = _pool(loop, ended)
-    gate, script = _gated(tmp_path)
-    pool.submit("a", _sh(script, "a"))
-    child = pool.running["a"]
-    wait_until(lambda: (loop.poll_once(0.5), child.eof)[1], 30, "the end of its stdout")
+    gate, _child = _past_its_output(loop, pool, tmp_path)
     pool.expire()
     assert ended == []  # still running
     gate.write_text("go\n")

@@ -22,22 +22,13 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
-from zoned.backends.fdloop import IN, FdCallback
+from zoned.backends.fdloop import IN, FdHost
 from zoned.model.host import Event
 
 log = logging.getLogger(__name__)
 
 CLOSE_WAIT_S = 1.0  # at shutdown, for a killed child to be reaped (SIGKILL: at once)
-
-
-class FdHost(Protocol):
-    """The part of the daemon's loop children need (``FdLoop``, ``LoopHost``)."""
-
-    def add_fd(self, fd: int, mask: int, callback: FdCallback) -> None: ...
-
-    def remove_fd(self, fd: int) -> None: ...
 
 
 @dataclass(frozen=True)
