@@ -36,27 +36,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench import runinfo  # noqa: E402
+from tests.support.daemon import SCENARIO  # noqa: E402  (the tests' idle 4-node host)
 
 GROUP = 4242
 NOBODY = 65534
-
-SCENARIO = """\
-name: control-load
-duration_s: 1000000
-topology:
-  count: 4
-  size: 256M
-config:
-  host: {reserved_nodes: [0]}
-  containers:
-    web:   {min: {nodes: 1}, max: {nodes: 2}, priority: 10}
-    batch: {min: {nodes: 1}, max: {nodes: 2}, priority: 0}
-workloads:
-  web:
-    - {idle_s: 1000000}
-  batch:
-    - {idle_s: 1000000}
-"""
 
 
 def client() -> Callable[..., dict[str, Any]]:

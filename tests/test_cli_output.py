@@ -228,7 +228,7 @@ def test_watch_refuses_a_non_positive_interval(capsys: pytest.CaptureFixture[str
     with pytest.raises(SystemExit) as exc:
         main(["status", "--watch", "0"])
     assert exc.value.code == 2
-    assert "--watch: must be more than 0 seconds" in capsys.readouterr().err
+    assert "--watch: '0' is out of range: expected more than 0" in capsys.readouterr().err
 
 
 # -- --help --------------------------------------------------------------------------------

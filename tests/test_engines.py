@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.waiting import wait_until
+from zoned.backends.fdloop import FdLoop
 from zoned.config.decl import ContainerDecl
 from zoned.config.load import loads
 from zoned.errors import BackendError, EngineError
@@ -189,27 +193,20 @@ def test_watcher_on_a_missing_root_is_a_backend_error() -> None:
         CgroupDirWatch(Path("/nonexistent/missing"))
 
 
-class _Loop:
-    def __init__(self) -> None:
-        self.fds: dict[int, Any] = {}
-
-    def add_fd(self, fd: int, mask: int, cb: Any) -> None:
-        self.fds[fd] = cb
-
-    def remove_fd(self, fd: int) -> None:
-        del self.fds[fd]
+@pytest.fixture
+def loop() -> Iterator[FdLoop]:
+    with FdLoop(workers=1) as fl:
+        yield fl
 
 
-def _fake_daemon(root: Path, containers: tuple[ContainerDecl, ...] = ()) -> Any:
+def _fake_daemon(root: Path, loop: FdLoop, containers: tuple[ContainerDecl, ...] = ()) -> Any:
     decls = dataclasses.replace(DECLS, containers=containers)
     engine = types.SimpleNamespace(decls=decls)
-    return types.SimpleNamespace(
-        engine=engine,
-        engine_watch=types.SimpleNamespace(root=root),
-        _host=_Loop(),
-        backend=None,
-        inspections={},
+    d: Any = types.SimpleNamespace(
+        engine=engine, engine_watch=types.SimpleNamespace(root=root), _host=loop, backend=None
     )
+    d.inspections = enginewatch.inspector(d)
+    return d
 
 
 def _inspect_prints(monkeypatch: pytest.MonkeyPatch, text: str, rc: int = 0) -> None:
@@ -219,15 +216,12 @@ def _inspect_prints(monkeypatch: pytest.MonkeyPatch, text: str, rc: int = 0) -> 
 
 
 def _run_all(d: Any) -> None:
-    for job in list(d.inspections.values()):
-        job.proc.wait(30)
-    while d._host.fds:
-        for cb in list(d._host.fds.values()):
-            cb(0)
+    """Turn the loop until no inspection runs or waits (bounded: 30 s)."""
+    wait_until(lambda: (d._host.poll_once(0.5), not d.inspections.running)[1], 30, "inspects")
 
 
 def test_watcher_inspects_without_waiting_and_admits_the_match(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, loop: FdLoop
 ) -> None:
     admitted: list[tuple[str, str]] = []
 
@@ -239,30 +233,101 @@ def test_watcher_inspects_without_waiting_and_admits_the_match(
     _inspect_prints(monkeypatch, f'[{{"Id": "{ID}", "Name": "web-1"}}]')
     path = f"machine.slice/libpod-{ID}.scope"
     (tmp_path / path / "container").mkdir(parents=True)
-    d = _fake_daemon(tmp_path)
+    d = _fake_daemon(tmp_path, loop)
     enginewatch.watch_new(d, [path, "machine.slice/other"])
-    assert list(d.inspections) == [path]  # started, not waited for
+    assert list(d.inspections.running) == [path]  # started, not waited for
     _run_all(d)
     assert admitted == [("web-1", f"{path}/container")]  # systemd's leaf
-    assert d.inspections == {}
+    assert path not in d.inspections
 
 
 def test_watcher_leaves_what_the_hook_admitted_and_reports_failures(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture, loop: FdLoop
 ) -> None:
     calls: list[str] = []
     monkeypatch.setattr("zoned.service.engines.admit", lambda d, c, cg: calls.append(cg))
     path = f"libpod_parent/libpod-{ID}"
     (tmp_path / path).mkdir(parents=True)
     hooked = dataclasses.replace(DECLS.templates[0], name="web@web-1", cgroup=path, engine=None)
-    d = _fake_daemon(tmp_path, (hooked,))
+    d = _fake_daemon(tmp_path, loop, (hooked,))
     _inspect_prints(monkeypatch, "[]")
     enginewatch.watch_new(d, [path])
-    assert d.inspections == {}  # admitted already: not even inspected
-    d = _fake_daemon(tmp_path)
+    assert path not in d.inspections  # admitted already: not even inspected
+    d = _fake_daemon(tmp_path, loop)
     _inspect_prints(monkeypatch, "Error: no such container", rc=125)
     with caplog.at_level(logging.WARNING):
         enginewatch.watch_new(d, [path])
         _run_all(d)
     assert calls == []
     assert "exit 125: Error: no such container, ignoring" in caplog.text
+
+
+def test_an_inspect_that_closes_stdout_then_lingers_never_blocks_the_loop(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, loop: FdLoop
+) -> None:
+    admitted: list[str] = []
+
+    def admit(d: Any, c: EngineContainer, cg: str) -> dict[str, Any]:
+        admitted.append(cg)
+        return {"ok": True}
+
+    monkeypatch.setattr("zoned.service.engines.admit", admit)
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    answer = f'[{{"Id": "{ID}", "Name": "web-1"}}]'
+    # Answers, closes its stdout (stderr is the same pipe), then lingers until told.
+    script = f"printf '%s' '{answer}'; exec >&- 2>&-; read x < {gate}"
+    monkeypatch.setitem(enginewatch.INSPECT, "podman", ("sh", "-c", script))
+    path = f"libpod_parent/libpod-{ID}"
+    (tmp_path / "cg" / path).mkdir(parents=True)
+    d = _fake_daemon(tmp_path / "cg", loop)
+    enginewatch.watch_new(d, [path])
+    child = d.inspections.running[path]
+    wait_until(lambda: (loop.poll_once(0.5), child.eof)[1], 30, "the end of its output")
+    # The step that read the end came back while the child still runs: no wait(), and
+    # nothing admitted on an answer whose process has not ended.
+    assert child.proc.poll() is None and admitted == [] and path in d.inspections
+    gate.write_text("go\n")
+    _run_all(d)
+    assert admitted == [path]
+
+
+def test_a_burst_of_container_starts_runs_a_few_inspects_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    loop: FdLoop,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    admitted: list[str] = []
+
+    def admit(d: Any, c: EngineContainer, cg: str) -> dict[str, Any]:
+        admitted.append(c.id)
+        return {"ok": True}
+
+    monkeypatch.setattr("zoned.service.engines.admit", admit)
+    monkeypatch.setattr(enginewatch, "MAX_INSPECTS", 3)
+    monkeypatch.setattr(enginewatch, "INSPECT_QUEUE", 10)
+    script = """printf '[{"Id": "%s", "Name": "web-1"}]' "$0\""""
+    monkeypatch.setitem(enginewatch.INSPECT, "podman", ("sh", "-c", script))
+    ids = [f"{i:064x}" for i in range(20)]
+    paths = [f"libpod_parent/libpod-{i}" for i in ids]
+    for p in paths:
+        (tmp_path / p).mkdir(parents=True)
+    d = _fake_daemon(tmp_path, loop)
+    with caplog.at_level(logging.WARNING):
+        enginewatch.watch_new(d, paths)
+    assert len(d.inspections.running) == 3 and len(d.inspections.queued) == 10
+    assert f"libpod-{ids[13]} dropped (and any more until one is taken)" in caplog.text
+
+    most = 0
+
+    def turn() -> bool:
+        nonlocal most
+        loop.poll_once(0.5)
+        most = max(most, len(d.inspections.running))
+        return not d.inspections.running
+
+    wait_until(turn, 60, "every inspect")
+    assert most == 3
+    assert sorted(admitted) == ids[:13]  # the first 13; the other 7 were dropped
+    assert d.inspections.dropped == 7

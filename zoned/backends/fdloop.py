@@ -48,6 +48,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Protocol
 
 from zoned.errors import ZonedError
 from zoned.model.host import Event, EventKind, OpKind, OpResult
@@ -62,6 +63,14 @@ HUP = select.EPOLLHUP
 
 #: A source's callback: given the revents mask, return what happened (may be empty).
 FdCallback = Callable[[int], list[Event]]
+
+
+class FdHost(Protocol):
+    """Where a part's fds are watched: an :class:`FdLoop`, the daemon's loop, the paced sim."""
+
+    def add_fd(self, fd: int, mask: int, callback: FdCallback) -> None: ...
+
+    def remove_fd(self, fd: int) -> None: ...
 
 
 @dataclass(frozen=True)

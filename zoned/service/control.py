@@ -47,9 +47,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from zoned.backends.fdloop import IN, FdCallback
+from zoned.backends.fdloop import IN, FdCallback, FdHost
 from zoned.model.host import Event
 from zoned.service.listening import (
     ACCEPT_PAUSE_S,
@@ -74,14 +74,6 @@ MUTATING = frozenset({"lend", "reclaim", "reload", "engine-admit"})
 SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)
 _MAX_GROUPS_BYTES = 1024  # the most Python's getsockopt reads: 256 groups
 _OUT = 0x004  # EPOLLOUT
-
-
-class FdHost(Protocol):
-    """Where the server's fds are watched (an FdLoop, or the paced simulator)."""
-
-    def add_fd(self, fd: int, mask: int, callback: FdCallback) -> None: ...
-
-    def remove_fd(self, fd: int) -> None: ...
 
 
 @dataclass(frozen=True)

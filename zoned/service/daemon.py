@@ -88,9 +88,9 @@ from zoned.service import (
     statefile,
 )
 from zoned.service import status as zstatus
+from zoned.service.children import Children
 from zoned.service.client import DEFAULT_SOCKET
 from zoned.service.control import Client, ControlServer
-from zoned.service.enginewatch import Inspection
 from zoned.service.sidecars import MoverFactory, RuleWiring
 from zoned.service.systemd import Notifier
 from zoned.shared.rewarm import RewarmFn, RewarmSchedule
@@ -215,7 +215,7 @@ class Daemon:
         # Engine containers admitted (instance name → who), and the engines' cgroup watch.
         self.engine_containers: dict[str, EngineContainer] = {}
         self.engine_watch: CgroupDirWatch | None = None
-        self.inspections: dict[str, Inspection] = {}  # engine cgroup → inspect in flight
+        self.inspections: Children | None = None  # engine cgroup → inspect running or queued
 
     # -- start ---------------------------------------------------------------------------
 

@@ -2,22 +2,20 @@
 
 An engine cgroup appearing (:class:`~zoned.kernel.enginecg.CgroupDirWatch`, inotify, on
 the daemon's loop) starts ``podman inspect`` / ``docker inspect`` for its id as a child
-process whose output the loop reads as it comes (the loop never waits for it; a child
-still running after ``INSPECT_TIMEOUT_S`` is killed, one printing more than
-``INSPECT_MAX_BYTES`` too). Its answer (name, labels, annotations) is matched and
-admitted like the hook's (``zoned.service.engines.admit``); a cgroup the hook admitted
-meanwhile is left as it is. The engine is run as found on PATH, with the daemon's
-environment (``CONTAINERS_CONF``, ``CONTAINERS_STORAGE_CONF``, ``DOCKER_HOST`` reach it).
+process whose output the loop reads as it comes (:mod:`zoned.service.children`: at most
+``MAX_INSPECTS`` at once, ``INSPECT_QUEUE`` more queued, the rest dropped with a warning;
+the loop never waits for one; a child still running after ``INSPECT_TIMEOUT_S`` is
+killed, one printing more than ``INSPECT_MAX_BYTES`` too). Its answer (name, labels,
+annotations) is matched and admitted like the hook's (``zoned.service.engines.admit``); a
+cgroup the hook admitted meanwhile is left as it is (and not inspected if still queued).
+The engine is run as found on PATH, with the daemon's environment (``CONTAINERS_CONF``,
+``CONTAINERS_STORAGE_CONF``, ``DOCKER_HOST`` reach it).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +25,7 @@ from zoned.kernel.enginecg import CgroupDirWatch, parse_engine_cgroup
 from zoned.model.engines import EngineContainer
 from zoned.model.host import Event
 from zoned.service import engines
+from zoned.service.children import Children, Ended
 
 if TYPE_CHECKING:
     from zoned.service.daemon import Daemon
@@ -35,6 +34,10 @@ log = logging.getLogger(__name__)
 
 INSPECT_TIMEOUT_S = 20.0  # podman inspect takes 1-3 s under TCG on a busy host
 INSPECT_MAX_BYTES = 1 << 20
+# A podman inspect is a second of CPU on a small host: a burst of container starts must not
+# fork one each. The queue holds a path each (a few hundred bytes): a burst of 500 fits.
+MAX_INSPECTS = 4
+INSPECT_QUEUE = 1024
 INSPECT: dict[str, tuple[str, ...]] = {
     "podman": ("podman", "inspect", "--type", "container"),
     "docker": ("docker", "inspect", "--type", "container"),
@@ -74,18 +77,6 @@ def _strings(v: object) -> dict[str, str]:
     return {k: x for k, x in v.items() if isinstance(k, str) and isinstance(x, str)}
 
 
-@dataclass
-class Inspection:
-    """One ``inspect`` child in flight."""
-
-    path: str  # the engine cgroup, relative to the root
-    engine: str
-    cid: str
-    proc: subprocess.Popen[bytes]
-    started: float
-    out: bytearray = field(default_factory=bytearray)
-
-
 def _leaf(root: Path, path: str) -> str:
     """systemd's manager: crun's processes are in the scope's ``container`` leaf."""
     return f"{path}/container" if (root / path / "container").is_dir() else path
@@ -100,92 +91,69 @@ def _admitted(d: Daemon, path: str) -> bool:
     )
 
 
+def inspector(d: Daemon) -> Children:
+    """The daemon's inspect children: at most MAX_INSPECTS at once, INSPECT_QUEUE queued."""
+    assert d._host is not None
+
+    def wanted(path: str) -> bool:  # at its turn: the hook may have admitted it meanwhile
+        root = d.engine_watch.root if d.engine_watch is not None else None
+        return root is not None and (root / path).is_dir() and not _admitted(d, path)
+
+    return Children(
+        d._host,
+        lambda ended: _finish(d, ended),
+        name="watcher",
+        limit=MAX_INSPECTS,
+        queue_max=INSPECT_QUEUE,
+        max_bytes=INSPECT_MAX_BYTES,
+        timeout_s=INSPECT_TIMEOUT_S,
+        wanted=wanted,
+    )
+
+
 def watch_new(d: Daemon, paths: list[str]) -> None:
-    """Start an inspection for each engine cgroup in ``paths`` not admitted yet."""
+    """Inspect (now or queued) each engine cgroup in ``paths`` not admitted yet."""
     e = d.engine
-    if e is None or not e.decls.templates or d.engine_watch is None or d._host is None:
+    if e is None or not e.decls.templates or d.engine_watch is None or d.inspections is None:
         return
     for path in paths:
         got = parse_engine_cgroup(path)
         if got is None or _admitted(d, path) or path in d.inspections:
             continue
         engine, cid = got
-        argv = [*INSPECT[engine], cid]
-        try:
-            proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-            )
-        except OSError as exc:
-            log.warning("watcher: %s: cannot run %s: %s, ignoring", path, argv[0], exc)
-            continue
-        assert proc.stdout is not None
-        os.set_blocking(proc.stdout.fileno(), False)
-        job = Inspection(path, engine, cid, proc, d.backend.now() if d.backend else 0.0)
-        d.inspections[path] = job
-        d._host.add_fd(proc.stdout.fileno(), IN, _reader(d, job))
+        d.inspections.submit(path, (*INSPECT[engine], cid))
 
 
-def _reader(d: Daemon, job: Inspection) -> Callable[[int], list[Event]]:
-    def on_ready(revents: int) -> list[Event]:
-        return _on_output(d, job)
-
-    return on_ready
-
-
-def _on_output(d: Daemon, job: Inspection) -> list[Event]:
-    assert job.proc.stdout is not None
-    fd = job.proc.stdout.fileno()
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except BlockingIOError:
-            return []
-        if not chunk:
-            break
-        job.out += chunk
-        if len(job.out) > INSPECT_MAX_BYTES:
-            job.proc.kill()
-    _finish(d, job)
-    return []
-
-
-def _finish(d: Daemon, job: Inspection) -> None:
-    assert job.proc.stdout is not None and d._host is not None
-    d._host.remove_fd(job.proc.stdout.fileno())
-    job.proc.stdout.close()
-    rc = job.proc.wait()
-    d.inspections.pop(job.path, None)
-    what = f"{INSPECT[job.engine][0]} inspect {job.cid[:12]}"
-    if rc != 0:
-        text = " ".join(job.out.decode(errors="replace").split())[:300]
-        log.warning("watcher: %s: %s: exit %d: %s, ignoring", job.path, what, rc, text)
+def _finish(d: Daemon, ended: Ended) -> None:
+    path = ended.key
+    got = parse_engine_cgroup(path)
+    assert got is not None  # only engine cgroups are submitted
+    engine, cid = got
+    what = f"{INSPECT[engine][0]} inspect {cid[:12]}"
+    if ended.rc != 0:
+        text = " ".join(ended.out.decode(errors="replace").split())[:300]
+        log.warning("watcher: %s: %s: exit %d: %s, ignoring", path, what, ended.rc, text)
         return
     try:
-        c = parse_inspect(job.engine, bytes(job.out))
+        c = parse_inspect(engine, ended.out)
     except EngineError as exc:
-        log.warning("watcher: %s: %s, ignoring", job.path, exc)
+        log.warning("watcher: %s: %s, ignoring", path, exc)
         return
-    took = (d.backend.now() if d.backend else 0.0) - job.started
-    log.info("watcher: %s: %s is %s (answered in %.1fs)", job.path, what, c.shown, took)
-    if _admitted(d, job.path):
+    log.info("watcher: %s: %s is %s (answered in %.1fs)", path, what, c.shown, ended.took_s)
+    if _admitted(d, path):
         return  # the hook was first
-    if d.engine_watch is None or not (d.engine_watch.root / job.path).is_dir():
-        log.info("watcher: %s is gone already, ignoring", job.path)
+    if d.engine_watch is None or not (d.engine_watch.root / path).is_dir():
+        log.info("watcher: %s is gone already, ignoring", path)
         return
-    answer = engines.admit(d, c, _leaf(d.engine_watch.root, job.path))
+    answer = engines.admit(d, c, _leaf(d.engine_watch.root, path))
     if not answer["ok"]:
         log.warning("watcher: %s left unzoned: %s", c.shown, answer["error"])
 
 
 def expire(d: Daemon) -> None:
     """Kill inspections older than INSPECT_TIMEOUT_S (their end is then read as usual)."""
-    now = d.backend.now() if d.backend else 0.0
-    for job in list(d.inspections.values()):
-        if now - job.started > INSPECT_TIMEOUT_S and job.proc.poll() is None:
-            log.warning(
-                "watcher: %s: inspect still running after %gs, killed", job.path, INSPECT_TIMEOUT_S
-            )
-            job.proc.kill()
+    if d.inspections is not None:
+        d.inspections.expire()
 
 
 def start(d: Daemon) -> None:
@@ -202,6 +170,7 @@ def start(d: Daemon) -> None:
         d.warnings.append(why)
         return
     d.engine_watch = w
+    d.inspections = inspector(d)
 
     def on_ready(revents: int) -> list[Event]:
         created, _removed = w.drain()
@@ -213,10 +182,10 @@ def start(d: Daemon) -> None:
 
 
 def close(d: Daemon) -> None:
-    """Stop watching; inspections in flight are killed."""
-    for job in list(d.inspections.values()):
-        job.proc.kill()
-        _finish(d, job)
+    """Stop watching; inspections in flight are killed, those queued forgotten."""
+    if d.inspections is not None:
+        d.inspections.close()
+        d.inspections = None
     if d.engine_watch is not None and d._host is not None:
         d._host.remove_fd(d.engine_watch.fileno())
         d.engine_watch.close()

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from zoned.backends.base import Backend
-from zoned.backends.fdloop import IN, FdCallback
+from zoned.backends.fdloop import IN, FdHost
 from zoned.config.decl import Declarations
 from zoned.errors import ZonedError
 from zoned.model.host import Event
@@ -38,12 +38,6 @@ if TYPE_CHECKING:
     from zoned.service.daemon import Daemon
 
 log = logging.getLogger(__name__)
-
-
-class FdHost(Protocol):
-    def add_fd(self, fd: int, mask: int, callback: FdCallback) -> None: ...
-
-    def remove_fd(self, fd: int) -> None: ...
 
 
 # -- rules on exec -----------------------------------------------------------------------

@@ -7,6 +7,7 @@ import argparse
 import time
 from typing import Any
 
+from zoned.cli.argtypes import DAY_S, seconds
 from zoned.cli.commands._client import call
 from zoned.errors import ControlError
 from zoned.service.client import follow
@@ -32,10 +33,11 @@ def add_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--timeout",
-        type=float,
+        type=seconds(zero=True),  # 0: give up at once
         default=DEFAULT_TIMEOUT_S,
         metavar="SECONDS",
-        help=f"with --wait: give up waiting after this long (default {DEFAULT_TIMEOUT_S:g})",
+        help=f"with --wait: give up waiting after this long (default {DEFAULT_TIMEOUT_S:g}, "
+        f"at most {DAY_S:g})",
     )
 
 
@@ -58,8 +60,6 @@ def run(args: argparse.Namespace, req: dict[str, Any]) -> int:
     if not args.wait:
         print(f"started: {call(args, req)['started']}")
         return 0
-    if args.timeout < 0:
-        raise ControlError("--timeout must be 0 or more seconds")
     until = time.monotonic() + args.timeout
     # Subscribed before the request is sent: no event of the hand-over can be missed.
     stream = follow(args.socket, {"cmd": "events", "history": 0}, until=until)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from zoned.cli.argtypes import seconds
 from zoned.cli.commands._client import add_socket
 from zoned.cli.commands._index import describe
 from zoned.errors import ControlError, EngineError
@@ -33,6 +34,9 @@ MAX_STATE = 1 << 20  # the state holds the annotations; a runtime's is a few KiB
 MAX_CONFIG = 8 << 20  # the bundle's config.json
 ANNOTATIONS_MAX = 1024
 RETRY_S = 0.2
+# The runtime holds the container's start meanwhile; lend --wait's default (a hand-over's
+# migration deadline, retried, with its drain) is the longest a wait for nodes can sense.
+MAX_WAIT_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -137,9 +141,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--wait",
-        type=float,
+        type=seconds(most=MAX_WAIT_S, zero=True),  # 0: ask once
         default=10.0,
-        help="seconds to retry while zoned is moving nodes (default 10)",
+        metavar="SECONDS",
+        help=f"retry this long while zoned is moving nodes (default 10, at most {MAX_WAIT_S:g})",
     )
     p.add_argument("--proc-root", type=Path, default=PROC_ROOT, help=argparse.SUPPRESS)
     add_socket(p)
@@ -155,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
 
     state = parse_state(sys.stdin.buffer.read(MAX_STATE + 1))
     req = request_of(state, args.proc_root, os.getppid())
-    deadline = time.monotonic() + max(0.0, args.wait)
+    deadline = time.monotonic() + args.wait
     while True:
         try:
             resp = request(args.socket, req, timeout_s=30.0)

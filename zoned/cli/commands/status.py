@@ -9,6 +9,7 @@ import sys
 import time
 from typing import Any
 
+from zoned.cli.argtypes import seconds
 from zoned.cli.commands._client import add_socket, call
 from zoned.cli.commands._index import describe
 from zoned.cli.render import DEFAULT_WIDTH, terminal_width
@@ -48,7 +49,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--watch",
-        type=_seconds,
+        type=seconds(),
         nargs="?",
         const=2.0,
         metavar="SECONDS",
@@ -57,16 +58,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--count", type=int, metavar="N", help="with --watch: stop after N snapshots")
     p.set_defaults(func=run)
-
-
-def _seconds(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError("must be more than 0 seconds")
-    return v
 
 
 def _show(args: argparse.Namespace, doc: dict[str, Any], rows: int | None = None) -> str:

@@ -26,6 +26,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from zoned.cli.argtypes import bounded
 from zoned.cli.commands._index import describe
 from zoned.cli.commands._roots import add_root_args, roots
 from zoned.cli.commands._zonemap import add_source_args, zone_source
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 # zoned.accounting.ownership.MODELS; not imported here: it pulls numpy in, and every zoned command
 # imports every command module at start.
 MODELS = ("zones", "static", "partial")
+MAX_RATE = 1e9  # pagemap entries per second: about 400 times what one reader does unpaced
 
 
 DESCRIPTION = """\
@@ -65,7 +67,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--model", choices=(*MODELS, "all"), default="all")
     p.add_argument("--sample", type=int, default=1, metavar="N", help="keep 1 PFN in N")
     p.add_argument(
-        "--rate", type=float, default=None, metavar="PAGES_PER_S",
+        "--rate", type=bounded("pages per second", most=MAX_RATE), default=None,
+        metavar="PAGES_PER_S",
         help="at most this many pagemap entries per second",
     )  # fmt: skip
     add_root_args(p, cgroup=True)
