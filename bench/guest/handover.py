@@ -16,8 +16,11 @@ Where the time goes (``--path-sizes``): the same move made four ways, each follo
 ``cpuset.mems`` write (which then moves what is left): the write alone; ``migrate_pages(2)``
 of the child from this process first; ``move_pages(2)`` first, in batches of 512 or 4096
 pages (each batch asked where its pages are, then the ones on the source node moved); and
-that from two threads over halves of the range. The child's mems stay the old node until
-the write (read back before it), and no page is left on the old node after it.
+that from two threads over halves of the range. As in zoned's evacuation, the child's
+cpuset holds both nodes (``{a,b}``, written before each move: widening moves nothing) and the
+write takes the old one away; move_pages(2) refuses a node outside the task's cpuset
+(EACCES), so this is also the only order it can work in. The child's mems read both nodes
+until the write, and no page is left on the old node after it.
 """
 
 from __future__ import annotations
@@ -96,8 +99,9 @@ class Cpuset:
             self.mems = self.dir / "cpuset.mems"
             (self.dir / "cpuset.memory_migrate").write_text("1")
 
-    def set_mems(self, node: int) -> float:
-        """Write ``mems`` with one write(2); return the seconds it blocked."""
+    def set_mems(self, node: int | str) -> float:
+        """Write ``mems`` (a node or a list like ``4,5``) with one write(2); return the
+        seconds it blocked."""
         fd = os.open(self.mems, os.O_WRONLY)
         try:
             t0 = time.perf_counter()
@@ -116,6 +120,16 @@ class Cpuset:
             if line.startswith("shmem "):
                 return {int(k[1:]): int(v) for k, v in re.findall(r"(N\d+)=(\d+)", line)}
         return {}
+
+
+def node_list(text: str) -> set[int]:
+    """A cpuset list (``4-5,7``) as a set of nodes."""
+    out: set[int] = set()
+    for part in text.strip().split(","):
+        if part:
+            lo, _, hi = part.partition("-")
+            out.update(range(int(lo), int(hi or lo) + 1))
+    return out
 
 
 def numa_pages(pid: int) -> dict[int, int]:
@@ -320,6 +334,7 @@ def path_runs(
         try:
             src, dst = a, b
             for _ in range(reps):
+                cs.set_mems(f"{a},{b}")  # the donor's zone: both nodes; nothing moves
                 cpy = copier.best_s()
                 before = numa_pages(proc.pid)
                 path_s = run_path(path, proc.pid, src, dst)
@@ -335,7 +350,9 @@ def path_runs(
                         "left_by_path": mid.get(src, 0) * PAGE,
                         "left": after.get(src, 0) * PAGE,
                         "mems_until_write": mems_until_write,
-                        "zone_ok": mems_until_write == str(src) and after.get(src, 0) == 0,
+                        "zone_ok": node_list(mems_until_write) == {a, b}
+                        and node_list(cs.mems.read_text()) == {dst}
+                        and after.get(src, 0) == 0,
                         "memcpy_s": cpy,
                     }
                 )
