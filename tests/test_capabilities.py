@@ -108,6 +108,9 @@ def test_a_7x_kernel_has_node_reclaim_reclaim_arguments_psi_and_damon(tmp_path: 
     path, note = job(caps, "reclaim what a donor leaves on a node")
     assert path == "memory.reclaim" and "nodeN/reclaim is present" in note
     assert job(caps, "memory pressure signal") == ("PSI trigger on memory.pressure", "")
+    path, note = job(caps, "move pages on hand-over")
+    assert path == "the kernel's migration inside the cpuset.mems write"
+    assert "migrate_pages/move_pages" in note and "measured" in note
     text = render_capabilities(caps)
     assert f"nodeN/reclaim: yes ({node0 / 'reclaim'})" in text
     assert "takes swappiness=" in text and "triggers armable" in text

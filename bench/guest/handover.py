@@ -11,11 +11,22 @@ v2: the cgroup ``zbench-ho`` under the root of the unified hierarchy (memory mig
 mems write). v1: ``zbench-ho`` in the v1 cpuset hierarchy with ``cpuset.memory_migrate=1``.
 v2 also measures a 64 MiB tmpfs file (page cache) written by the child, once unmapped and
 once mapped by it, from ``memory.numa_stat``'s ``shmem`` per node.
+
+Where the time goes (``--path-sizes``): the same move made four ways, each followed by the
+``cpuset.mems`` write (which then moves what is left): the write alone; ``migrate_pages(2)``
+of the child from this process first; ``move_pages(2)`` first, in batches of 512 or 4096
+pages (each batch asked where its pages are, then the ones on the source node moved); and
+that from two threads over halves of the range. As in zoned's evacuation, the child's
+cpuset holds both nodes (``{a,b}``, written before each move: widening moves nothing) and the
+write takes the old one away; move_pages(2) refuses a node outside the task's cpuset
+(EACCES), so this is also the only order it can work in. The child's mems read both nodes
+until the write, and no page is left on the old node after it.
 """
 
 from __future__ import annotations
 
 import argparse
+import array
 import ctypes
 import json
 import mmap
@@ -24,9 +35,14 @@ import re
 import select
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from zoned.kernel import mmcalls
 
 MIB = 1 << 20
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -83,8 +99,9 @@ class Cpuset:
             self.mems = self.dir / "cpuset.mems"
             (self.dir / "cpuset.memory_migrate").write_text("1")
 
-    def set_mems(self, node: int) -> float:
-        """Write ``mems`` with one write(2); return the seconds it blocked."""
+    def set_mems(self, node: int | str) -> float:
+        """Write ``mems`` (a node or a list like ``4,5``) with one write(2); return the
+        seconds it blocked."""
         fd = os.open(self.mems, os.O_WRONLY)
         try:
             t0 = time.perf_counter()
@@ -103,6 +120,16 @@ class Cpuset:
             if line.startswith("shmem "):
                 return {int(k[1:]): int(v) for k, v in re.findall(r"(N\d+)=(\d+)", line)}
         return {}
+
+
+def node_list(text: str) -> set[int]:
+    """A cpuset list (``4-5,7``) as a set of nodes."""
+    out: set[int] = set()
+    for part in text.strip().split(","):
+        if part:
+            lo, _, hi = part.partition("-")
+            out.update(range(int(lo), int(hi or lo) + 1))
+    return out
 
 
 def numa_pages(pid: int) -> dict[int, int]:
@@ -231,6 +258,113 @@ def anon_runs(
     return {"size_mib": size, "thp": not nothp, "thp_mib": huge, "moves": moves}
 
 
+PATHS = ("write", "migrate_pages", "move_pages/512", "move_pages/4096", "move_pages/2x4096")
+
+
+def private_pages(pid: int) -> np.ndarray[Any, np.dtype[np.uint64]]:
+    """Page addresses of the process's private writable mappings (where anon pages live)."""
+    parts = []
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        rng, perms = line.split()[:2]
+        if perms.startswith("rw") and perms.endswith("p"):
+            lo, hi = (int(x, 16) for x in rng.split("-"))
+            parts.append(np.arange(lo, hi, PAGE, dtype=np.uint64))
+    return np.concatenate(parts) if parts else np.zeros(0, np.uint64)
+
+
+def move_batches(
+    pid: int, pages: np.ndarray[Any, np.dtype[np.uint64]], src: int, dst: int, batch: int
+) -> int:
+    """move_pages in batches: ask where each batch's pages are, move those on ``src`` to
+    ``dst``. Returns the pages the kernel reported moved."""
+    moved = 0
+    for i in range(0, len(pages), batch):
+        chunk = pages[i : i + batch]
+        where = np.frombuffer(mmcalls.move_pages(pid, _addrs(chunk), None), dtype=np.int32)
+        on_src = chunk[where == src]
+        if len(on_src):
+            st = np.frombuffer(mmcalls.move_pages(pid, _addrs(on_src), dst), dtype=np.int32)
+            moved += int((st == dst).sum())
+    return moved
+
+
+def _addrs(a: np.ndarray[Any, np.dtype[np.uint64]]) -> array.array[int]:
+    out = array.array("Q")
+    out.frombytes(a.tobytes())
+    return out
+
+
+def run_path(path: str, pid: int, src: int, dst: int) -> float:
+    """Move ``pid``'s pages from ``src`` to ``dst`` by ``path`` before the mems write;
+    returns the seconds it took (0 for "write": the write does it all)."""
+    if path == "write":
+        return 0.0
+    t0 = time.perf_counter()
+    if path == "migrate_pages":
+        mmcalls.migrate_pages(pid, [src], [dst])
+    else:
+        pages = private_pages(pid)
+        batch = int(path.rsplit("x", 1)[-1].rsplit("/", 1)[-1])
+        if "/2x" in path:
+            half = len(pages) // 2
+            ts = [
+                threading.Thread(target=move_batches, args=(pid, part, src, dst, batch))
+                for part in (pages[:half], pages[half:])
+            ]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+        else:
+            move_batches(pid, pages, src, dst, batch)
+    return time.perf_counter() - t0
+
+
+def path_runs(
+    cs: Cpuset, a: int, b: int, size: int, reps: int, *, nothp: bool, copier: Copier
+) -> list[dict[str, Any]]:
+    """Each of PATHS with a fresh child holding ``size`` MiB, ``reps`` moves there and back;
+    per move: path and write seconds, bytes moved, left by the path and after the write, the
+    mems the child had until the write, and a memcpy timed just before."""
+    out = []
+    for path in PATHS:
+        cs.set_mems(a)
+        proc = start_child(cs, ["anon", str(size * MIB), "nothp" if nothp else "thp"])
+        moves: list[dict[str, Any]] = []
+        try:
+            src, dst = a, b
+            for _ in range(reps):
+                cs.set_mems(f"{a},{b}")  # the donor's zone: both nodes; nothing moves
+                cpy = copier.best_s()
+                before = numa_pages(proc.pid)
+                path_s = run_path(path, proc.pid, src, dst)
+                mid = numa_pages(proc.pid)
+                mems_until_write = cs.mems.read_text().strip()
+                write_s = cs.set_mems(dst)
+                after = numa_pages(proc.pid)
+                moves.append(
+                    {
+                        "path_s": path_s,
+                        "write_s": write_s,
+                        "moved": (before.get(src, 0) - after.get(src, 0)) * PAGE,
+                        "left_by_path": mid.get(src, 0) * PAGE,
+                        "left": after.get(src, 0) * PAGE,
+                        "mems_until_write": mems_until_write,
+                        "zone_ok": node_list(mems_until_write) == {a, b}
+                        and node_list(cs.mems.read_text()) == {dst}
+                        and after.get(src, 0) == 0,
+                        "memcpy_s": cpy,
+                    }
+                )
+                src, dst = dst, src
+        finally:
+            stop_child(proc)
+        out.append({"path": path, "size_mib": size, "thp": not nothp, "moves": moves})
+        tot = sorted(round(m["path_s"] + m["write_s"], 3) for m in moves)
+        print(f"path {path} {size} MiB thp={not nothp}: {tot} s", flush=True)
+    return out
+
+
 def file_runs(cs: Cpuset, a: int, b: int, size: int) -> list[dict[str, Any]]:
     out = []
     for kind in ("file", "file-mapped"):
@@ -255,6 +389,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="32,64,128,192")
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--path-sizes", default="128", help="sizes (MiB) for the path comparison")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--calibrate-only", action="store_true", help="native run on the host")
     args = ap.parse_args()
@@ -282,6 +417,12 @@ def main() -> None:
             s = sorted(m["s"] for m in r["moves"])
             print(f"{size} MiB thp={not nothp} ({r['thp_mib']:.0f} MiB huge): {s} s")
         del copier
+    paths = []
+    for size in [int(s) for s in args.path_sizes.split(",") if s]:
+        copier = Copier(size * MIB)
+        for nothp in (True, False):
+            paths += path_runs(cs, a, b, size, args.reps, nothp=nothp, copier=copier)
+        del copier
     files = file_runs(cs, a, b, 64) if mode == "v2" else []
     for f in files:
         print(f)
@@ -293,6 +434,7 @@ def main() -> None:
         "thp": thp,
         "memcpy_s": {str(k): v for k, v in memcpy.items()},
         "anon": anon,
+        "paths": paths,
         "files": files,
         "calibration": calibration(),
     }

@@ -188,6 +188,10 @@ def probe(roots: HostRoots, write: Writer | None = None) -> Capabilities:
     )
 
 
+#: Why hand-over keeps the write: the measured alternatives (bench/vm_handover.py).
+HANDOVER_NOTE = "migrate_pages/move_pages before the write: no faster, measured"
+
+
 @dataclass(frozen=True)
 class Job:
     """One job zoned does and the kernel interface it uses for it here."""
@@ -210,6 +214,9 @@ def jobs(caps: Capabilities) -> list[Job]:
         Job(
             "move pages on hand-over",
             "the kernel's migration inside the cpuset.mems write" if v2 or v1 else "-",
+            # Measured on 6.1, 6.12 and 7.3 (docs/benchmarks.md, "Node hand-over"): moving
+            # the pages from zoned before the write was never consistently faster.
+            HANDOVER_NOTE if v2 or v1 else "",
         ),
         Job(
             "usage per node",

@@ -1,17 +1,20 @@
-"""The few memory syscalls zoned calls through ctypes: mmap, mincore, munmap, mbind.
+"""The few memory syscalls zoned calls through ctypes: mmap, mincore, munmap, mbind,
+migrate_pages, move_pages.
 
-glibc exports ``mmap``, ``munmap`` and ``mincore``; ``mbind`` lives in libnuma, so it goes
-through ``syscall(2)`` with the architecture's number. Errors become ``OSError`` with the
+glibc exports ``mmap``, ``munmap`` and ``mincore``; ``mbind``, ``migrate_pages`` and
+``move_pages`` live in libnuma, so they go through ``syscall(2)`` with the architecture's
+number. Errors become ``OSError`` with the
 errno, as the ``os`` module's would.
 """
 
 from __future__ import annotations
 
+import array
 import ctypes
 import functools
 import os
 import platform
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 PROT_READ = 1
 MAP_SHARED = 1
@@ -21,10 +24,10 @@ MPOL_MF_MOVE = 1 << 1
 MPOL_MF_MOVE_ALL = 1 << 2  # move pages other processes map too (CAP_SYS_NICE)
 MASK_BITS = 1024  # MAX_NUMNODES on distribution kernels
 
-# mbind and migrate_pages syscall numbers (arch/*/entry/syscalls, include/uapi/asm-generic).
+# Syscall numbers (arch/x86/entry/syscalls/syscall_64.tbl, include/uapi/asm-generic).
 SYSCALLS = {
-    "x86_64": {"mbind": 237, "migrate_pages": 256},
-    "aarch64": {"mbind": 235, "migrate_pages": 238},
+    "x86_64": {"mbind": 237, "migrate_pages": 256, "move_pages": 279},
+    "aarch64": {"mbind": 235, "migrate_pages": 238, "move_pages": 239},
 }
 
 
@@ -115,3 +118,45 @@ def mbind(addr: int, length: int, nodes: Iterable[int], flags: int) -> None:
     )
     if rc != 0:
         raise _fail("mbind")
+
+
+def migrate_pages(pid: int, old: Iterable[int], new: Iterable[int]) -> int:
+    """migrate_pages(2): move ``pid``'s pages on ``old`` nodes to ``new`` nodes (all pages,
+    shared ones too, with CAP_SYS_NICE). Returns how many pages could not be moved."""
+    rc = _lib().syscall(
+        ctypes.c_long(_nr("migrate_pages")),
+        ctypes.c_int(pid),
+        ctypes.c_ulong(MASK_BITS + 1),
+        node_mask(old),
+        node_mask(new),
+    )
+    if rc < 0:
+        raise _fail("migrate_pages")
+    return int(rc)
+
+
+def move_pages(
+    pid: int, addrs: Sequence[int], node: int | None, flags: int = MPOL_MF_MOVE_ALL
+) -> array.array[int]:
+    """move_pages(2) of the pages at ``addrs`` (page-aligned) of ``pid`` to ``node``, in one
+    call; ``node`` None only asks where they are. Returns one status per page: its node
+    after the call, or a negative errno (``-ENOENT``: not present, ``-EBUSY``, ...)."""
+    n = len(addrs)
+    pages = addrs if isinstance(addrs, array.array) and addrs.typecode == "Q" else None
+    pages = pages if pages is not None else array.array("Q", addrs)
+    status = array.array("i", bytes(4 * n))
+    nodes = array.array("i", [node]) * n if node is not None else None
+    if n == 0:
+        return status
+    rc = _lib().syscall(
+        ctypes.c_long(_nr("move_pages")),
+        ctypes.c_int(pid),
+        ctypes.c_ulong(n),
+        (ctypes.c_void_p * n).from_buffer(pages),
+        (ctypes.c_int * n).from_buffer(nodes) if nodes is not None else None,
+        (ctypes.c_int * n).from_buffer(status),
+        ctypes.c_int(flags if node is not None else 0),
+    )
+    if rc < 0:
+        raise _fail("move_pages")
+    return status
