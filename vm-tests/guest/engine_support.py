@@ -9,6 +9,7 @@ it a second node before the kernel OOM-kills, and return its nodes when it stops
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -52,6 +53,27 @@ CONTROL = (
     f"stress-ng --vm 1 --vm-bytes {GROW_MIB}M --vm-keep --vm-ops 2 --timeout 15s -q; "
     "echo oom_kill $(grep oom_kill /sys/fs/cgroup/memory.events)"
 )
+
+
+def need(commands: Sequence[str], package: str, path: str | None = None) -> None:
+    """Skip (fail under CI=true) unless every command is on ``path`` (default: PATH)."""
+    missing = [c for c in commands if shutil.which(c, path=path) is None]
+    if not missing:
+        return
+    why = f"{', '.join(missing)} not installed on the host (.ci/setup test installs {package})"
+    if os.environ.get("CI") == "true":
+        pytest.fail(why)
+    pytest.skip(why)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, 60 s, then SIGKILL."""
+    proc.terminate()
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(30)
 
 
 def busybox_rootfs_tar(store: Path) -> Path:
@@ -127,12 +149,7 @@ def zoned_daemon(
         wait_for(lambda: proc.poll() is None and sock.exists(), "zoned's socket", 120)
         yield d
     finally:
-        proc.terminate()
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(30)
+        stop(proc)
         if RUN_DIR.is_dir():  # the host keeps it with the run's logs
             shutil.copy(log, RUN_DIR / f"zoned-{parent}.log")
         remove_tree(ROOT / parent, ROOT)

@@ -20,7 +20,6 @@ a container docker pins to one node itself (``--cpuset-mems``) is OOM-killed.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -38,6 +37,8 @@ from .engine_support import (
     busybox_rootfs_tar,
     control_is_killed,
     grow_in_container,
+    need,
+    stop,
     zoned_daemon,
 )
 from .scenario_support import Kmsg, wait_for
@@ -48,19 +49,6 @@ IMAGE = "zoned-test:latest"
 ETC_DOCKER = Path("/etc/docker")
 # Debian's binaries first: another docker client in /usr/local/bin may not speak 20.10.
 SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-def _need_docker() -> None:
-    missing = [
-        c for c in ("dockerd", "containerd", "runc", "docker") if shutil.which(c, path=SYSTEM_PATH)
-        is None
-    ]  # fmt: skip
-    if not missing:
-        return
-    why = f"{', '.join(missing)} not installed on the host (.ci/setup test installs docker.io)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(why)
-    pytest.skip(why)
 
 
 @dataclass
@@ -79,7 +67,7 @@ class Docker:
 
 @pytest.fixture(scope="module")
 def docker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Docker]:
-    _need_docker()
+    need(("dockerd", "containerd", "runc", "docker"), "docker.io", SYSTEM_PATH)
     store = tmp_path_factory.mktemp("dockstore")
     subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(ETC_DOCKER)], check=True)
     env = {
@@ -115,12 +103,7 @@ def docker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Docker]:
         yield d
     finally:
         d.run("rm", "-f", *d.run("ps", "-aq").stdout.split(), timeout_s=60)
-        dockerd.terminate()
-        try:
-            dockerd.wait(60)
-        except subprocess.TimeoutExpired:
-            dockerd.kill()
-            dockerd.wait(30)
+        stop(dockerd)
         log.close()
         subprocess.run(["umount", str(ETC_DOCKER)], check=False)
 

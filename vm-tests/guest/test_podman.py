@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -41,6 +40,7 @@ from .engine_support import (
     busybox_rootfs_tar,
     control_is_killed,
     grow_in_container,
+    need,
     zoned_daemon,
 )
 from .scenario_support import Kmsg
@@ -48,16 +48,6 @@ from .scenario_support import Kmsg
 pytestmark = pytest.mark.boot(kernel="6.1", numa="8", cgroup="v2")
 
 IMAGE = "localhost/zoned-test:latest"
-
-
-def _need_podman() -> None:
-    missing = [c for c in ("podman", "crun", "conmon") if shutil.which(c) is None]
-    if not missing:
-        return
-    why = f"{', '.join(missing)} not installed on the host (.ci/setup test installs them)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(why)
-    pytest.skip(why)
 
 
 @dataclass
@@ -95,7 +85,7 @@ class Podman:
 
 @pytest.fixture(scope="module")
 def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
-    _need_podman()
+    need(("podman", "crun", "conmon"), "podman and crun")
     store = tmp_path_factory.mktemp("podstore")
     for d in ("root", "run", "networks", "nohooks", "hooks", "tmp"):
         (store / d).mkdir()
