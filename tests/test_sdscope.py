@@ -19,17 +19,16 @@ from zoned.config.decl import Declarations, HostDecl
 from zoned.config.diff import config_diff
 from zoned.errors import BackendError, Unsupported
 from zoned.kernel.roots import HostRoots
-from zoned.service.daemon import Daemon, Options
-from zoned.service.sdscope import (
+from zoned.policy.delegation import (
     ANCHOR_LEAF,
     SLICE,
     choose,
-    ensure_scope,
     localize,
-    pid1_is_systemd,
     scope_cgroup,
     scope_unit,
 )
+from zoned.service.daemon import Daemon, Options
+from zoned.service.sdscope import ensure_scope, pid1_is_systemd
 
 SCOPE = "zoned.slice/zoned-containers.scope"
 
@@ -315,3 +314,21 @@ def test_the_daemon_under_systemd_puts_its_containers_in_the_scope(
     finally:
         d._wake_r.close()
         d._wake_w.close()
+
+
+def test_commands_find_containers_in_the_scope_under_systemd(world: World, tmp_path: Path) -> None:
+    """``zoned exec``/``adopt`` (``locate``) look where the daemon put the container; the
+    old code looked for ``zoned/web`` at the root of systemd's tree."""
+    from zoned.cli.commands._locate import locate
+
+    config = tmp_path / "zoned.yaml"
+    config.write_text("containers:\n  web: {min: {nodes: 1}}\n")
+    world.ensure()
+    world.fs.mkdir(f"{SCOPE}/web")
+    (world.proc / "1").mkdir(parents=True, exist_ok=True)
+    (world.proc / "1" / "comm").write_text("systemd\n")
+    found = locate(config, "web", cgroup_root=world.fs.root, proc_root=world.proc)
+    assert found.path == f"{SCOPE}/web"
+    (world.proc / "1" / "comm").write_text("init\n")  # busybox init: the direct path
+    found = locate(config, "web", cgroup_root=world.fs.root, proc_root=world.proc, must_exist=False)
+    assert found.path == "zoned/web"

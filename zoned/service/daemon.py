@@ -79,6 +79,7 @@ from zoned.model.zonemap import (
     ZoneMap,
 )
 from zoned.policy.adopt import initial_map, single_node_map
+from zoned.policy.delegation import Mode, choose, localize
 from zoned.service import (
     engines,
     enginewatch,
@@ -93,7 +94,7 @@ from zoned.service.client import DEFAULT_SOCKET
 from zoned.service.control import Client, ControlServer
 from zoned.service.enginewatch import Inspection
 from zoned.service.sdbus import JeepneyBus, SystemdBus
-from zoned.service.sdscope import Mode, Scope, choose, ensure_scope, localize, pid1_is_systemd
+from zoned.service.sdscope import Scope, ensure_scope, pid1_is_systemd
 from zoned.service.sidecars import MoverFactory, RuleWiring
 from zoned.service.systemd import Notifier
 from zoned.shared.rewarm import RewarmFn, RewarmSchedule

@@ -18,12 +18,11 @@ restart finds the scope active and adopts it (a dead anchor is replaced through
 ``AttachProcessesToUnit``). A scope stopped by hand takes its containers with it: an
 ordinary vanished cgroup for the engine.
 
-``choose`` (pure) says which path runs; ``ensure_scope`` is the effect.
+``zoned.policy.delegation`` says which path runs (pure); ``ensure_scope`` is the effect.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import shutil
 import subprocess
@@ -31,20 +30,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
-from zoned.config.decl import Declarations, Delegation
-from zoned.errors import BackendError, CgroupGone, Unsupported
+from zoned.config.decl import Declarations
+from zoned.errors import BackendError, CgroupGone
 from zoned.kernel.cgroupfs import CgroupFs
+from zoned.kernel.cgrouptree import CgroupTree
+from zoned.policy.delegation import ANCHOR_LEAF, SLICE, choose, localize, scope_cgroup, scope_unit
 from zoned.service.sdbus import SystemdBus
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["systemd", "cgroupfs"]
-SLICE = "zoned.slice"
-ANCHOR_LEAF = "zoned.anchor"  # zoned.* names are never containers (model.host.is_internal)
 ANCHOR_WAIT_S = 10.0
-_UNIT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:_.")
 
 
 def pid1_is_systemd(proc_root: Path) -> bool:
@@ -55,54 +52,16 @@ def pid1_is_systemd(proc_root: Path) -> bool:
         return False
 
 
-def choose(setting: Delegation, hierarchy: str, pid1_systemd: bool) -> Mode:
-    """Which path creates zoned's parent: systemd on v2 under systemd, else cgroupfs.
-
-    ``auto`` picks; ``systemd`` insists (Unsupported, with why, where it cannot be);
-    ``cgroupfs`` is the direct path everywhere.
-    """
-    possible = hierarchy == "v2" and pid1_systemd
-    if setting == "cgroupfs" or (setting == "auto" and not possible):
-        return "cgroupfs"
-    if not possible:
-        why = "cgroup v1 is in use" if hierarchy != "v2" else "PID 1 is not systemd"
-        raise Unsupported(
-            f"host.delegation: systemd was asked for, but {why}; use auto or cgroupfs"
-        )
-    return "systemd"
-
-
-def _escape(path: str) -> str:
-    """A cgroup path as systemd escapes a path into a unit name (``systemd-escape -p``)."""
-    out = []
-    for i, ch in enumerate(path.strip("/")):
-        if ch == "/":
-            out.append("-")
-        elif ch in _UNIT_CHARS and not (i == 0 and ch == "."):
-            out.append(ch)
-        else:
-            out.extend(f"\\x{b:02x}" for b in ch.encode())
-    return "".join(out)
-
-
-def scope_unit(parent: str) -> str:
-    """The scope's name for ``host.parent``: ``zoned`` → ``zoned-containers.scope``."""
-    return f"{_escape(parent)}-containers.scope"
-
-
-def scope_cgroup(parent: str) -> str:
-    """The scope's cgroup (relative to the root): where zoned's containers go."""
-    return f"{SLICE}/{scope_unit(parent)}"
-
-
-def localize(decls: Declarations, mode: Mode) -> Declarations:
-    """The declarations as the daemon runs them: under systemd, ``host.parent`` is the
-    scope's cgroup (applied to every load, so a reload compares like with like and a
-    changed ``parent`` still asks for a restart)."""
-    if mode != "systemd":
-        return decls
-    host = dataclasses.replace(decls.host, parent=scope_cgroup(decls.host.parent))
-    return dataclasses.replace(decls, host=host)
+def localize_here(
+    decls: Declarations, proc_root: Path, cgroup_root: Path | None = None
+) -> Declarations:
+    """``decls`` with the parent the daemon uses on this host (commands that find
+    containers without the daemon: ``exec``, ``adopt``, ``usage``, ...)."""
+    pid1 = pid1_is_systemd(proc_root)
+    if decls.host.delegation == "cgroupfs" or not (pid1 or decls.host.delegation == "systemd"):
+        return decls  # no need to find the hierarchy: the direct path either way
+    version = CgroupTree.find(proc_root, cgroup_root, decls.host.hierarchy).version
+    return localize(decls, choose(decls.host.delegation, f"v{version}", pid1))
 
 
 class Anchor(Protocol):
