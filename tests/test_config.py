@@ -36,8 +36,8 @@ DROPIN = "expected only 'containers' (host and policy belong in the main file)"
 EXPECTED: dict[str, list[str]] = {
     "unknown_key": [
         "zoned.yaml:2:3: host.reserve_nodes: found an unknown key; expected one of"
-        " cgroup_root, hierarchy, parent, reserved_nodes, shared, headroom_pct, shared_paths,"
-        " shared_tmpfs (did you mean 'reserved_nodes'?)",
+        " cgroup_root, hierarchy, parent, delegation, reserved_nodes, shared, headroom_pct,"
+        " shared_paths, shared_tmpfs (did you mean 'reserved_nodes'?)",
         "zoned.yaml:4:3: policy.cooldown: found an unknown key; expected one of cooldown_s,"
         " idle_return_s, tripwire_pct, shrink_below_pct, psi_some_ms, psi_window_ms,"
         " migrate_timeout_s, reclaim_before_evacuate, rewarm_interval_s, rewarm_mib_s,"

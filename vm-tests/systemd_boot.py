@@ -43,7 +43,8 @@ from harness import (
 
 BOOT = Boot(kernel="6.1", numa="8", mem="2G", cgroup="v2", extra_cmdline=("zoned_systemd=1",))
 
-# The shipped layout: containers under /zoned at the root, the daemon stays in its unit.
+# The shipped layout: the daemon stays in its unit; under systemd (this boot) the
+# containers live in the delegated zoned.slice/zoned-containers.scope (host.delegation: auto).
 ZONED_CONFIG = """\
 host:
   cgroup_root: /sys/fs/cgroup

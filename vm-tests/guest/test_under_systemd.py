@@ -40,7 +40,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 SOCKET = Path("/run/zoned/control.sock")
-CG = Path("/sys/fs/cgroup/zoned")
+ROOT = Path("/sys/fs/cgroup")
+SCOPE = "zoned-containers.scope"  # host.parent "zoned", delegated by systemd (issue 15)
+CG = ROOT / "zoned.slice" / SCOPE
+UNIT_SUFFIXES = (".slice", ".scope", ".service", ".socket", ".mount", ".swap")
 CONFIG = Path("/etc/zoned/zoned.yaml")
 TMPFS = "/srv/zoned-shared"  # as systemd_boot.ZONED_CONFIG declares it, 64M on node 7
 MPOL = "mpol=bind:7"
@@ -102,6 +105,7 @@ def test_zoned_service_under_systemd(finding: Finding) -> None:
     assert "8 nodes: 2 lent, 1 shared, 1 reserved, 4 free; 2 containers" in p.stdout
     web = holds("web")
     assert effective("web") == web
+    tree_at_start = systemd_ownership(finding)
 
     # journal: the engine's decisions carry structured fields
     j = sh("journalctl", "-u", "zoned", "CONTAINER=web", "-o", "json", "--no-pager")
@@ -145,7 +149,34 @@ def test_zoned_service_under_systemd(finding: Finding) -> None:
     assert host_tmpfs()[0] == tmpfs_id
     assert tmpfs_warnings() == []
 
+    scope_id = unit_prop(SCOPE, "InvocationID")
     watchdog_then_stop(main_pid, tmpfs_id, finding)
+    scope_outlived_zoned(scope_id, tree_at_start, finding)
+
+
+def systemd_ownership(finding: Finding) -> set[str]:
+    """The delegated scope, a daemon-reload in the middle, and the two measurements;
+    returns the cgroup tree as it was before them."""
+    tree = cgroup_tree()
+    delegated_scope(finding)
+    daemon_reload_keeps_nodes(finding)
+    allowed_memory_nodes_blocks_pid1(finding)
+    daemon_reload_rewrites_undelegated(finding)
+    return tree
+
+
+def scope_outlived_zoned(scope_id: str, tree_at_start: set[str], finding: Finding) -> None:
+    """zoned.service restarted and stopped several times: the same scope all along, alive,
+    adopted by each restart; every cgroup made meanwhile is inside it."""
+    assert unit_prop(SCOPE, "InvocationID") == scope_id
+    assert unit_prop(SCOPE, "ActiveState") == "active"
+    adopted = [m for m in journal_messages() if f"adopted {SCOPE}" in m]
+    finding("restarts that adopted the scope", len(adopted))
+    assert adopted
+    new = sorted(cgroup_tree() - tree_at_start)
+    finding("cgroups created during the test", new)
+    assert all(p.startswith(f"zoned.slice/{SCOPE}/") for p in new), new
+    assert outside_delegation(cgroup_tree()) == []
 
 
 def watchdog_then_stop(main_pid: int, tmpfs_id: int, finding: Finding) -> None:
@@ -171,6 +202,8 @@ def watchdog_then_stop(main_pid: int, tmpfs_id: int, finding: Finding) -> None:
     assert sh("systemctl", "stop", "zoned").returncode == 0
     assert prop("ActiveState") == "inactive"
     assert {c: read(CG / c / "cpuset.mems") for c in ("web", "batch", "extra")} == mems
+    assert unit_prop(SCOPE, "ActiveState") == "active"  # the scope is not zoned.service's
+    assert read(CG / "zoned.anchor" / "cgroup.procs").split()  # the anchor lives on
     mount_id, line = host_tmpfs()
     assert mount_id == tmpfs_id, line  # stopping never unmounts
     finding("shared tmpfs after systemctl stop (PID 1's mountinfo)", line)
@@ -181,6 +214,187 @@ def watchdog_then_stop(main_pid: int, tmpfs_id: int, finding: Finding) -> None:
     )
     bad_config_at_start(finding)
     tcp_metrics_by_drop_in(finding)
+
+
+# -- systemd-native ownership: the delegated scope (issue 15, item 1) ----------------------
+
+
+def unit_prop(unit: str, name: str) -> str:
+    return sh("systemctl", "show", "-p", name, "--value", unit).stdout.strip()
+
+
+def journal_messages() -> list[str]:
+    return [str(e.get("MESSAGE", "")) for e in unit_journal()]
+
+
+def cgroup_tree() -> set[str]:
+    """Every cgroup under the root, relative to it."""
+    return {
+        str(Path(d).relative_to(ROOT)) for d, _subdirs, _files in os.walk(ROOT) if Path(d) != ROOT
+    }
+
+
+def outside_delegation(tree: set[str]) -> list[str]:
+    """Cgroups that are neither a unit's nor inside a unit systemd delegated (Delegate=yes)."""
+    delegated: dict[str, bool] = {}
+    out = set()
+    for path in tree:
+        owner = ""
+        for i, part in enumerate(path.split("/")):
+            if part.endswith(UNIT_SUFFIXES):
+                owner = part
+                continue
+            if owner not in delegated:
+                delegated[owner] = bool(owner) and unit_prop(owner, "Delegate") == "yes"
+            if not delegated[owner]:
+                out.add("/".join(path.split("/")[: i + 1]))
+            break
+    return sorted(out)
+
+
+def delegated_scope(finding: Finding) -> None:
+    """zoned's containers live in a transient scope with Delegate=yes, anchored by a process
+    in its own leaf; nothing at the root of the tree is zoned's."""
+    shown = {k: unit_prop(SCOPE, k) for k in ("ActiveState", "Delegate", "Slice", "ControlGroup")}
+    finding("the containers' scope", shown)
+    assert shown == {
+        "ActiveState": "active",
+        "Delegate": "yes",
+        "Slice": "zoned.slice",
+        "ControlGroup": f"/zoned.slice/{SCOPE}",
+    }
+    assert not (ROOT / "zoned").exists()
+    assert read(CG / "cgroup.procs").split() == []  # no internal process: the anchor's leaf
+    anchors = read(CG / "zoned.anchor" / "cgroup.procs").split()
+    assert [read(Path(f"/proc/{a}/comm")) for a in anchors] == ["sleep"], anchors
+    assert {"cpuset", "memory"} <= set(read(CG / "cgroup.subtree_control").split())
+    assert {"web", "batch"} <= {p.name for p in CG.iterdir() if p.is_dir()}
+    finding(
+        "subtree_control systemd wrote above the scope",
+        {p: read(ROOT / p / "cgroup.subtree_control") for p in ("", "zoned.slice")},
+    )
+    assert outside_delegation(cgroup_tree()) == []
+
+
+def daemon_reload_keeps_nodes(finding: Finding) -> None:
+    """A daemon-reload in the middle changes no node assignment."""
+    names = [c["name"] for c in status()["containers"]]
+    owners = {n["node"]: n["owner"] for n in status()["nodes"]}
+    before = {n: read(CG / n / "cpuset.mems.effective") for n in names}
+    assert sh("systemctl", "daemon-reload").returncode == 0
+    after = {n: read(CG / n / "cpuset.mems.effective") for n in names}
+    finding("cpuset.mems.effective before and after daemon-reload", (before, after))
+    assert after == before
+    assert {n["node"]: n["owner"] for n in status()["nodes"]} == owners
+
+
+FILL = (
+    "import sys, time\nb = bytearray(150 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\n"
+    "open(sys.argv[1], 'w').close()\ntime.sleep(3600)\n"
+)
+
+
+def anon_on(cg: Path) -> dict[int, int]:
+    line = next(ln for ln in read(cg / "memory.numa_stat").splitlines() if ln.startswith("anon "))
+    return {int(kv[1:].split("=")[0]): int(kv.split("=")[1]) for kv in line.split()[1:]}
+
+
+def probe_scope(
+    unit: str, props: list[str], argv: list[str]
+) -> tuple[subprocess.Popen[bytes], Path]:
+    p = subprocess.Popen(
+        [
+            "systemd-run",
+            "--scope",
+            f"--unit={unit}",
+            *[f"--property={x}" for x in props],
+            "--",
+            *argv,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for(lambda: unit_prop(unit, "ActiveState") == "active", f"{unit} active")
+    return p, ROOT / unit_prop(unit, "ControlGroup").lstrip("/")
+
+
+def allowed_memory_nodes_blocks_pid1(finding: Finding) -> None:
+    """Measured for the design (docs/kernel-checks.md): ``set-property AllowedMemoryNodes=``
+    on a unit holding ~150 MiB, and ``systemctl show -p Version`` answered meanwhile."""
+    idle = []
+    for _ in range(5):
+        t = time.monotonic()
+        sh("systemctl", "show", "-p", "Version")
+        idle.append(time.monotonic() - t)
+    unit, ready = "zoned-probe-migrate.scope", Path("/run/zoned-probe-ready")
+    ready.unlink(missing_ok=True)
+    filler, cg = probe_scope(
+        unit, ["AllowedMemoryNodes=5"], [sys.executable, "-c", FILL, str(ready)]
+    )
+    try:
+        wait_for(ready.exists, "150 MiB filled on node 5", 600)
+        start = anon_on(cg)
+        t0 = time.monotonic()
+        setp = subprocess.Popen(
+            ["systemctl", "set-property", "--runtime", unit, "AllowedMemoryNodes=6"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        shows: list[tuple[float, float]] = []  # (started at, took)
+        set_s = None
+        while time.monotonic() - t0 < 300:
+            t = time.monotonic()
+            sh("systemctl", "show", "-p", "Version")
+            shows.append((round(t - t0, 2), round(time.monotonic() - t, 2)))
+            if set_s is None and setp.poll() is not None:
+                set_s = round(time.monotonic() - t0, 2)
+            if set_s is not None and anon_on(cg).get(5, 0) < (8 << 20):
+                break
+        moved_s = round(time.monotonic() - t0, 2)
+        finding(
+            "AllowedMemoryNodes=5→6 on 150 MiB: PID 1 while the kernel migrates",
+            {
+                "anon MiB before (node: MiB)": {n: v >> 20 for n, v in start.items() if v},
+                "anon MiB after": {n: v >> 20 for n, v in anon_on(cg).items() if v},
+                "set-property returned after s": set_s,
+                "node 5 emptied by s": moved_s,
+                "show -p Version idle s": [round(x, 2) for x in idle],
+                "show -p Version during (start s, took s)": shows[:20],
+            },
+        )
+    finally:
+        sh("systemctl", "stop", unit)
+        filler.kill()
+        filler.wait()
+
+
+def daemon_reload_rewrites_undelegated(finding: Finding) -> None:
+    """The issue's claim, measured: a ``cpuset.mems`` written directly on a non-delegated
+    unit's cgroup, then ``systemctl daemon-reload``."""
+    seen: dict[str, object] = {}
+    for unit, props in (
+        ("zoned-probe-allowed.scope", ["AllowedMemoryNodes=1-2"]),
+        ("zoned-probe-plain.scope", ["AllowedCPUs=0"]),  # cpuset on, no memory nodes set
+    ):
+        p, cg = probe_scope(unit, props, ["sleep", "3600"])
+        try:
+            before = read(cg / "cpuset.mems") if (cg / "cpuset.mems").exists() else None
+            if before is None:
+                seen[unit] = "no cpuset.mems: systemd did not enable cpuset for it"
+                continue
+            (cg / "cpuset.mems").write_text("2")
+            written = read(cg / "cpuset.mems")
+            assert sh("systemctl", "daemon-reload").returncode == 0
+            seen[unit] = {
+                "set by systemd": before,
+                "written": written,
+                "after daemon-reload": read(cg / "cpuset.mems"),
+            }
+        finally:
+            sh("systemctl", "stop", unit)
+            p.kill()
+            p.wait()
+    finding("cpuset.mems written on a non-delegated unit, then daemon-reload", seen)
 
 
 # -- the unit's sandbox, exit statuses and drop-ins (issue 18) ------------------------------

@@ -132,6 +132,7 @@ class Cgroup2Backend(FdLoopBackend):
         loop: FdLoop | None = None,
         state_dir: Path | None = None,
         freeze_to_widen: bool = True,
+        delegated: str | None = None,
     ) -> None:
         """``daemon_leaf``: zoned's own cgroup under ``parent``, where :meth:`prepare`
         moves this process unless it is already there; None: never move it (then zoned
@@ -142,6 +143,8 @@ class Cgroup2Backend(FdLoopBackend):
         ``fs`` and ``loop`` replace the defaults (tests: a fake kernel, a recording loop).
         ``freeze_to_widen``: freeze a populated container while a write adds nodes to it
         (``zoned.backends.v2freeze``), with undo notes under ``state_dir``.
+        ``delegated``: the cgroup systemd delegated to zoned (``parent`` or above it):
+        nothing above it is created or written; the controllers must reach it already.
         """
         self.fs = fs or CgroupFs(cgroup_root)
         self._freezer = Freezer(self.fs, state_dir)
@@ -150,6 +153,7 @@ class Cgroup2Backend(FdLoopBackend):
         if not self.parent:
             raise ValueError("zoned's parent cgroup cannot be the root")
         self.daemon_leaf = daemon_leaf
+        self.delegated = None if delegated is None else delegated.strip("/")
         self.adopted = {n: p.strip("/") for n, p in (adopted or {}).items()}
         self.psi = None if psi is None else check_spec(psi)
         self.pid = pid
@@ -207,6 +211,8 @@ class Cgroup2Backend(FdLoopBackend):
         for part in self.parent.split("/"):
             self._enable_controllers(cur)
             cur = _join(cur, part)
+            if not self._may_write(cur) and not fs.exists(cur):
+                raise Unsupported(f"{fs.path(cur)} does not exist: {self._not_ours(cur)}")
             if fs.mkdir(cur):
                 log.info("created %s", fs.path(cur))
         if self.daemon_leaf:
@@ -216,11 +222,27 @@ class Cgroup2Backend(FdLoopBackend):
         self._enable_controllers(self.parent)
         self._prepared = True
 
+    def _may_write(self, cgroup: str) -> bool:
+        """Whether ``cgroup`` is inside what zoned may write (all of it, undelegated)."""
+        top = self.delegated
+        return top is None or cgroup == top or cgroup.startswith(top + "/")
+
+    def _not_ours(self, cgroup: str) -> str:
+        return (
+            f"it is above {self.fs.path(self.delegated or '')}, the cgroup systemd delegated"
+            " to zoned, and zoned writes nothing there"
+        )
+
     def _enable_controllers(self, cgroup: str) -> None:
         have = parse_controllers(self.fs.read(cgroup, "cgroup.subtree_control"))
         need = [c for c in CONTROLLERS if c not in have]
         if not need:
             return
+        if not self._may_write(cgroup):
+            raise Unsupported(
+                f"{self.fs.path(cgroup, 'cgroup.subtree_control')} lacks {' '.join(need)}:"
+                f" {self._not_ours(cgroup)} (systemd enables delegated controllers itself)"
+            )
         try:
             self.fs.write(cgroup, "cgroup.subtree_control", " ".join(f"+{c}" for c in need))
         except WriteRefused as exc:

@@ -289,6 +289,7 @@ def open_backend(
     dry_run: bool = False,
     v1_memory_pressure: bool = False,
     state_dir: Path | None = None,
+    delegated: str | None = None,
 ) -> Backend:
     """The backend this host supports for ``decls`` (``check_host`` first; Unsupported).
 
@@ -297,6 +298,7 @@ def open_backend(
     noted under ``state_dir``, restored by ``close``; without the option, a value noted by a
     crashed predecessor is put back). ``state_dir`` also keeps the v1 reclaim's limit notes
     (``zoned.backends.v1limits``); a dry run uses neither. The first ``ensure`` creates the parent.
+    ``delegated`` (v2): the cgroup systemd delegated to zoned; nothing above it is written.
     """
     root, adopted = _root_and_adopted(decls, cgroup_root)
     hc = check or check_host(decls, cgroup_root=root, sys_root=sys_root, proc_root=proc_root)
@@ -311,6 +313,7 @@ def open_backend(
             psi=trigger_spec("some", pol.psi_some_ms * 1000, pol.psi_window_ms * 1000),
             daemon_leaf=DEFAULT_DAEMON_LEAF if must_move(decls.host.parent, proc_root) else None,
             state_dir=None if dry_run else state_dir,
+            delegated=delegated,
         )
     return Cgroup1Backend(
         parent=decls.host.parent,

@@ -19,6 +19,7 @@ from zoned.errors import Location
 from zoned.model.sizes import format_size
 
 Hierarchy = Literal["auto", "v1", "v2"]
+Delegation = Literal["auto", "systemd", "cgroupfs"]
 
 
 class AmountUnit(Enum):
@@ -67,6 +68,8 @@ class HostDecl:
     cgroup_root: str = "/sys/fs/cgroup"
     hierarchy: Hierarchy = "auto"
     parent: str = "zoned"  # cgroup (relative to the root) that zoned owns
+    # who creates the parent: systemd (a delegated scope, v2 under systemd) or zoned itself
+    delegation: Delegation = "auto"
     reserved_nodes: tuple[int, ...] = (0,)  # host and kernel; node 0 holds ZONE_DMA
     shared_nodes: tuple[int, ...] = ()  # explicit shared zone nodes, or...
     shared_count: int = 0  # ...a count of pool nodes to set aside as shared

@@ -14,6 +14,7 @@ _RESTART_HOST = (
     "cgroup_root",
     "hierarchy",
     "parent",
+    "delegation",
     "reserved_nodes",
     "shared_nodes",
     "shared_count",

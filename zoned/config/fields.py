@@ -254,6 +254,13 @@ HOST_FIELDS: tuple[Field, ...] = (
         default=_HOST["parent"],
     ),
     Field(
+        "delegation",
+        EnumKind(("auto", "systemd", "cgroupfs")),
+        "Who creates the parent: systemd (a delegated scope unit; cgroup v2 with systemd as"
+        " PID 1) or zoned on cgroupfs; auto picks systemd where it can.",
+        default=_HOST["delegation"],
+    ),
+    Field(
         "reserved_nodes",
         NodeListKind(),
         "Nodes left to the host and kernel, never lent.",

@@ -67,6 +67,7 @@ from zoned.config.decl import Declarations
 from zoned.engine import Engine
 from zoned.errors import ConfigError, Unsupported, ZonedError
 from zoned.kernel import capabilities
+from zoned.kernel.cgroupfs import CgroupFs
 from zoned.kernel.enginecg import CgroupDirWatch
 from zoned.kernel.roots import RUN_DIR, HostRoots
 from zoned.kernel.uevents import UeventSource
@@ -78,6 +79,7 @@ from zoned.model.zonemap import (
     ZoneMap,
 )
 from zoned.policy.adopt import initial_map, single_node_map
+from zoned.policy.delegation import Mode, choose, localize
 from zoned.service import (
     engines,
     enginewatch,
@@ -91,6 +93,8 @@ from zoned.service import status as zstatus
 from zoned.service.children import Children
 from zoned.service.client import DEFAULT_SOCKET
 from zoned.service.control import Client, ControlServer
+from zoned.service.sdbus import JeepneyBus, SystemdBus
+from zoned.service.sdscope import Scope, ensure_scope, pid1_is_systemd
 from zoned.service.sidecars import MoverFactory, RuleWiring
 from zoned.service.systemd import Notifier
 from zoned.shared.rewarm import RewarmFn, RewarmSchedule
@@ -167,12 +171,14 @@ class Daemon:
         node_events: Callable[[], NodeEvents] | None = None,
         rewarm_fn: RewarmFn | None = None,
         tmpfs_mount: MountFn | None = None,
+        systemd_bus: Callable[[], SystemdBus] = JeepneyBus,
     ) -> None:
         """The hooks replace what the daemon runs beside the engine (tests): the rule
         mover, the uevent source (default: the kernel's, on real backends only), the
         shared-zone re-warm (default: ``zoned.shared.rewarm``, on real backends only) and
         the mount(2) of the shared tmpfs at start (default: ``zoned.shared.tmpfs.libc_mount``,
-        on real backends only).
+        on real backends only). ``systemd_bus`` connects to systemd (the delegated scope
+        under systemd: ``zoned.service.sdscope``).
         """
         self.opts = opts
         self.notifier = notifier or Notifier()
@@ -216,13 +222,40 @@ class Daemon:
         self.engine_containers: dict[str, EngineContainer] = {}
         self.engine_watch: CgroupDirWatch | None = None
         self.inspections: Children | None = None  # engine cgroup → inspect running or queued
+        self._systemd_bus = systemd_bus
+        self.delegation: Mode = "cgroupfs"  # systemd: the parent is a delegated scope
+        self.scope: Scope | None = None
 
     # -- start ---------------------------------------------------------------------------
 
     def _load(self) -> Declarations:
         if self.opts.config is None:
             raise ConfigError([])
-        return zconfig.load(self.opts.config)
+        return self.localize(zconfig.load(self.opts.config))
+
+    def localize(self, decls: Declarations) -> Declarations:
+        """``decls`` as this daemon runs them (under systemd: the scope as the parent)."""
+        return localize(decls, self.delegation)
+
+    def _delegate(self, decls: Declarations, hierarchy: str, root: Path) -> Declarations:
+        """Choose who creates the parent; under systemd, start or adopt the scope."""
+        o = self.opts
+        self.delegation = choose(decls.host.delegation, hierarchy, pid1_is_systemd(o.roots.proc))
+        if self.delegation == "cgroupfs":
+            return decls
+        bus = self._systemd_bus()
+        try:
+            self.scope = ensure_scope(
+                bus, CgroupFs(root), o.roots.proc, decls.host.parent, dry_run=o.dry_run
+            )
+        finally:
+            bus.close()
+        log.info(
+            "containers live in %s (%s, delegated by systemd)",
+            self.scope.cgroup,
+            self.scope.outcome,
+        )
+        return self.localize(decls)
 
     def _open(self) -> tuple[Declarations, Backend, LoopHost]:
         """The configuration, the backend and the loop that waits on it."""
@@ -247,6 +280,7 @@ class Daemon:
             root = o.roots.cgroup or Path(decls.host.cgroup_root)
             hc = check_host(decls, cgroup_root=root, sys_root=o.roots.sys, proc_root=o.roots.proc)
             self.warnings += hc.warnings
+            decls = self._delegate(decls, hc.hierarchy, root)
             backend = open_backend(
                 decls,
                 cgroup_root=root,
@@ -256,6 +290,7 @@ class Daemon:
                 dry_run=o.dry_run,
                 v1_memory_pressure=o.v1_memory_pressure,
                 state_dir=o.state_dir,
+                delegated=self.scope.cgroup if self.scope else None,
             )
             loop = fd_loop_of(backend)
             if loop is None:
@@ -269,7 +304,9 @@ class Daemon:
                 self._rewarm_prepare = shared_cgroup
             if self._tmpfs_mount is None:
                 self._tmpfs_mount = libc_mount
-            self.backend_name = f"cgroup {hc.hierarchy} ({hc.cgroup_root})"
+            self.backend_name = f"cgroup {hc.hierarchy} ({hc.cgroup_root})" + (
+                f", in {self.scope.unit}" if self.scope else ""
+            )
             where = HostRoots(o.roots.sys, o.roots.proc, root)
             self.kernel_caps = capabilities.to_doc(
                 capabilities.probe(where, capabilities.live_writer(where))

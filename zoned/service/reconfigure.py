@@ -91,7 +91,7 @@ def _load(d: Daemon) -> Declarations | list[str]:
     path = d.opts.config
     assert path is not None
     try:
-        new = zconfig.load(path)
+        new = d.localize(zconfig.load(path))
     except ConfigError as exc:
         return [str(p) for p in exc.problems]
     except (ZonedError, OSError) as exc:

@@ -13,6 +13,7 @@ from zoned.errors import ZonedError
 from zoned.kernel.cgrouptree import CgroupTree
 from zoned.kernel.roots import PROC_ROOT
 from zoned.model.process import container_path
+from zoned.service.sdscope import localize_here
 
 
 def add_locate_args(p: argparse.ArgumentParser) -> None:
@@ -60,7 +61,7 @@ def locate(
 ) -> Located:
     """Read the configuration, find the container's cgroup. Raises ConfigError,
     Unsupported, or ZonedError with a plain message (unknown name, cgroup missing)."""
-    decls = load(config)
+    decls = localize_here(load(config), proc_root, cgroup_root)  # under systemd: the scope
     try:
         decl = decls.container(name)
     except KeyError:

@@ -146,9 +146,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run_warm(args: argparse.Namespace) -> int:
     from zoned.accounting.ownership import shared_nodes  # numpy: only when run
     from zoned.backends.select import readonly_backend  # numpy: only when run
+    from zoned.service.sdscope import localize_here
     from zoned.shared.zone import warm
 
-    decls = load(args.config)
+    decls = localize_here(load(args.config), PROC_ROOT, args.cgroup_root)
     paths = args.paths or declared_paths(decls)
     backend = readonly_backend(decls, cgroup_root=args.cgroup_root)
     try:

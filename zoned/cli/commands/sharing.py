@@ -66,13 +66,14 @@ def run(args: argparse.Namespace) -> int:
     from zoned.accounting.ownership import shared_nodes, targets
     from zoned.accounting.sharing import foreign_files, sharing
     from zoned.backends.select import readonly_backend
+    from zoned.service.sdscope import localize_here
     from zoned.shared.zone import warm
 
     source = zone_source(args)
     if source.note:
         print(f"zoned {args.command}: {source.note}", file=sys.stderr)
-    decls = source.decls
     r = roots(args)
+    decls = localize_here(source.decls, r.proc, r.cgroup)  # under systemd: the scope
     backend = readonly_backend(decls, cgroup_root=r.cgroup, sys_root=r.sys, proc_root=r.proc)
     promoted: WarmReport | None = None
     try:

@@ -80,14 +80,15 @@ def run(args: argparse.Namespace) -> int:
     from zoned.accounting.ownership import measure, shared_nodes
     from zoned.backends.select import readonly_backend
     from zoned.kernel.pagemap import PagemapReader
+    from zoned.service.sdscope import localize_here
 
     if args.sample < 1:
         raise SystemExit("zoned usage: --sample must be >= 1")
     source = zone_source(args)
     if source.note:
         print(f"zoned {args.command}: {source.note}", file=sys.stderr)
-    decls = source.decls
     r = roots(args)
+    decls = localize_here(source.decls, r.proc, r.cgroup)  # under systemd: the scope
     models = MODELS if args.model == "all" else (args.model,)
     backend = readonly_backend(decls, cgroup_root=r.cgroup, sys_root=r.sys, proc_root=r.proc)
     try:
