@@ -4,7 +4,8 @@
 :class:`~zoned.kernel.roots.HostRoots`:
 
 - ``/sys/devices/system/node/nodeN/reclaim``: proactive reclaim of one node (new in 6.16;
-  absent on Debian's 6.1 and 6.12, present on its 7.x);
+  absent on Debian's 6.1 and 6.12, present on its 7.x), which the hand-over uses for what a
+  donor leaves on a node taken from it (``zoned.handover``);
 - ``memory.reclaim`` on the cgroup2 root, and whether it takes arguments: the probe writes
   ``0 swappiness=60`` (reclaim nothing; 6.1 parses only an amount and says EINVAL, 6.7 and
   later accept it);
@@ -228,15 +229,17 @@ def jobs(caps: Capabilities) -> list[Job]:
     else:
         reclaim = Job("reclaim a container's page cache", "-")
     out.append(reclaim)
-    out.append(
-        Job(
+    if caps.node_reclaim is not None and (v1 or v2):
+        left = Job(
             "reclaim what a donor leaves on a node",
-            reclaim.path,
-            "nodeN/reclaim is present, not used yet: the donor is reclaimed cgroup-wide"
-            if caps.node_reclaim is not None
-            else "no nodeN/reclaim: cgroup-wide",
+            "nodeN/reclaim",
+            "the node taken back, alone, once the donor is off it; off with"
+            " policy.node_reclaim: false",
         )
-    )
+    else:
+        why = "no nodeN/reclaim: cgroup-wide, before the evacuation"
+        left = Job("reclaim what a donor leaves on a node", reclaim.path, why)
+    out.append(left)
     if v2 and caps.psi is not None and caps.psi_trigger in ("ok", None):
         pressure = Job("memory pressure signal", "PSI trigger on memory.pressure")
     elif v2:
