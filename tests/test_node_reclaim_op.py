@@ -4,6 +4,11 @@ the real backends over a fake sysfs tree: what is written where, and how it ends
 from __future__ import annotations
 
 import errno
+import os
+import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +19,7 @@ from tests.support.donor import LEFT, donor_host
 from zoned.backends.cgroup2 import Cgroup2Backend
 from zoned.config.decl import Amount, ContainerDecl
 from zoned.errors import Unsupported
-from zoned.kernel.nodereclaim import node_reclaim_file, reclaim_node
+from zoned.kernel.nodereclaim import has_node_reclaim, node_reclaim_file, reclaim_node
 from zoned.model.host import OpKind
 from zoned.model.sizes import MIB
 
@@ -88,3 +93,29 @@ def test_the_writer_refuses_what_the_kernel_could_not_tell_from_a_typo(tmp_path:
     # zoned only ever writes a positive byte count.
     with pytest.raises(ValueError):
         reclaim_node(tmp_path, 0, 0)
+
+
+LIVE = Path("/sys/devices/system/node/node0/reclaim")
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not LIVE.exists() or shutil.which("unshare") is None,
+    reason="needs root, unshare(1) and a kernel with nodeN/reclaim (6.16+)",
+)
+def test_a_read_only_sys_is_no_node_reclaim() -> None:
+    # As under the unit's ProtectKernelTunables=yes: the file is there, the write is EROFS.
+    # In a private mount namespace, so the machine's /sys stays as it is.
+    code = (
+        "from pathlib import Path; from zoned.kernel.nodereclaim import has_node_reclaim; "
+        "print(has_node_reclaim(Path('/sys'), 0))"
+    )
+    script = f"mount --bind -o ro /sys /sys && exec {sys.executable} -c {shlex.quote(code)}"
+    out = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert out.stdout.strip() == "False", out
+    assert has_node_reclaim(Path("/sys"), 0)  # and writable outside it

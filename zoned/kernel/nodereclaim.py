@@ -23,8 +23,11 @@ def node_reclaim_file(sys_root: Path, node: int) -> Path:
 
 
 def has_node_reclaim(sys_root: Path, node: int) -> bool:
-    """Whether the kernel under ``sys_root`` can reclaim node ``node`` alone."""
-    return node_reclaim_file(sys_root, node).exists()
+    """Whether the kernel under ``sys_root`` can reclaim node ``node`` alone and this
+    process may write its file: a read-only /sys (the unit's ``ProtectKernelTunables=yes``)
+    has it but refuses the write with EROFS, which access(2) tells beforehand."""
+    path = node_reclaim_file(sys_root, node)
+    return path.exists() and os.access(path, os.W_OK)
 
 
 def reclaim_node(sys_root: Path, node: int, nbytes: int) -> None:
