@@ -8,6 +8,8 @@ kernel's file."""
 
 from __future__ import annotations
 
+import errno
+
 import pytest
 
 from tests.support.donor import LEFT, donor_host
@@ -15,7 +17,7 @@ from tests.test_engine import ctr, engine_on
 from zoned.backends.sim import SimBackend
 from zoned.config.load import loads
 from zoned.engine import Engine
-from zoned.errors import ConfigError
+from zoned.errors import BackendError, ConfigError
 from zoned.handover import DRAINED_BYTES, node_reclaim_wanted
 from zoned.model.actions import Return
 from zoned.model.decisions import LogRecord
@@ -83,3 +85,18 @@ def test_the_knob_is_a_boolean_with_a_located_error() -> None:
     assert loads("policy: {}\n").policy.node_reclaim is True
     with pytest.raises(ConfigError, match=r"^z.yaml:1:24: policy.node_reclaim: found string"):
         loads("policy: {node_reclaim: auto}\n", "z.yaml")
+
+
+class RefusingHost(SimBackend):
+    """Says it can reclaim a node, then the kernel refuses the write (EROFS)."""
+
+    def start_node_reclaim(self, name: str, node: int, nbytes: int, deadline_s: float) -> int:
+        raise BackendError("node2/reclaim: Read-only file system (EROFS)", errno.EROFS)
+
+
+def test_a_refused_node_reclaim_still_hands_the_node_on() -> None:
+    b = donor_host(node_reclaim=True, cls=RefusingHost)
+    e, done = take_node_2(b)
+    assert "nodeN/reclaim: node2/reclaim: Read-only file system (EROFS)" in done.outcome
+    assert done.left_behind == LEFT and done.reclaimed == 0
+    assert not e.pending() and 2 not in e.zonemap.nodes_of("batch")
