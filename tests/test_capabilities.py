@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -106,7 +107,7 @@ def test_a_7x_kernel_has_node_reclaim_reclaim_arguments_psi_and_damon(tmp_path: 
     assert caps.damon_sysfs == roots.sys / "kernel" / "mm" / "damon" / "admin"
     assert job(caps, "reclaim a container's page cache") == ("memory.reclaim", "")
     path, note = job(caps, "reclaim what a donor leaves on a node")
-    assert path == "memory.reclaim" and "nodeN/reclaim is present" in note
+    assert path == "nodeN/reclaim" and "alone" in note
     assert job(caps, "memory pressure signal") == ("PSI trigger on memory.pressure", "")
     path, note = job(caps, "move pages on hand-over")
     assert path == "the kernel's migration inside the cpuset.mems write"
@@ -115,6 +116,19 @@ def test_a_7x_kernel_has_node_reclaim_reclaim_arguments_psi_and_damon(tmp_path: 
     assert f"nodeN/reclaim: yes ({node0 / 'reclaim'})" in text
     assert "takes swappiness=" in text and "triggers armable" in text
     assert "/memory.numa_stat, 3 items, with anon and file)" in text
+
+
+def test_a_read_only_node_reclaim_is_not_the_path(tmp_path: Path) -> None:
+    # The unit's ProtectKernelTunables=yes mounts /sys read-only: the file is there, and
+    # a write is refused with EROFS (access(2) says so first; docs/kernel-checks.md).
+    caps = probe(tree(tmp_path, node_reclaim=True, damon=True), Recorder())
+    assert caps.node_reclaim_writable  # root on a plain directory
+    ro = dataclasses.replace(caps, node_reclaim_writable=False)
+    path, note = job(ro, "reclaim what a donor leaves on a node")
+    assert path == "memory.reclaim" and "read-only" in note
+    assert "nodeN/reclaim: yes (" in render_capabilities(ro)
+    assert ", read-only here)" in render_capabilities(ro)
+    assert to_doc(ro)["node_reclaim_writable"] is False
 
 
 def test_a_61_kernel_refuses_reclaim_arguments_and_has_no_node_reclaim(tmp_path: Path) -> None:

@@ -40,8 +40,8 @@ EXPECTED: dict[str, list[str]] = {
         " shared_paths, shared_tmpfs (did you mean 'reserved_nodes'?)",
         "zoned.yaml:4:3: policy.cooldown: found an unknown key; expected one of cooldown_s,"
         " idle_return_s, tripwire_pct, shrink_below_pct, psi_some_ms, psi_window_ms,"
-        " migrate_timeout_s, reclaim_before_evacuate, rewarm_interval_s, rewarm_mib_s,"
-        " rewarm_drop_pct (did you mean 'cooldown_s'?)",
+        " migrate_timeout_s, reclaim_before_evacuate, node_reclaim, rewarm_interval_s,"
+        " rewarm_mib_s, rewarm_drop_pct (did you mean 'cooldown_s'?)",
         "zoned.yaml:5:1: containres: found an unknown key; expected one of host, policy,"
         " containers (did you mean 'containers'?)",
     ],

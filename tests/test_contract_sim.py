@@ -73,7 +73,7 @@ class SimHarness(Harness):
                 for name, mib in self.plan.workloads.items()
             },
             faults=[Gone(name, GONE_AT_S) for name in sorted(self.plan.removed)],
-            knobs=SimKnobs(),
+            knobs=SimKnobs(node_reclaim=True),
         )
         self.made.append(b)
         return b

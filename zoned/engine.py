@@ -10,7 +10,8 @@ the containers this step's signals name, those in a hand-over and the sweep's sh
 their last figures, with when they were read. A hand-over the policy chose on a kept
 figure is decided again once its containers are re-read. Nothing here blocks: a hand-over is a
 small state machine (``zoned.handover``: directed reclaim → evacuate the node from the
-donor → drain → give it to the receiver) whose next phase starts when the backend reports
+donor → drain → reclaim the node alone where the kernel can → give it to the receiver)
+whose next phase starts when the backend reports
 ``OP_FINISHED`` for the last.
 
 Contracts:

@@ -1,12 +1,19 @@
-"""The hand-over state machine: reclaim → evacuate → drain → give, one node at a time.
+"""The hand-over state machine: reclaim → evacuate → drain → node reclaim → give, one node
+at a time.
 
 A hand-over (``Transfer``) moves one node from a donor (or the free pool) to a receiver.
 Each phase is one slow backend operation; the next phase starts when the backend reports
 ``OP_FINISHED`` for the last. An evacuation whose write timed out while the kernel keeps
 migrating is DRAIN: each step checks the donor's pages on the node, and the node is handed
 on once they are gone (at most ``DRAINED_BYTES`` left) or ``migrate_timeout_s`` has passed
-again. A failed phase re-reads what the host holds, reconciles the map and retries (at
-most ``max_attempts``) or gives up and puts the containers on hold.
+again. Where more than ``DRAINED_BYTES`` of the donor's pages are still on the node then
+(page cache: a ``cpuset.mems`` write migrates only what its tasks map) and the kernel can
+reclaim one node (``Backend.can_reclaim_node``, ``policy.node_reclaim``), NODE_RECLAIM asks
+it to reclaim that much from the node alone: the node has one owner, so that is directed
+reclaim of the donor there. Its pages are measured again and the node handed on; the done
+record says what was reclaimed on the node and what was left behind. A failed phase
+re-reads what the host holds, reconciles the map and retries (at most ``max_attempts``) or
+gives up and puts the containers on hold; a failed node reclaim only hands the node on.
 
 One writer per container: an operation on a container starts only when no other one is in
 flight on it (a later phase waits, ``Transfer.waiting``), so two nodes lent in one decision
@@ -58,6 +65,7 @@ class Phase(Enum):
     RECLAIM = "directed reclaim"
     EVACUATE = "evacuate"
     DRAIN = "drain"  # the write ended (timed out) but pages are still moving off the node
+    NODE_RECLAIM = "node reclaim"  # nodeN/reclaim of what the donor left on the node
     GIVE = "give"
     DONE = "done"
 
@@ -84,6 +92,10 @@ class Transfer:
     freed: int = 0  # bytes that left the node because they were freed (exits), not moved
     elsewhere: int = 0  # the donor's bytes on its other nodes when the evacuation started
     drain_until: float = 0.0
+    node_reclaim_tried: bool = False
+    node_left: int = 0  # NODE_RECLAIM: the donor's bytes on the node before it
+    node_reclaimed: int = 0  # what left the node during NODE_RECLAIM
+    node_reclaim_note: str = ""  # why it fell short, when it did
     waiting: bool = False  # its next operation waits for another one on the same container
     raise_pending: bool = False  # GIVE: raise the tripwire once every task has the node
     in_kernel_since: float | None = None  # its write outlived the deadline; still running
@@ -98,6 +110,13 @@ RAISE_LOOK_S = 0.1
 # A node counts as evacuated when the donor has no more than this on it: the kernel leaves
 # a few pages behind (measured: ~3 MiB of shared-library pages after a 300 MiB migration).
 DRAINED_BYTES = 16 * MIB
+
+
+def node_reclaim_wanted(left: int, enabled: bool, kernel_can: bool, tried: bool) -> bool:
+    """Whether a node just taken from a donor that still has ``left`` bytes on it is
+    reclaimed there before it is handed on: once, when the policy allows it, the kernel
+    can, and more than ``DRAINED_BYTES`` are left."""
+    return enabled and kernel_can and not tried and left > DRAINED_BYTES
 
 
 class HandOvers:
@@ -181,6 +200,10 @@ class HandOvers:
                 t.reclaim_bytes, t.elsewhere = self._split(t.donor, t.node)
                 t.op_container, t.expect = t.donor, self._mems(t.donor, held - {t.node})
                 t.op = self.backend.start_set_nodes(t.donor, t.expect, deadline)
+            elif t.phase is Phase.NODE_RECLAIM:
+                assert t.donor is not None and t.node is not None
+                t.op_container, t.expect = t.donor, None
+                t.op = self.backend.start_node_reclaim(t.donor, t.node, t.node_left, deadline)
             elif t.phase is Phase.GIVE:
                 assert t.receiver is not None and t.node is not None
                 self._assign(t.node, Owner.of(t.receiver), t.action.reason, now)
@@ -193,6 +216,10 @@ class HandOvers:
                 return
         except BackendError as exc:
             t.op = None
+            if t.phase is Phase.NODE_RECLAIM:  # not fatal: hand it on as it is
+                t.node_reclaim_note = str(exc)
+                self._evacuated(t, now, t.node_left)
+                return
             self._failed(t, now, str(exc))
             return
         self._by_op[t.op] = t
@@ -260,6 +287,9 @@ class HandOvers:
             self._reconcile(
                 {n for n in (t.donor, t.receiver) if n is not None and n in self.managed}
             )
+            return
+        if t.phase is Phase.NODE_RECLAIM:
+            self._node_reclaimed(t, now, r)
             return
         if (
             r is not None
@@ -351,13 +381,32 @@ class HandOvers:
         if left <= DRAINED_BYTES or now >= t.drain_until:
             self._evacuated(t, now, left)
 
-    def _evacuated(self, t: Transfer, now: float, left: int = 0) -> None:
-        """The node is off the donor: count what moved and what was freed, hand it on.
-
-        What left the node either moved to the donor's other nodes or was freed (its
-        processes exited or freed it): "migrated" is only what arrived elsewhere, at most
-        what left."""
+    def _node_reclaimed(self, t: Transfer, now: float, r: OpResult | None) -> None:
+        """NODE_RECLAIM ended (short or not, it is not fatal): measure the donor's pages on
+        the node again and hand it on."""
         assert t.donor is not None and t.node is not None
+        left, _ = self._split(t.donor, t.node)
+        t.node_reclaimed = max(t.node_left - left, 0)
+        if r is None or not r.ok:
+            t.node_reclaim_note = "no result" if r is None else (r.error or "fell short")
+        self._evacuated(t, now, left)
+
+    def _evacuated(self, t: Transfer, now: float, left: int = 0) -> None:
+        """The node is off the donor: reclaim what it left there first where that is
+        wanted (``node_reclaim_wanted``), then count what moved and what was freed and
+        hand it on.
+
+        What left the node either moved to the donor's other nodes, was reclaimed on the
+        node, or was freed (its processes exited or freed it): "migrated" is only what
+        arrived elsewhere, at most what left."""
+        assert t.donor is not None and t.node is not None
+        can = self.backend.can_reclaim_node(t.node)
+        if node_reclaim_wanted(left, self.decls.policy.node_reclaim, can, t.node_reclaim_tried):
+            t.node_reclaim_tried = True
+            t.node_left = left
+            t.phase = Phase.NODE_RECLAIM
+            self._advance(t, now)
+            return
         self._last_change[t.donor] = now
         gone = max(t.reclaim_bytes - left, 0)
         _, elsewhere = self._split(t.donor, t.node)
@@ -368,7 +417,7 @@ class HandOvers:
         st.bytes_left_behind += left
         t.left_behind = left
         t.migrated = moved
-        t.freed = gone - moved
+        t.freed = max(gone - moved - t.node_reclaimed, 0)
         if t.receiver is not None:
             t.phase = Phase.GIVE
         else:
@@ -385,6 +434,9 @@ class HandOvers:
             # Pages freed while the node was evacuated were not moved: say which it was.
             if t.freed >= MIB:
                 words += f", {format_size(t.freed)} freed (not migrated: exits or frees)"
+        if t.node_reclaim_tried:
+            words += f", {format_size(t.node_reclaimed)} reclaimed on node {t.node} (nodeN/reclaim"
+            words += f": {t.node_reclaim_note})" if t.node_reclaim_note else ")"
         # The kernel leaves a few pages behind (shared libraries); say so, it is normal.
         if t.left_behind:
             words += f", {format_size(t.left_behind)} left behind"
@@ -400,6 +452,7 @@ class HandOvers:
             migrated=t.migrated if moved else None,
             freed=t.freed if moved else None,
             left_behind=t.left_behind,
+            reclaimed=t.node_reclaimed if t.node_reclaim_tried else None,
         )
 
     def _failed(self, t: Transfer, now: float, error: str) -> None:

@@ -36,9 +36,9 @@ from tests.support.cgroups import CountingFs
 from tests.support.procs import AllocatingChild
 from zoned.backends.base import Backend
 from zoned.config.decl import Amount, ContainerDecl
-from zoned.errors import BackendError, CgroupGone
+from zoned.errors import BackendError, CgroupGone, Unsupported
 from zoned.kernel.cgroupfs import CgroupFs
-from zoned.model.host import Event, EventKind
+from zoned.model.host import Event, EventKind, OpKind
 
 MIB = 1 << 20
 
@@ -332,6 +332,26 @@ class BackendContract:
         with pytest.raises(BackendError) as info:
             b.ensure(decl("f"), missing)
         assert info.value.errno == errno.EINVAL
+
+    def test_node_reclaim_where_the_host_can(self, harness: Harness) -> None:
+        node = harness.nodes()[0]
+        b = harness.backend()
+        b.ensure(decl("r"), frozenset({node}))
+        if not b.can_reclaim_node(node):
+            with pytest.raises(Unsupported):
+                b.start_node_reclaim("r", node, MIB, harness.deadline_s)
+            pytest.skip(f"{harness.name}: no nodeN/reclaim on this host")
+        op = b.start_node_reclaim("r", node, MIB, harness.deadline_s)
+        ev = Watch(b).until(
+            lambda e: e.kind is EventKind.OP_FINISHED and e.op == op,
+            harness.deadline_s,
+            f"OP_FINISHED for op {op}",
+        )
+        # EAGAIN: the node had less than asked to give, the kernel's ordinary answer
+        assert ev.ok or ev.errno == errno.EAGAIN, ev
+        res = b.op_result(op)
+        assert (res.kind, res.container) == (OpKind.NODE_RECLAIM, "r"), res
+        assert b.state("r").nodes == frozenset({node})
 
     # -- memory and processes ------------------------------------------------------------
 

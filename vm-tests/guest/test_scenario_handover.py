@@ -23,10 +23,12 @@ from tests.support.scenarios import EXPECTED, Step
 from zoned.model.sizes import MIB
 from zoned.model.zonemap import FREE
 
+from .cgtools import write
 from .conftest import RUN_DIR, Finding
 from .scenario_support import (
     STEP_S,
     Run,
+    bare_cgroup,
     fitted,
     guest_sizes,
     keyed,
@@ -175,8 +177,87 @@ def test_reclaim_and_evacuate(tmp_path: Path, finding: Finding) -> None:
     assert sim == EXPECTED["vm-evacuate"] and sim_ooms == 0
 
 
+NODE_DIR = Path("/sys/devices/system/node")
+
+
+def psi_some_us(path: Path) -> int | None:
+    """The ``some ... total=`` of a pressure file (µs), None where there is none."""
+    try:
+        first = path.read_text().splitlines()[0]
+    except OSError:
+        return None
+    return int(first.rsplit("total=", 1)[1])
+
+
+def reclaim_counters(cg: Path) -> dict[str, int]:
+    """memory.stat's reclaim counters (pgscan*, pgsteal*), what the kernel says it took."""
+    if not (cg / "memory.stat").exists():
+        return {}
+    return {
+        k: v for k, v in keyed(cg / "memory.stat").items() if k.startswith(("pgscan", "pgsteal"))
+    }
+
+
+def who_pays(run: Run, own: Path) -> dict[str, Any]:
+    """Where the reclaim's stall and counters may show: the daemon's own cgroup ``own``
+    (its workers make the writes), the donor's, and the whole machine (PSI only)."""
+    cgs = {"zoned": own, "donor": run.cg("donor")}
+    psi = {k: psi_some_us(cg / "memory.pressure") for k, cg in cgs.items()}
+    psi["machine"] = psi_some_us(Path("/proc/pressure/memory"))
+    return {"psi": psi, "counters": {k: reclaim_counters(cg) for k, cg in cgs.items()}}
+
+
+def paid(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What changed between two ``who_pays``: PSI some µs, reclaim counters that moved."""
+    p0, p1 = before["psi"], after["psi"]
+    c0, c1 = before["counters"], after["counters"]
+    return {
+        "psi_some_us": {k: None if p0[k] is None or p1[k] is None else p1[k] - p0[k] for k in p0},
+        "reclaim_counters": {
+            k: {c: v - c0[k].get(c, 0) for c, v in c1[k].items() if v != c0[k].get(c, 0)}
+            for k in c1
+        },
+    }
+
+
+def node_reclaim_finding(
+    finding: Finding, got: dict[str, Any], during: dict[str, Any], *, has: bool, policy: bool
+) -> None:
+    """Record what the hand-over left on the taken node, with or without nodeN/reclaim, and
+    check it: reclaimed there (at most DRAINED left) where it was used, untouched if not."""
+    used = has and policy
+    s1, taken = got["stat1"]["file"], got["taken"]
+    rec = next(
+        d
+        for d in got["doc"]["decisions"]
+        if d["kind"] == "reclaim" and d["outcome"].startswith("done")
+    )
+    finding(
+        f"directed: left behind, nodeN/reclaim {'used' if used else 'not used'}",
+        {
+            "kernel_has_node_reclaim": has,
+            "policy_node_reclaim": policy,
+            "hand_over": rec["outcome"],
+            "hand_over_s": rec["seconds"],
+            "left_behind_bytes": rec["left_behind_bytes"],
+            "node_reclaimed_bytes": rec["reclaimed_bytes"],
+            "donor_file_on_taken_node_after": s1.get(taken, 0),
+            "during_hand_over": during,
+        },
+    )
+    if used:
+        # the page cache the migration left on the node was reclaimed there
+        assert "reclaimed on node" in got["outcome"], got["outcome"]
+        assert s1.get(taken, 0) <= DRAINED, (got["outcome"], s1)
+        assert rec["reclaimed_bytes"] is not None and rec["reclaimed_bytes"] > 0, rec
+    else:
+        assert "nodeN/reclaim" not in got["outcome"], got["outcome"]
+        assert rec["reclaimed_bytes"] is None, rec
+
+
 @pytest.mark.boot(numa="8")
-def test_directed_reclaim(tmp_path: Path, finding: Finding) -> None:
+@pytest.mark.parametrize("node_reclaim", [True, False], ids=["default", "node-reclaim-off"])
+def test_directed_reclaim(tmp_path: Path, finding: Finding, node_reclaim: bool) -> None:
     """numa=fake=8 only: which of the donor's two nodes zoned takes is its least used, so
     whether the donor's page cache overflows the node it keeps (what this scenario is
     about) depends on the kernel's interleaving when the two differ in size, as the
@@ -188,16 +269,36 @@ def test_directed_reclaim(tmp_path: Path, finding: Finding) -> None:
     reclaimable without swap). Measured on 6.1 and 6.12: a cpuset.mems change migrates
     only pages the tasks map (the kernel walks their page tables), so page cache that was
     only read stays on the taken node (the hand-over's "left behind", charged to the donor
-    and reclaimable there): only its anon is drained."""
+    and reclaimable there): only its anon is drained.
+
+    Where the kernel has ``nodeN/reclaim`` (6.16+), zoned reclaims the taken node alone
+    before handing it on (``policy.node_reclaim``, on by default): run twice in the same
+    boot, with it and with it off, the findings say what is left behind each way, how long
+    the hand-over took, and whose PSI and reclaim counters show the node's reclaim."""
+    has = any(NODE_DIR.glob("node*/reclaim"))
+    if not node_reclaim and not has:
+        pytest.skip("no nodeN/reclaim on this kernel: the default run is the run without it")
+    doc = fitted("vm-directed")
+    doc["config"]["policy"]["node_reclaim"] = node_reclaim
     cache = RUN_DIR / "scenario-directed.bin"  # sparse, on the 9p share: real page cache
+    nodes = sorted(guest_sizes())
     try:
-        with scenario("vm-directed", tmp_path) as run:
+        with (
+            bare_cgroup("zoned-vmtest-dir-daemon", nodes) as own,
+            scenario("vm-directed", tmp_path, doc) as run,
+        ):
             finding("directed: daemon ready (s)", round(run.start_daemon(), 1))
+            # zoned in a cgroup of its own (every thread: cgroup.procs), so that its
+            # workers' writes show there: whose PSI and counters the reclaim lands on
+            assert run.proc is not None
+            assert write(own / "cgroup.procs", str(run.proc.pid)) == "ok"
             lend_free_to_donor(run)
             args = ("file", "--path", str(cache), "--mib", "180", "--rate", "60")
             donor = run.workload("donor", *args, "--interleave")
             assert donor.finish()
+            before = who_pays(run, own)
             got = hand_over(run, finding, "file", "directed", drained="anon")
+            during = paid(before, who_pays(run, own))
             dr = [d for d in got["doc"]["decisions"] if d["kind"] == "directed-reclaim"]
             done = [d for d in dr if d["outcome"].startswith("done")]
             assert done, dr
@@ -215,6 +316,7 @@ def test_directed_reclaim(tmp_path: Path, finding: Finding) -> None:
             # ...and what the donor keeps fits under its kept node's tripwire (50%)
             cap = next(n["total"] for n in got["doc"]["nodes"] if n["node"] == got["kept"])
             assert s1.get(got["kept"], 0) <= cap * 0.5, (cap, s1)
+            node_reclaim_finding(finding, got, during, has=has, policy=node_reclaim)
             kernel = run.kernel_sequence()
     finally:
         cache.unlink(missing_ok=True)

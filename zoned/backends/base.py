@@ -117,6 +117,20 @@ class Backend(abc.ABC):
         Returns an operation id at once; an OP_FINISHED event with that id follows.
         """
 
+    def can_reclaim_node(self, node: int) -> bool:
+        """Whether :meth:`start_node_reclaim` can reclaim ``node`` on this host (the
+        kernel's ``nodeN/reclaim``, Linux 6.16+). False by default."""
+        return False
+
+    def start_node_reclaim(self, name: str, node: int, nbytes: int, deadline_s: float) -> int:
+        """Begin reclaiming ``nbytes`` from node ``node`` alone, on behalf of ``name`` (the
+        kernel's reclaim names no cgroup: with zones a node has one owner, so this is
+        directed reclaim of that owner's pages there). Returns an operation id at once; an
+        OP_FINISHED event follows, its ``OpResult.reclaimed`` the node's used memory drop
+        and EAGAIN when less than asked was reclaimed. Raises ``Unsupported`` where
+        :meth:`can_reclaim_node` is False."""
+        raise Unsupported(f"the {self.name} backend cannot reclaim one node")
+
     @abc.abstractmethod
     def op_result(self, op: int) -> OpResult:
         """The result of a finished operation (KeyError if unknown or not finished)."""

@@ -119,6 +119,12 @@ class PacedSim(Backend):
     def start_reclaim(self, name: str, nbytes: int, deadline_s: float) -> int:
         return self.sim.start_reclaim(name, nbytes, deadline_s)
 
+    def can_reclaim_node(self, node: int) -> bool:
+        return self.sim.can_reclaim_node(node)
+
+    def start_node_reclaim(self, name: str, node: int, nbytes: int, deadline_s: float) -> int:
+        return self.sim.start_node_reclaim(name, node, nbytes, deadline_s)
+
     def op_result(self, op: int) -> OpResult:
         return self.sim.op_result(op)
 

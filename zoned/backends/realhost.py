@@ -8,14 +8,18 @@ The loop is public (:attr:`FdLoopBackend.loop`) so the daemon can watch its own 
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Mapping
 from pathlib import Path
 
 from zoned.backends.base import Backend
-from zoned.backends.fdloop import FdLoop
+from zoned.backends.fdloop import FdLoop, Outcome
+from zoned.errors import Unsupported, WriteRefused
+from zoned.kernel.nodereclaim import has_node_reclaim, reclaim_node
 from zoned.kernel.topology import read_node_memory, read_topology
 from zoned.kernel.zoneinfo import read_pcp_free
-from zoned.model.host import NodeMemory, OpResult
+from zoned.model.host import NodeMemory, OpKind, OpResult
+from zoned.model.sizes import format_size
 from zoned.model.zonemap import Topology
 
 
@@ -52,3 +56,36 @@ class FdLoopBackend(Backend):
 
     def op_result(self, op: int) -> OpResult:
         return self._loop.op_result(op)
+
+    def can_reclaim_node(self, node: int) -> bool:
+        return has_node_reclaim(self.sys_root, node)
+
+    def start_node_reclaim(self, name: str, node: int, nbytes: int, deadline_s: float) -> int:
+        """Write ``nbytes`` to ``nodeN/reclaim`` on a worker (it blocks while the kernel
+        reclaims). ``reclaimed`` is the node's used memory before minus after, from
+        ``nodeN/meminfo`` (a lower bound while others allocate there)."""
+        if nbytes <= 0:
+            raise ValueError("node reclaim needs a positive byte count")
+        if not self.can_reclaim_node(node):
+            raise Unsupported(f"node{node}/reclaim: not on this kernel (6.16 or later has it)")
+
+        def used() -> int:
+            total, free, _ = read_node_memory(self.sys_root, self.proc_root).get(node, (0, 0, 0))
+            return total - free
+
+        def op() -> Outcome:
+            before = used()
+            short: WriteRefused | None = None
+            try:
+                reclaim_node(self.sys_root, node, nbytes)
+            except WriteRefused as exc:
+                if exc.errno != errno.EAGAIN:
+                    raise
+                short = exc
+            got = max(0, before - used())
+            if short is not None:
+                msg = f"node {node}: reclaimed {format_size(got)} of {format_size(nbytes)} (EAGAIN)"
+                return Outcome(ok=False, reclaimed=got, error=msg, errno=errno.EAGAIN)
+            return Outcome(reclaimed=got)
+
+        return self._loop.submit(OpKind.NODE_RECLAIM, name, op, deadline_s)

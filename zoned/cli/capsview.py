@@ -26,10 +26,11 @@ def render_capabilities(caps: Capabilities) -> str:
     n = len(caps.numa_stat_fields)
     missing = [f for f in ("anon", "file") if f not in caps.numa_stat_fields]
     fields = f"{n} items" + (f", no {' '.join(missing)}" if missing else ", with anon and file")
+    ro = caps.node_reclaim is None or caps.node_reclaim_writable
     lines = [
         f"kernel: {caps.release or 'unknown'} (cgroup hierarchy zoned can use: "
         f"{caps.hierarchy or 'none'})",
-        f"  nodeN/reclaim: {_where(caps.node_reclaim)}",
+        f"  nodeN/reclaim: {_where(caps.node_reclaim, '' if ro else 'read-only here')}",
         f"  memory.reclaim: {_where(caps.memory_reclaim, args)}",
         f"  PSI: {_where(caps.psi, trigger)}",
         f"  cgroup2: {_where(caps.cgroup2, ' '.join(sorted(caps.cgroup2_controllers)))}",

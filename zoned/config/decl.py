@@ -90,6 +90,7 @@ class PolicyDecl:
     psi_window_ms: int = 1000
     migrate_timeout_s: float = 120.0  # a cpuset.mems write (page migration) deadline
     reclaim_before_evacuate: bool = True  # directed reclaim when a donor's pages don't fit
+    node_reclaim: bool = True  # nodeN/reclaim what a donor leaves on a taken node (6.16+)
     rewarm_interval_s: float = 60.0  # re-warm the shared zone this long after the last one
     rewarm_mib_s: float = 32.0  # the re-warm's read budget, MiB per second
     rewarm_drop_pct: float = 5.0  # re-warm early when the zone's page cache falls this much; 0: off

@@ -344,6 +344,13 @@ POLICY_FIELDS: tuple[Field, ...] = (
         default=_POLICY["reclaim_before_evacuate"],
     ),
     Field(
+        "node_reclaim",
+        BoolKind(),
+        "Reclaim the page cache a donor leaves on a node taken from it, on that node only,"
+        " where the kernel has nodeN/reclaim (Linux 6.16+); false: never.",
+        default=_POLICY["node_reclaim"],
+    ),
+    Field(
         "rewarm_interval_s",
         NumberKind(0, low_open=True, what="seconds"),
         "Re-warm the shared zone (re-read shared_paths no longer cached) this long after the"

@@ -4,7 +4,8 @@
 :class:`~zoned.kernel.roots.HostRoots`:
 
 - ``/sys/devices/system/node/nodeN/reclaim``: proactive reclaim of one node (new in 6.16;
-  absent on Debian's 6.1 and 6.12, present on its 7.x);
+  absent on Debian's 6.1 and 6.12, present on its 7.x), which the hand-over uses for what a
+  donor leaves on a node taken from it (``zoned.handover``);
 - ``memory.reclaim`` on the cgroup2 root, and whether it takes arguments: the probe writes
   ``0 swappiness=60`` (reclaim nothing; 6.1 parses only an amount and says EINVAL, 6.7 and
   later accept it);
@@ -90,6 +91,9 @@ class Capabilities:
     numa_stat: Path | None
     numa_stat_fields: tuple[str, ...]
     damon_sysfs: Path | None
+    # Whether zoned may write it: a read-only /sys (the unit's ProtectKernelTunables=yes)
+    # has the file but refuses the write (EROFS).
+    node_reclaim_writable: bool = False
 
     @property
     def hierarchy(self) -> str | None:
@@ -169,9 +173,10 @@ def probe(roots: HostRoots, write: Writer | None = None) -> Capabilities:
         text = _read(numa_stat) or ""
         fields = tuple(line.split()[0].split("=")[0] for line in text.splitlines() if line.split())
     release = _read(roots.proc / "sys" / "kernel" / "osrelease")
+    node_reclaim = _node_reclaim(roots.sys)
     return Capabilities(
         release=release.strip() if release else None,
-        node_reclaim=_node_reclaim(roots.sys),
+        node_reclaim=node_reclaim,
         memory_reclaim=memory_reclaim,
         reclaim_args=write(memory_reclaim, RECLAIM_ARGS_PROBE)
         if memory_reclaim and write
@@ -185,6 +190,7 @@ def probe(roots: HostRoots, write: Writer | None = None) -> Capabilities:
         numa_stat=numa_stat,
         numa_stat_fields=fields,
         damon_sysfs=_exists(roots.sys / "kernel" / "mm" / "damon" / "admin"),
+        node_reclaim_writable=node_reclaim is not None and os.access(node_reclaim, os.W_OK),
     )
 
 
@@ -235,15 +241,19 @@ def jobs(caps: Capabilities) -> list[Job]:
     else:
         reclaim = Job("reclaim a container's page cache", "-")
     out.append(reclaim)
-    out.append(
-        Job(
+    if caps.node_reclaim is not None and caps.node_reclaim_writable and (v1 or v2):
+        left = Job(
             "reclaim what a donor leaves on a node",
-            reclaim.path,
-            "nodeN/reclaim is present, not used yet: the donor is reclaimed cgroup-wide"
-            if caps.node_reclaim is not None
-            else "no nodeN/reclaim: cgroup-wide",
+            "nodeN/reclaim",
+            "the node taken back, alone, once the donor is off it; off with"
+            " policy.node_reclaim: false",
         )
-    )
+    else:
+        why = "no nodeN/reclaim: cgroup-wide, before the evacuation"
+        if caps.node_reclaim is not None:
+            why = "nodeN/reclaim read-only here (a read-only /sys): cgroup-wide, before evacuating"
+        left = Job("reclaim what a donor leaves on a node", reclaim.path, why)
+    out.append(left)
     if v2 and caps.psi is not None and caps.psi_trigger in ("ok", None):
         pressure = Job("memory pressure signal", "PSI trigger on memory.pressure")
     elif v2:
@@ -270,6 +280,7 @@ def to_doc(caps: Capabilities) -> dict[str, Any]:
         "release": caps.release,
         "hierarchy": caps.hierarchy,
         "node_reclaim": _s(caps.node_reclaim),
+        "node_reclaim_writable": caps.node_reclaim_writable,
         "memory_reclaim": _s(caps.memory_reclaim),
         "memory_reclaim_args": caps.reclaim_args,
         "psi": _s(caps.psi),

@@ -48,7 +48,7 @@ class LogRecord:
     migrated: int | None = None  # bytes the evacuation moved to the donor's other nodes
     freed: int | None = None  # bytes that left the node because they were freed
     left_behind: int | None = None  # bytes still on the node when it was handed on
-    reclaimed: int | None = None  # bytes a directed reclaim dropped
+    reclaimed: int | None = None  # bytes a directed reclaim (or a hand-over's node reclaim) dropped
 
 
 def record_fields(rec: LogRecord) -> dict[str, object]:

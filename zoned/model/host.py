@@ -101,6 +101,7 @@ class Event:
 class OpKind(Enum):
     SET_NODES = "set_nodes"
     RECLAIM = "reclaim"
+    NODE_RECLAIM = "node_reclaim"  # nodeN/reclaim: one node, every memcg on it
     REWARM = "rewarm"  # the daemon's shared-zone re-warm (zoned.shared.zone.rewarm) on a worker
 
 
@@ -114,7 +115,7 @@ class OpResult:
     ok: bool
     nodes: frozenset[int] = frozenset()  # SET_NODES: what the kernel now holds (effective)
     left_behind: int = 0  # SET_NODES: bytes still on nodes no longer allowed
-    reclaimed: int = 0  # RECLAIM: bytes actually reclaimed
+    reclaimed: int = 0  # RECLAIM: bytes actually reclaimed; NODE_RECLAIM: the node's drop
     error: str = ""
     errno: int | None = None
     seconds: float = 0.0  # how long it took

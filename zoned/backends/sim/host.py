@@ -196,6 +196,25 @@ class SimBackend(SimMigration, Backend):
             self._finish_reclaim(c, op)
         return op.id
 
+    def can_reclaim_node(self, node: int) -> bool:
+        """``SimKnobs.node_reclaim`` (a 6.16+ kernel's ``nodeN/reclaim``) on a memory node."""
+        return self.knobs.node_reclaim and node in self._memory_nodes()
+
+    def start_node_reclaim(self, name: str, node: int, nbytes: int, deadline_s: float) -> int:
+        """Page cache on ``node``, ``name``'s first then anyone's, at ``reclaim_rate``;
+        less than asked ends with EAGAIN, as the kernel's file does."""
+        if not self.can_reclaim_node(node):
+            raise Unsupported(f"node{node}/reclaim: not on this simulated kernel")
+        c = self._live(name)
+        op = self._new_op(
+            OpKind.NODE_RECLAIM, name, deadline_s, target=nbytes, nodes=frozenset({node})
+        )
+        op.not_before = self._write_due()
+        c.reclaims.append(op)
+        if nbytes <= 0:
+            self._finish_reclaim(c, op)
+        return op.id
+
     def wait(self, timeout_s: float | None) -> list[Event]:
         """Advance the virtual clock until an event happens or ``timeout_s`` passes.
 

@@ -16,6 +16,8 @@ from zoned.model.host import (
 from zoned.model.nodelist import format_nodelist
 from zoned.model.sizes import format_size
 
+_RECLAIMS = (OpKind.RECLAIM, OpKind.NODE_RECLAIM)
+
 
 class SimMigration(SimPhysics):
     """Operations on top of the memory model: set nodes (migrate), reclaim."""
@@ -128,7 +130,7 @@ class SimMigration(SimPhysics):
             ok=ok,
             nodes=c.nodes if op.kind is OpKind.SET_NODES else frozenset(),
             left_behind=left if op.kind is OpKind.SET_NODES else 0,
-            reclaimed=op.done_bytes if op.kind is OpKind.RECLAIM else 0,
+            reclaimed=op.done_bytes if op.kind in _RECLAIMS else 0,
             error=error,
             errno=errno,
             seconds=(self._tick - op.called) * self._dt,
@@ -142,7 +144,7 @@ class SimMigration(SimPhysics):
             op=op.id,
             ok=ok,
             errno=errno,
-            value=res.reclaimed if op.kind is OpKind.RECLAIM else res.left_behind,
+            value=res.reclaimed if op.kind in _RECLAIMS else res.left_behind,
         )
 
     def _run_ops(self, c: _Ctr, k: int) -> None:
@@ -158,7 +160,7 @@ class SimMigration(SimPhysics):
                     error=f"{op.kind.value} not done by its deadline",
                     errno=errno_mod.ETIMEDOUT,
                 )
-                if op.kind is OpKind.RECLAIM:
+                if op.kind in _RECLAIMS:
                     c.reclaims.remove(op)
 
     def _migrate_tick(self, c: _Ctr, op: _Op) -> None:
@@ -209,6 +211,9 @@ class SimMigration(SimPhysics):
         if op.not_before > self._tick:
             return
         budget = min(self._per_tick(self.knobs.reclaim_rate), op.target - op.done_bytes)
+        if op.kind is OpKind.NODE_RECLAIM:
+            self._node_reclaim_tick(c, op, budget)
+            return
         while budget > 0 and c.file:
             n = max(c.file, key=lambda m: (c.file[m], -m))
             take = min(budget, c.file[n])
@@ -216,6 +221,16 @@ class SimMigration(SimPhysics):
             budget -= take
             op.done_bytes += take
         if op.done_bytes >= op.target or not c.file:
+            self._finish_reclaim(c, op)
+
+    def _node_reclaim_tick(self, c: _Ctr, op: _Op, budget: int) -> None:
+        """nodeN/reclaim: page cache on the node, whoever's (``c``'s first), no anon (no
+        swap)."""
+        (node,) = op.nodes
+        got = self._reclaim_cache(c, budget, [node], own_only=False)
+        op.done_bytes += got
+        left = sum(o.file.get(node, 0) for o in self._ctrs.values())
+        if op.done_bytes >= op.target or left == 0 or got == 0:
             self._finish_reclaim(c, op)
 
     def _finish_reclaim(self, c: _Ctr, op: _Op) -> None:

@@ -27,6 +27,7 @@ Format (every key but ``config`` is optional; sizes are binary: ``256M`` = 256 M
       leave_behind: 3M             # left on removed nodes per migration (default 3M)
       oom_after_ms: 10             # blocked allocation before the OOM kill (default 10)
       migrate_overflow: leave      # pages that don't fit: leave (default) or oom_kill
+      node_reclaim: false          # the kernel has nodeN/reclaim (6.16+; default false)
       reaction_p50_ms: 41.7        # the engine's reaction time: each step's writes land
       reaction_p99_ms: 72.5        # after a seeded log-normal delay of this p50 / p99
       reaction_seed: 1             # (default 0: at once; measured under TCG: 41.7 / 72.5)
@@ -248,6 +249,10 @@ def _knobs(doc: Doc, value: object, policy: PolicyDecl) -> SimKnobs:
             kw[k] = as_int(doc, v, p)
         elif k == "leave_behind":
             kw[k] = as_size(doc, v, p)
+        elif k == "node_reclaim":
+            if not isinstance(v, bool):
+                raise doc.fail(p, f"found {v!r}; expected true or false")
+            kw[k] = v
         elif k == "migrate_overflow":
             if v not in ("leave", "oom_kill"):
                 raise doc.fail(p, f"found {v!r}; expected leave or oom_kill")

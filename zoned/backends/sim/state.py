@@ -45,6 +45,9 @@ class SimKnobs:
     psi_some_ms: int = 100  # PRESSURE when "some" stall in a window reaches this...
     psi_window_ms: int = 1000  # ...window
     migrate_overflow: Literal["leave", "oom_kill"] = "leave"
+    # A 6.16+ kernel's nodeN/reclaim (Backend.can_reclaim_node); off by default, as on the
+    # 6.1 the model was measured on.
+    node_reclaim: bool = False
     # The engine's reaction time: every write of one engine step (the step's reads,
     # decision and writes) takes effect this long after the step began, drawn per step
     # from a log-normal with this median and 99th percentile (0: at once, in the step's
@@ -74,8 +77,8 @@ class _Op:
     container: str
     called: int  # tick of the call
     deadline: int  # tick
-    nodes: frozenset[int] = frozenset()
-    target: int = 0  # RECLAIM: bytes asked
+    nodes: frozenset[int] = frozenset()  # SET_NODES: asked; NODE_RECLAIM: the node
+    target: int = 0  # RECLAIM, NODE_RECLAIM: bytes asked
     started: int | None = None  # SET_NODES: tick the write began (queued before)
     from_nodes: frozenset[int] = frozenset()
     keep: int = 0  # bytes to leave on from_nodes
