@@ -53,7 +53,11 @@ def test_the_sandbox() -> None:
     assert set(families.split()) == {"AF_UNIX", "AF_NETLINK"}
     assert s["MemoryDenyWriteExecute"] == ["yes"]
     assert s["ProtectKernelTunables"] == ["yes"]
-    assert "/sys/fs/cgroup" in s["ReadWritePaths"][0].split()
+    rw = s["ReadWritePaths"][0].split()
+    assert "/sys/fs/cgroup" in rw
+    # nodeN/reclaim (6.16+): without it the unit's read-only /sys turns directed node
+    # reclaim off (EROFS, measured), and zoned falls back to cgroup-wide reclaim.
+    assert "-/sys/devices/system/node" in rw
     assert s["ProtectSystem"] == ["strict"] and s["PrivateMounts"] == ["yes"]
     assert "ProtectControlGroups" not in s  # zoned's job is writing cgroups
 
