@@ -402,7 +402,8 @@ def daemon_reload_rewrites_undelegated(finding: Finding) -> None:
 
 def sandbox(main_pid: int, finding: Finding) -> None:
     """The hardening keys are in force on the running daemon: /sys read-only
-    (ProtectKernelTunables=) with cgroupfs writable again (ReadWritePaths=), and it placed
+    (ProtectKernelTunables=) with cgroupfs and the node directories writable again
+    (ReadWritePaths=), and it placed
     the containers all the same (the rest of the test: lend, reload, restart)."""
     keys = (
         "ProtectKernelTunables", "MemoryDenyWriteExecute", "IPAddressDeny",
@@ -415,12 +416,13 @@ def sandbox(main_pid: int, finding: Finding) -> None:
     assert set(shown["RestrictAddressFamilies"].split()) == {"AF_UNIX", "AF_NETLINK"}
     assert shown["ProtectProc"] == "invisible"
     opts = {}
-    for target in ("/sys", "/sys/fs/cgroup", "/proc/sys"):
+    node_dir = "/sys/devices/system/node"  # ReadWritePaths=, for nodeN/reclaim (6.16+)
+    for target in ("/sys", "/sys/fs/cgroup", "/proc/sys", node_dir):
         seen = mountinfo_at(main_pid, target)
         assert seen is not None, target
         opts[target] = seen[1].split(" ")[5].split(",")[0]
-    finding("daemon's /sys, cgroupfs, /proc/sys", opts)
-    assert opts == {"/sys": "ro", "/sys/fs/cgroup": "rw", "/proc/sys": "ro"}
+    finding("daemon's /sys, cgroupfs, /proc/sys, node directories", opts)
+    assert opts == {"/sys": "ro", "/sys/fs/cgroup": "rw", "/proc/sys": "ro", node_dir: "rw"}
     seccomp = [ln.split() for ln in read(Path(f"/proc/{main_pid}/status")).splitlines()]
     assert ["Seccomp:", "2"] in seccomp  # the filter mode MemoryDenyWriteExecute= uses
     assert holds("web") and effective("web") == holds("web")
