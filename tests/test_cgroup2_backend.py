@@ -13,6 +13,7 @@ a migrating ``cpuset.mems`` write either: that is the VM's job too.
 from __future__ import annotations
 
 import errno
+import logging
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -516,3 +517,28 @@ def test_a_widening_write_freezes_the_populated_container_and_thaws_it(env: Env)
     b2.ensure(decl("web"), frozenset({2, 5}))
     assert ("zoned/web", "cgroup.freeze", "0") in env.fs.writes
     assert not list(notes.glob("v2-freeze.*"))
+
+
+def test_a_freeze_that_does_not_complete_is_undone_before_the_write(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 13: workers inside MADV_POPULATE_WRITE cannot be frozen and hold the mmap lock
+    the write waits for (59-91 s in the guests); the others stayed frozen all that time.
+    Now the freeze is given up: thawed before the write, and the log names who ran on."""
+    b, _ = env.backend(state_dir=env.tmp / "state", freeze_wait_s=0.05)
+    b.ensure(decl("web"), frozenset({2}))
+    env.fs.put("zoned/web", {"cgroup.procs": "7\n", "cgroup.threads": "7\n8\n"})
+    env.fs.put("zoned/web", {"cgroup.freeze": "0\n", "cgroup.events": "populated 1\nfrozen 0\n"})
+    for tid, where in ((7, "mem_cgroup_handle_over_high"), (8, "do_freezer_trap")):
+        (env.sysfs.proc_root / str(tid)).mkdir(parents=True)
+        (env.sysfs.proc_root / str(tid) / "wchan").write_text(where)
+    env.fs.writes.clear()
+    with caplog.at_level(logging.INFO, logger="zoned.backends.cgroup2"):
+        op = b.start_set_nodes("web", frozenset({2, 5}), LONG)
+        b.wait(LONG)
+    assert b.op_result(op).ok
+    mine = [(f, v) for c, f, v in env.fs.writes if c == "zoned/web"]
+    assert mine == [("cgroup.freeze", "1"), ("cgroup.freeze", "0"), ("cpuset.mems", "2,5")]
+    assert "7 in mem_cgroup_handle_over_high" in caplog.text
+    assert "8 in" not in caplog.text  # frozen: not named
+    assert not list((env.tmp / "state").glob("v2-freeze.*"))

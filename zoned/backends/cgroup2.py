@@ -51,7 +51,7 @@ from pathlib import Path
 
 from zoned.backends.fdloop import ERR, PRI, FdLoop, Outcome
 from zoned.backends.realhost import FdLoopBackend
-from zoned.backends.v2freeze import Freezer
+from zoned.backends.v2freeze import FREEZE_WAIT_S, Freezer
 from zoned.config.decl import ContainerDecl, Declarations
 from zoned.errors import (
     BackendError,
@@ -132,6 +132,7 @@ class Cgroup2Backend(FdLoopBackend):
         loop: FdLoop | None = None,
         state_dir: Path | None = None,
         freeze_to_widen: bool = True,
+        freeze_wait_s: float = FREEZE_WAIT_S,
         delegated: str | None = None,
     ) -> None:
         """``daemon_leaf``: zoned's own cgroup under ``parent``, where :meth:`prepare`
@@ -142,12 +143,13 @@ class Cgroup2Backend(FdLoopBackend):
         PSI). ``pid``: the process :meth:`prepare` places (default: this one).
         ``fs`` and ``loop`` replace the defaults (tests: a fake kernel, a recording loop).
         ``freeze_to_widen``: freeze a populated container while a write adds nodes to it
-        (``zoned.backends.v2freeze``), with undo notes under ``state_dir``.
+        (``zoned.backends.v2freeze``), with undo notes under ``state_dir``, for at most
+        ``freeze_wait_s`` while its tasks stop.
         ``delegated``: the cgroup systemd delegated to zoned (``parent`` or above it):
         nothing above it is created or written; the controllers must reach it already.
         """
         self.fs = fs or CgroupFs(cgroup_root)
-        self._freezer = Freezer(self.fs, state_dir)
+        self._freezer = Freezer(self.fs, state_dir, proc_root, freeze_wait_s)
         self._freeze_to_widen = freeze_to_widen
         self.parent = parent.strip("/")
         if not self.parent:
@@ -458,11 +460,18 @@ class Cgroup2Backend(FdLoopBackend):
                 # them one by one (zoned.backends.v2freeze). Taking nodes away migrates
                 # pages for seconds: the donor is not growing and is left running.
                 frozen = self._freeze_to_widen and nodes > current and self._freezer.freeze(path)
+                began = time.monotonic()
                 try:
                     fs.write(path, "cpuset.mems", format_nodelist(nodes))
                 finally:
                     if frozen:
                         self._freezer.thaw(path)
+                log.info(
+                    "%s: cpuset.mems %s written in %.2fs",
+                    path,
+                    format_nodelist(nodes),
+                    time.monotonic() - began,
+                )
             fault_point("set_nodes.mems_written")
             granted = parse_nodelist(fs.read(path, "cpuset.mems.effective"))
             numa = parse_numa_stat(fs.read(path, "memory.numa_stat"))

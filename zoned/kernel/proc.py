@@ -38,6 +38,16 @@ def mems_allowed(proc_root: Path, tid: int) -> frozenset[int] | None:
     return None
 
 
+def wchan(proc_root: Path, tid: int) -> str | None:
+    """Where task ``tid`` sleeps in the kernel (``/proc/TID/wchan``: a function name, "0"
+    when it runs), or None when it is gone or the kernel hides it."""
+    try:
+        raw = _read_bytes(proc_root / str(tid) / "wchan")
+    except PermissionError:
+        return None
+    return None if raw is None else raw.decode(errors="replace").strip()
+
+
 def cgroup_from_proc(text: str) -> str | None:
     """The cgroup zoned cares about in a ``/proc/PID/cgroup`` text, relative to the root:
     the v1 cpuset hierarchy's when there is one, else the v2 (``0::``) one."""
