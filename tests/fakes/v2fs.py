@@ -76,6 +76,7 @@ class FakeV2Fs(CgroupFs):
         )
         self.writes: list[tuple[str, str, str]] = []
         self.before_read: dict[tuple[str, str], Callable[[], None]] = {}
+        self.before_write: dict[tuple[str, str], Callable[[], None]] = {}  # once, then gone
         self.refuse: dict[tuple[str, str], int] = {}  # (cgroup, file) -> errno
 
     def put(self, cgroup: str, files: dict[str, str]) -> None:
@@ -101,6 +102,9 @@ class FakeV2Fs(CgroupFs):
         if code is not None:
             with translated(f"write {value!r} to {self.path(cgroup, file)}", writing=True):
                 raise OSError(code, os.strerror(code))
+        hook = self.before_write.pop((cgroup, file), None)
+        if hook is not None:
+            hook()
         self.writes.append((cgroup, file, value))
         if file == "cgroup.subtree_control":
             have = super().read(cgroup, file).split()

@@ -45,13 +45,14 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 from zoned.backends.fdloop import ERR, PRI, FdLoop, Outcome
 from zoned.backends.realhost import FdLoopBackend
-from zoned.backends.v2freeze import FREEZE_WAIT_S, Freezer
+from zoned.backends.v2freeze import FREEZE_WAIT_S, HOLD_S, Freezer
 from zoned.config.decl import ContainerDecl, Declarations
 from zoned.errors import (
     BackendError,
@@ -133,6 +134,7 @@ class Cgroup2Backend(FdLoopBackend):
         state_dir: Path | None = None,
         freeze_to_widen: bool = True,
         freeze_wait_s: float = FREEZE_WAIT_S,
+        freeze_hold_s: float = HOLD_S,
         delegated: str | None = None,
     ) -> None:
         """``daemon_leaf``: zoned's own cgroup under ``parent``, where :meth:`prepare`
@@ -143,13 +145,14 @@ class Cgroup2Backend(FdLoopBackend):
         PSI). ``pid``: the process :meth:`prepare` places (default: this one).
         ``fs`` and ``loop`` replace the defaults (tests: a fake kernel, a recording loop).
         ``freeze_to_widen``: freeze a populated container while a write adds nodes to it
-        (``zoned.backends.v2freeze``), with undo notes under ``state_dir``, for at most
-        ``freeze_wait_s`` while its tasks stop.
+        (``zoned.backends.v2freeze``), with undo notes under ``state_dir``: the write
+        waits at most ``freeze_wait_s`` for its tasks to stop, and the ones stopped stay
+        frozen at most ``freeze_hold_s`` more while it is in the kernel.
         ``delegated``: the cgroup systemd delegated to zoned (``parent`` or above it):
         nothing above it is created or written; the controllers must reach it already.
         """
         self.fs = fs or CgroupFs(cgroup_root)
-        self._freezer = Freezer(self.fs, state_dir, proc_root, freeze_wait_s)
+        self._freezer = Freezer(self.fs, state_dir, proc_root, freeze_wait_s, freeze_hold_s)
         self._freeze_to_widen = freeze_to_widen
         self.parent = parent.strip("/")
         if not self.parent:
@@ -459,13 +462,10 @@ class Cgroup2Backend(FdLoopBackend):
                 # Adding nodes: frozen, no task fills the old ones while the write walks
                 # them one by one (zoned.backends.v2freeze). Taking nodes away migrates
                 # pages for seconds: the donor is not growing and is left running.
-                frozen = self._freeze_to_widen and nodes > current and self._freezer.freeze(path)
-                began = time.monotonic()
-                try:
+                widen = self._freeze_to_widen and nodes > current
+                with self._freezer.around_write(path) if widen else nullcontext(False):
+                    began = time.monotonic()
                     fs.write(path, "cpuset.mems", format_nodelist(nodes))
-                finally:
-                    if frozen:
-                        self._freezer.thaw(path)
                 log.info(
                     "%s: cpuset.mems %s written in %.2fs",
                     path,
