@@ -35,6 +35,7 @@ from zoned.config.decl import Amount, ContainerDecl
 from zoned.errors import CgroupGone, EffectiveMismatch, Unsupported, WriteRefused
 from zoned.kernel.cgroupfs import translated
 from zoned.model.host import EventKind, OpKind
+from zoned.model.sizes import MIB
 
 
 class Env:
@@ -566,3 +567,43 @@ def test_a_freeze_that_does_not_complete_is_bounded(
         ("cgroup.freeze", "0"),
     ]
     assert not list((env.tmp / "state").glob("v2-freeze.*"))
+
+
+def test_a_raise_during_an_incomplete_freeze_keeps_the_rest_frozen(env: Env) -> None:
+    """Issue 13: with one task the freezer could not stop (inside a populate, holding the
+    lock the write waits for), the stopped ones cannot allocate: the raise may come once the
+    running task may use the new node, and then the timer must not thaw a task the write
+    has not reached (7.3: thawed at 2.5 s, one OOM kill on the old node a second later)."""
+    b, _ = env.backend(state_dir=env.tmp / "state", freeze_wait_s=0.05, freeze_hold_s=0.05)
+    b.ensure(decl("web"), frozenset({2}))
+    b.arm_tripwire("web", 100 * MIB)
+    env.fs.put("zoned/web", {"cgroup.procs": "7\n", "cgroup.threads": "7\n8\n9\n"})
+    env.fs.put("zoned/web", {"cgroup.freeze": "0\n", "cgroup.events": "populated 1\nfrozen 0\n"})
+    waits = (("__mem_cgroup_handle_over_high", 7), ("do_freezer_trap", 8), ("get_signal", 9))
+    for where, tid in waits:
+        (env.sysfs.proc_root / str(tid)).mkdir(parents=True)
+        (env.sysfs.proc_root / str(tid) / "wchan").write_text(where)
+
+    def allow(tid: int, nodes: str) -> None:
+        (env.sysfs.proc_root / str(tid) / "status").write_text(f"Mems_allowed_list:\t{nodes}\n")
+
+    for tid in (7, 8, 9):
+        allow(tid, "2")
+    seen: list[bool] = []
+
+    def blocked() -> None:  # the kernel updated task 7, then waits for its lock
+        seen.append(b.mems_reached("web", frozenset({2, 5})))  # 7 not yet
+        allow(7, "2,5")
+        seen.append(b.mems_reached("web", frozenset({2, 5})))  # 8, 9 frozen: yes
+        b.arm_tripwire("web", 200 * MIB)  # the engine's raise
+        time.sleep(0.3)  # past the hold: no thaw now
+
+    env.fs.before_write[("zoned/web", "cpuset.mems")] = blocked
+    env.fs.writes.clear()
+    op = b.start_set_nodes("web", frozenset({2, 5}), LONG)
+    b.wait(LONG)
+    assert b.op_result(op).ok
+    assert seen == [False, True]
+    mine = [(f, v) for c, f, v in env.fs.writes if c == "zoned/web" and f != "memory.high"]
+    assert mine == [("cgroup.freeze", "1"), ("cpuset.mems", "2,5"), ("cgroup.freeze", "0")]
+    assert not b.mems_reached("web", frozenset({2, 3}))  # no freeze held now: 8, 9 count

@@ -52,7 +52,7 @@ from pathlib import Path
 
 from zoned.backends.fdloop import ERR, PRI, FdLoop, Outcome
 from zoned.backends.realhost import FdLoopBackend
-from zoned.backends.v2freeze import FREEZE_WAIT_S, HOLD_S, Freezer
+from zoned.backends.v2freeze import FREEZE_WAIT_S, HOLD_S, Freezer, stopped
 from zoned.config.decl import ContainerDecl, Declarations
 from zoned.errors import (
     BackendError,
@@ -348,10 +348,12 @@ class Cgroup2Backend(FdLoopBackend):
             return ()
 
     def mems_reached(self, name: str, nodes: frozenset[int]) -> bool:
-        """Every thread in the container's subtree is allowed ``nodes`` (threads that
-        exited meanwhile do not count). False when the cgroup is gone."""
+        """Every thread in the container's subtree that can allocate is allowed ``nodes``
+        (threads that exited meanwhile do not count, nor threads stopped in a freeze
+        zoned holds until the write returns). False when the cgroup is gone."""
+        top = self._path(name)
         tids: list[int] = []
-        todo = [self._path(name)]
+        todo = [top]
         try:
             while todo:
                 path = todo.pop()
@@ -359,9 +361,11 @@ class Cgroup2Backend(FdLoopBackend):
                 todo.extend(self.fs.children(path))
         except CgroupGone:
             return False
+        frozen = self._freezer.holds_frozen(top)
         for tid in tids:
             allowed = mems_allowed(self.proc_root, tid)
-            if allowed is not None and not nodes <= allowed:
+            moved = allowed is None or nodes <= allowed
+            if not moved and not (frozen and stopped(self.proc_root, tid)):
                 return False
         return True
 
@@ -522,6 +526,11 @@ class Cgroup2Backend(FdLoopBackend):
         if nbytes <= 0:
             raise ValueError("a tripwire needs a positive byte count")
         c = self._track(name)
+        if c.tripwire is not None and nbytes > c.tripwire:
+            # A raise while a widening write is in flight (mems_reached): its stopped
+            # tasks stay frozen until it returns, or the timer's thaw would let one the
+            # write has not reached fill the old node at the raised tripwire.
+            self._freezer.keep(c.path)
         self.fs.write_if_changed(c.path, "memory.high", str(nbytes))
         self._watch(c)
         c.tripwire, c.armed = nbytes, True

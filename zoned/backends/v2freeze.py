@@ -49,6 +49,11 @@ _TRAPS = frozenset({"do_freezer_trap", "get_signal"})
 _NAMED = 4  # tasks named in the log line when the freeze is incomplete
 
 
+def stopped(proc_root: Path, tid: int) -> bool:
+    """Whether thread ``tid`` waits in the freezer's trap."""
+    return wchan(proc_root, tid) in _TRAPS
+
+
 def not_stopped(fs: CgroupFs, proc_root: Path, path: str) -> list[str]:
     """ "TID in FUNCTION" for the threads of ``path`` that the freezer has not stopped yet
     (frozen ones wait in ``do_freezer_trap``); [] when the cgroup is gone."""
@@ -80,6 +85,9 @@ class Freezer:
         self.proc_root = proc_root
         self.wait_s = wait_s
         self.hold_s = hold_s
+        self._lock = threading.Lock()
+        self._frozen: set[str] = set()  # paths zoned holds frozen now
+        self._holds: dict[str, threading.Timer] = {}  # incomplete freezes: their thaw timers
 
     def _note(self, path: str) -> Path | None:
         if self.state_dir is None:
@@ -96,17 +104,42 @@ class Freezer:
         if not self._freeze(path):
             yield False
             return
-        timer: threading.Timer | None = None
+        with self._lock:
+            self._frozen.add(path)
         if not self._wait_frozen(path):
             timer = threading.Timer(self.hold_s, self._thaw_late, (path,))
             timer.daemon = True
+            with self._lock:
+                self._holds[path] = timer
             timer.start()
         try:
             yield True
         finally:
-            if timer is not None:
-                timer.cancel()
+            with self._lock:
+                timer_left = self._holds.pop(path, None)
+                self._frozen.discard(path)
+            if timer_left is not None:
+                timer_left.cancel()
             self.thaw(path)
+
+    def holds_frozen(self, path: str) -> bool:
+        """Whether zoned holds ``path`` frozen now (its stopped tasks cannot allocate)."""
+        with self._lock:
+            return path in self._frozen
+
+    def keep(self, path: str) -> bool:
+        """Keep ``path``'s stopped tasks frozen until the write returns (no thaw on the
+        timer): the tripwire was raised for the tasks still running, and a thawed task the
+        write has not reached would fill the old node. True when a timer was stopped."""
+        with self._lock:
+            timer = self._holds.pop(path, None)
+        if timer is None:
+            return False
+        timer.cancel()
+        log.info(
+            "%s: kept frozen until the write returns (the running tasks may use the new node)", path
+        )
+        return True
 
     def _freeze(self, path: str) -> bool:
         fs = self.fs
@@ -141,6 +174,10 @@ class Freezer:
         return False
 
     def _thaw_late(self, path: str) -> None:
+        with self._lock:
+            if self._holds.pop(path, None) is None:
+                return  # kept meanwhile
+            self._frozen.discard(path)
         log.info("%s: the write is still in the kernel after %gs more; thawed", path, self.hold_s)
         try:
             self.fs.write(path, "cgroup.freeze", "0")
