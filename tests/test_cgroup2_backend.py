@@ -521,6 +521,20 @@ def test_a_widening_write_freezes_the_populated_container_and_thaws_it(env: Env)
     assert not list(notes.glob("v2-freeze.*"))
 
 
+def freezing_backend(env: Env, running: str) -> Cgroup2Backend:
+    """A backend with short freeze waits and container web on node 2 whose freeze does not
+    complete: thread 7 runs on (waiting in ``running``), 8 and 9 are stopped (7.3's and
+    6.1's names for the freezer's trap)."""
+    b, _ = env.backend(state_dir=env.tmp / "state", freeze_wait_s=0.05, freeze_hold_s=0.05)
+    b.ensure(decl("web"), frozenset({2}))
+    env.fs.put("zoned/web", {"cgroup.procs": "7\n", "cgroup.threads": "7\n8\n9\n"})
+    env.fs.put("zoned/web", {"cgroup.freeze": "0\n", "cgroup.events": "populated 1\nfrozen 0\n"})
+    for where, tid in ((running, 7), ("do_freezer_trap", 8), ("get_signal", 9)):
+        (env.sysfs.proc_root / str(tid)).mkdir(parents=True)
+        (env.sysfs.proc_root / str(tid) / "wchan").write_text(where)
+    return b
+
+
 def test_a_freeze_that_does_not_complete_is_bounded(
     env: Env, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -528,14 +542,7 @@ def test_a_freeze_that_does_not_complete_is_bounded(
     the write waits for (59-91 s in the guests), the others frozen all that time. Now the
     write goes ahead after the wait, the stopped ones stay frozen while it is quick, and a
     write still in the kernel after the hold has them thawed; the log names who ran on."""
-    b, _ = env.backend(state_dir=env.tmp / "state", freeze_wait_s=0.05, freeze_hold_s=0.05)
-    b.ensure(decl("web"), frozenset({2}))
-    env.fs.put("zoned/web", {"cgroup.procs": "7\n", "cgroup.threads": "7\n8\n9\n"})
-    env.fs.put("zoned/web", {"cgroup.freeze": "0\n", "cgroup.events": "populated 1\nfrozen 0\n"})
-    waits = (("mem_cgroup_handle_over_high", 7), ("do_freezer_trap", 8), ("get_signal", 9))
-    for where, tid in waits:
-        (env.sysfs.proc_root / str(tid)).mkdir(parents=True)
-        (env.sysfs.proc_root / str(tid) / "wchan").write_text(where)
+    b = freezing_backend(env, "mem_cgroup_handle_over_high")
 
     def mine() -> list[tuple[str, str]]:
         return [(f, v) for c, f, v in env.fs.writes if c == "zoned/web"]
@@ -574,15 +581,8 @@ def test_a_raise_during_an_incomplete_freeze_keeps_the_rest_frozen(env: Env) -> 
     lock the write waits for), the stopped ones cannot allocate: the raise may come once the
     running task may use the new node, and then the timer must not thaw a task the write
     has not reached (7.3: thawed at 2.5 s, one OOM kill on the old node a second later)."""
-    b, _ = env.backend(state_dir=env.tmp / "state", freeze_wait_s=0.05, freeze_hold_s=0.05)
-    b.ensure(decl("web"), frozenset({2}))
+    b = freezing_backend(env, "__mem_cgroup_handle_over_high")  # 7.3's name
     b.arm_tripwire("web", 100 * MIB)
-    env.fs.put("zoned/web", {"cgroup.procs": "7\n", "cgroup.threads": "7\n8\n9\n"})
-    env.fs.put("zoned/web", {"cgroup.freeze": "0\n", "cgroup.events": "populated 1\nfrozen 0\n"})
-    waits = (("__mem_cgroup_handle_over_high", 7), ("do_freezer_trap", 8), ("get_signal", 9))
-    for where, tid in waits:
-        (env.sysfs.proc_root / str(tid)).mkdir(parents=True)
-        (env.sysfs.proc_root / str(tid) / "wchan").write_text(where)
 
     def allow(tid: int, nodes: str) -> None:
         (env.sysfs.proc_root / str(tid) / "status").write_text(f"Mems_allowed_list:\t{nodes}\n")
