@@ -521,11 +521,11 @@ def test_a_widening_write_freezes_the_populated_container_and_thaws_it(env: Env)
     assert not list(notes.glob("v2-freeze.*"))
 
 
-def freezing_backend(env: Env, running: str) -> Cgroup2Backend:
+def freezing_backend(env: Env, running: str, wait_s: float = 0.05) -> Cgroup2Backend:
     """A backend with short freeze waits and container web on node 2 whose freeze does not
     complete: thread 7 runs on (waiting in ``running``), 8 and 9 are stopped (7.3's and
     6.1's names for the freezer's trap)."""
-    b, _ = env.backend(state_dir=env.tmp / "state", freeze_wait_s=0.05, freeze_hold_s=0.05)
+    b, _ = env.backend(state_dir=env.tmp / "state", freeze_wait_s=wait_s, freeze_hold_s=0.05)
     b.ensure(decl("web"), frozenset({2}))
     env.fs.put("zoned/web", {"cgroup.procs": "7\n", "cgroup.threads": "7\n8\n9\n"})
     env.fs.put("zoned/web", {"cgroup.freeze": "0\n", "cgroup.events": "populated 1\nfrozen 0\n"})
@@ -607,3 +607,25 @@ def test_a_raise_during_an_incomplete_freeze_keeps_the_rest_frozen(env: Env) -> 
     mine = [(f, v) for c, f, v in env.fs.writes if c == "zoned/web" and f != "memory.high"]
     assert mine == [("cgroup.freeze", "1"), ("cpuset.mems", "2,5"), ("cgroup.freeze", "0")]
     assert not b.mems_reached("web", frozenset({2, 3}))  # no freeze held now: 8, 9 count
+
+
+@pytest.mark.parametrize(
+    ("running", "early"),
+    [("mem_cgroup_handle_over_high", True), ("__mem_cgroup_handle_over_high", True), ("0", False)],
+)
+def test_the_write_does_not_wait_for_a_task_asleep_in_the_throttle(
+    env: Env, caplog: pytest.LogCaptureFixture, running: str, early: bool
+) -> None:
+    """Issue 13, 7.3 CI: a single MAP_POPULATE throttled inside the call was OOM-killed
+    while the freeze waited its 2.5 s for it, creeping past the tripwire meanwhile. A task
+    asleep in the throttle allocates nothing, and one inside a populate stops only when
+    the call ends: the write goes ahead at once. A task running in user space is waited
+    for (it could allocate on the old node)."""
+    b = freezing_backend(env, running, wait_s=0.5)
+    with caplog.at_level(logging.INFO, logger="zoned.backends.cgroup2"):
+        op = b.start_set_nodes("web", frozenset({2, 5}), LONG)
+        b.wait(LONG)
+    assert b.op_result(op).ok
+    assert ("asleep in the memory.high throttle" in caplog.text) is early, caplog.text
+    assert ("not every task stopped within 0.5s" in caplog.text) is not early, caplog.text
+    assert f"7 in {running if running != '0' else 'user space'}" in caplog.text

@@ -100,3 +100,24 @@ def test_a_refused_node_reclaim_still_hands_the_node_on() -> None:
     assert "nodeN/reclaim: node2/reclaim: Read-only file system (EROFS)" in done.outcome
     assert done.left_behind == LEFT and done.reclaimed == 0
     assert not e.pending() and 2 not in e.zonemap.nodes_of("batch")
+
+
+class ExitingHost(SimBackend):
+    """The donor's pages on the node are freed (its processes exit) as the node's reclaim
+    starts: the kernel's file then finds nothing there and reports EAGAIN with 0 B."""
+
+    def start_node_reclaim(self, name: str, node: int, nbytes: int, deadline_s: float) -> int:
+        c = self._live(name)
+        self._used[node] -= c.file.pop(node, 0) + c.anon.pop(node, 0)
+        return super().start_node_reclaim(name, node, nbytes, deadline_s)
+
+
+def test_pages_freed_during_the_node_reclaim_count_as_freed_not_reclaimed() -> None:
+    """Issue 13 (honest outcomes), seen on 7.3: a donor killed as the evacuation began;
+    its 80M left the node during the reclaim, which got EAGAIN with 0 B, and the record
+    said "80M reclaimed on node 4"."""
+    b = donor_host(node_reclaim=True, cls=ExitingHost)
+    _, done = take_node_2(b)
+    assert "0B reclaimed on node 2 (nodeN/reclaim:" in done.outcome, done.outcome
+    assert "64M freed (not migrated: exits or frees)" in done.outcome, done.outcome
+    assert done.reclaimed == 0

@@ -386,7 +386,11 @@ class HandOvers:
         the node again and hand it on."""
         assert t.donor is not None and t.node is not None
         left, _ = self._split(t.donor, t.node)
-        t.node_reclaimed = max(t.node_left - left, 0)
+        # What left the node meanwhile counts as reclaimed only as far as the node's used
+        # memory fell during the write; the rest was freed (7.3: a donor killed as the
+        # evacuation began freed 80M while the reclaim got EAGAIN with 0 B).
+        done = r.reclaimed if r is not None else 0
+        t.node_reclaimed = min(max(t.node_left - left, 0), done)
         if r is None or not r.ok:
             t.node_reclaim_note = "no result" if r is None else (r.error or "fell short")
         self._evacuated(t, now, left)

@@ -47,6 +47,9 @@ _POLL_S = 0.01
 # Where a frozen v2 task waits: do_freezer_trap (7.3), inlined into get_signal (6.1).
 _TRAPS = frozenset({"do_freezer_trap", "get_signal"})
 _NAMED = 4  # tasks named in the log line when the freeze is incomplete
+# Where memory.high's throttle sleeps (6.1; 7.3 adds the underscores).
+_THROTTLE = frozenset({"mem_cgroup_handle_over_high", "__mem_cgroup_handle_over_high"})
+_LOOK_S = 0.1  # how often the wait looks at where the tasks not stopped yet are
 
 
 def stopped(proc_root: Path, tid: int) -> bool:
@@ -54,9 +57,9 @@ def stopped(proc_root: Path, tid: int) -> bool:
     return wchan(proc_root, tid) in _TRAPS
 
 
-def not_stopped(fs: CgroupFs, proc_root: Path, path: str) -> list[str]:
-    """ "TID in FUNCTION" for the threads of ``path`` that the freezer has not stopped yet
-    (frozen ones wait in ``do_freezer_trap``); [] when the cgroup is gone."""
+def not_stopped(fs: CgroupFs, proc_root: Path, path: str) -> list[tuple[int, str]]:
+    """(TID, where it waits: a kernel function, "0" when it runs) for the threads of
+    ``path`` that the freezer has not stopped yet; [] when the cgroup is gone."""
     try:
         tids = fs.pids(path, "cgroup.threads")
     except CgroupGone:
@@ -65,8 +68,14 @@ def not_stopped(fs: CgroupFs, proc_root: Path, path: str) -> list[str]:
     for tid in tids:
         where = wchan(proc_root, tid)
         if where is not None and where not in _TRAPS:
-            out.append(f"{tid} in {where if where != '0' else 'user space'}")
+            out.append((tid, where))
     return out
+
+
+def _named(late: list[tuple[int, str]]) -> str:
+    words = [f"{tid} in {where if where != '0' else 'user space'}" for tid, where in late]
+    more = f" and {len(words) - _NAMED} more" if len(words) > _NAMED else ""
+    return ", ".join(words[:_NAMED]) + more or "all stopped since"
 
 
 class Freezer:
@@ -155,20 +164,37 @@ class Freezer:
         return True
 
     def _wait_frozen(self, path: str) -> bool:
-        """True once every task stopped, False after ``wait_s`` (logged with who did not)."""
+        """True once every task stopped; False after ``wait_s``, or as soon as every task
+        still running sleeps in the ``memory.high`` throttle (logged with who did not)."""
         start = time.monotonic()
-        while time.monotonic() < start + self.wait_s:
+        look = start + _LOOK_S
+        while (now := time.monotonic()) < start + self.wait_s:
             if "frozen 1" in self.fs.read(path, "cgroup.events"):
-                log.info("%s: frozen in %.2fs", path, time.monotonic() - start)
+                log.info("%s: frozen in %.2fs", path, now - start)
                 return True
+            if now >= look:
+                # Asleep there, a task allocates nothing; if it sleeps inside one system
+                # call (a populate) it stops only when the call ends, and waiting for it
+                # lets that call creep on past the tripwire toward the node's end (7.3: a
+                # single MAP_POPULATE OOM-killed during the 2.5 s wait).
+                look = now + _LOOK_S
+                late = not_stopped(self.fs, self.proc_root, path)
+                if late and all(where in _THROTTLE for _, where in late):
+                    log.info(
+                        "%s: not stopped after %.2fs, asleep in the memory.high throttle: "
+                        "%s; writing, the rest thawed after %gs more",
+                        path,
+                        now - start,
+                        _named(late),
+                        self.hold_s,
+                    )
+                    return False
             time.sleep(_POLL_S)
-        late = not_stopped(self.fs, self.proc_root, path)
-        more = f" and {len(late) - _NAMED} more" if len(late) > _NAMED else ""
         log.info(
             "%s: not every task stopped within %gs (%s); writing, the rest thawed after %gs more",
             path,
             self.wait_s,
-            ", ".join(late[:_NAMED]) + more or "all stopped since",
+            _named(not_stopped(self.fs, self.proc_root, path)),
             self.hold_s,
         )
         return False
