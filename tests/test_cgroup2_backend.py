@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import mmap
 import shutil
 import time
 from collections.abc import Iterator
@@ -283,6 +284,20 @@ def test_node_memory_from_sysfs(env: Env) -> None:
     assert sorted(mem) == list(range(8))
     assert all(m.total > m.free > 0 for m in mem.values())
     assert b.topology().node_ids == tuple(range(8))
+
+
+def test_node_memory_carries_the_min_watermarks_read_once(env: Env) -> None:
+    """The kernel's reserve per node (issue 13): from /proc/zoneinfo, read at the first
+    look only (it changes with vm.min_free_kbytes or hot-plug, and the file is long)."""
+    zi = env.sysfs.proc_root / "zoneinfo"
+    zi.write_text("Node 0, zone   DMA32\n  pages free 5\n        min      2544\n")
+    b, _ = env.backend()
+    mem = b.node_memory()
+    assert mem[0].reserve == 2544 * mmap.PAGESIZE and mem[1].reserve == 0
+    zi.write_text("not a zoneinfo at all\n        min      1\n")
+    assert b.node_memory()[0].reserve == 2544 * mmap.PAGESIZE  # not read again
+    b2, _ = env.backend()
+    assert b2.node_memory()[0].reserve == 0  # unreadable: whole nodes, logged
 
 
 # ----------------------------------------------------------------- slow operations

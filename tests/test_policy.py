@@ -309,6 +309,20 @@ def test_tripwire_follows_capacity_and_is_not_rewritten() -> None:
     )
 
 
+def test_tripwire_leaves_out_the_kernels_reserve() -> None:
+    """Issue 13: on a 208 MiB node with a 10 MiB min watermark, 85% of MemTotal left the
+    eight-worker swarm 8 MiB above the tripwire before the node was full (7.3: one kill).
+    The tripwire counts what containers can fill: MemTotal less the reserve."""
+    m = zmap({1: "web", 2: "web"})
+    s = snap(view("web", {1, 2}, tripwire=TRIP))
+    nodes = {n: replace(v, reserve=10 * MIB) for n, v in s.nodes.items()}
+    reserved = replace(s, nodes=MappingProxyType(nodes))
+    (act,) = run(reserved, decls(c("web", lo=2)), m).actions
+    assert isinstance(act, SetTripwire)
+    assert act.nbytes == int(2 * (NODE - 10 * MIB) * 0.85), act
+    assert reserved.capacity(frozenset({1, 2})) == 2 * (NODE - 10 * MIB)
+
+
 def test_blocked_container_is_left_alone_until_hold_ends() -> None:
     m = zmap({1: "web", 2: None})
     v = view("web", {1}, anon=TRIP)

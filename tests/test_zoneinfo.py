@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 
 from zoned.errors import TopologyError
-from zoned.kernel.zoneinfo import parse_pcp_free, read_pcp_free
+from zoned.kernel.zoneinfo import (
+    parse_min_watermarks,
+    parse_pcp_free,
+    read_min_watermarks,
+    read_pcp_free,
+)
 
 # Trimmed from a 6.18 kernel's /proc/zoneinfo (2 CPUs); node 1 added in the same format,
 # with a Movable zone that has no pagesets (the kernel prints none for an empty zone).
@@ -70,6 +75,20 @@ def test_counts_add_up_per_node_over_zones_and_cpus() -> None:
         0: (7820 + 8019) * 4096,
         1: (100 + 28) * 4096,
     }
+
+
+def test_min_watermarks_add_up_per_node_over_zones() -> None:
+    """What the kernel keeps free on each node (the tripwire leaves it out, issue 13)."""
+    assert parse_min_watermarks(ZONEINFO, page_size=4096) == {0: (6 + 13107) * 4096, 1: 0}
+
+
+def test_read_min_watermarks_under_the_proc_root(tmp_path: Path) -> None:
+    assert read_min_watermarks(tmp_path) == {}
+    (tmp_path / "zoneinfo").write_text(ZONEINFO)
+    assert read_min_watermarks(tmp_path)[0] > 0
+    (tmp_path / "zoneinfo").write_text("        min      5\n" + ZONEINFO)
+    with pytest.raises(TopologyError, match="min watermark before any"):
+        read_min_watermarks(tmp_path)
 
 
 def test_a_count_before_any_zone_is_refused() -> None:

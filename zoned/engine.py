@@ -497,7 +497,7 @@ class Engine(HandOvers):
         ``ContainerView.read_at``. ``sweep=False``: no sweep share (a re-read within a
         step)."""
         nodes = {
-            n: NodeView(n, m.total, m.free, m.file)
+            n: NodeView(n, m.total, m.free, m.file, m.reserve)
             for n, m in self.backend.node_memory().items()
             if m.total > 0
         }

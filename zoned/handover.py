@@ -246,7 +246,7 @@ class HandOvers:
         snap = self.last_snapshot
         if snap is None:
             return
-        cap = sum(snap.nodes[n].total for n in self._map.nodes_of(name) if n in snap.nodes)
+        cap = snap.capacity(self._map.nodes_of(name))
         level = int(cap * self.decls.policy.tripwire_pct / 100.0)
         if level <= self._tripwires.get(name, 0):
             return

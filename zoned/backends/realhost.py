@@ -9,18 +9,21 @@ The loop is public (:attr:`FdLoopBackend.loop`) so the daemon can watch its own 
 from __future__ import annotations
 
 import errno
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 
 from zoned.backends.base import Backend
 from zoned.backends.fdloop import FdLoop, Outcome
-from zoned.errors import Unsupported, WriteRefused
+from zoned.errors import TopologyError, Unsupported, WriteRefused
 from zoned.kernel.nodereclaim import has_node_reclaim, reclaim_node
 from zoned.kernel.topology import read_node_memory, read_topology
-from zoned.kernel.zoneinfo import read_pcp_free
+from zoned.kernel.zoneinfo import read_min_watermarks, read_pcp_free
 from zoned.model.host import NodeMemory, OpKind, OpResult
 from zoned.model.sizes import format_size
 from zoned.model.zonemap import Topology
+
+log = logging.getLogger(__name__)
 
 
 class FdLoopBackend(Backend):
@@ -31,6 +34,7 @@ class FdLoopBackend(Backend):
         self._loop = loop
         self.sys_root = sys_root
         self.proc_root = proc_root
+        self._reserve: dict[int, int] | None = None
 
     @property
     def loop(self) -> FdLoop:
@@ -45,10 +49,23 @@ class FdLoopBackend(Backend):
         return read_topology(self.sys_root, self.proc_root)
 
     def node_memory(self) -> Mapping[int, NodeMemory]:
+        reserve = self._reserves()
         return {
-            n: NodeMemory(total=total, free=free, file=file)
+            n: NodeMemory(total=total, free=free, file=file, reserve=reserve.get(n, 0))
             for n, (total, free, file) in read_node_memory(self.sys_root, self.proc_root).items()
         }
+
+    def _reserves(self) -> Mapping[int, int]:
+        """The nodes' ``min`` watermarks, read once: they change only with
+        ``vm.min_free_kbytes`` or memory hot-plug, and ``/proc/zoneinfo`` is too long to
+        read every step. {} (no reserve) where it cannot be read."""
+        if self._reserve is None:
+            try:
+                self._reserve = read_min_watermarks(self.proc_root)
+            except TopologyError as exc:
+                log.warning("no min watermarks, capacities count whole nodes: %s", exc)
+                self._reserve = {}
+        return self._reserve
 
     def node_free_lists(self) -> Mapping[int, int]:
         """From ``<proc_root>/zoneinfo`` (raises TopologyError)."""

@@ -310,7 +310,8 @@ POLICY_FIELDS: tuple[Field, ...] = (
     Field(
         "tripwire_pct",
         NumberKind(0, 100, low_open=True, what=_PCT),
-        "The headroom tripwire fires at this share of a container's zones' capacity.",
+        "The headroom tripwire fires at this share of a container's zones' capacity "
+        "(MemTotal less the kernel's min watermarks).",
         default=_POLICY["tripwire_pct"],
     ),
     Field(

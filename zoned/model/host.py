@@ -52,11 +52,14 @@ class Usage:
 
 @dataclass(frozen=True)
 class NodeMemory:
-    """A node's memory now (bytes), from ``nodeN/meminfo`` or the simulator."""
+    """A node's memory now (bytes), from ``nodeN/meminfo`` or the simulator. ``reserve``:
+    what the kernel keeps free there (its zones' ``min`` watermarks), usable by no
+    container."""
 
     total: int
     free: int
     file: int
+    reserve: int = 0
 
 
 @dataclass(frozen=True)

@@ -48,12 +48,18 @@ class ContainerView:
 
 @dataclass(frozen=True)
 class NodeView:
-    """One memory node now (bytes)."""
+    """One memory node now (bytes); ``reserve``: what the kernel keeps free there."""
 
     id: int
     total: int
     free: int
     file: int = 0
+    reserve: int = 0
+
+    @property
+    def usable(self) -> int:
+        """What containers can fill: MemTotal less the kernel's reserve."""
+        return self.total - self.reserve
 
 
 @dataclass(frozen=True)
@@ -67,5 +73,6 @@ class Snapshot:
     busy_nodes: frozenset[int] = frozenset()
 
     def capacity(self, nodes: frozenset[int] | set[int]) -> int:
-        """MemTotal of ``nodes`` (bytes); unknown nodes count as 0."""
-        return sum(self.nodes[n].total for n in nodes if n in self.nodes)
+        """What containers can fill on ``nodes`` (bytes: ``NodeView.usable``); unknown
+        nodes count as 0."""
+        return sum(self.nodes[n].usable for n in nodes if n in self.nodes)

@@ -188,7 +188,7 @@ class Ctx:
         self._caps_of: dict[str, tuple[list[int], int]] = {}
         self._settled: dict[str, bool] = {}
         self._trip_pct = self.p.tripwire_pct
-        self._size = {n: v.total for n, v in snap.nodes.items()}
+        self._size = {n: v.usable for n, v in snap.nodes.items()}
         self._free: list[int] | None = None  # free pool nodes, ascending; see free_node
         self._free_at = 0
         self._donors: Donors | None = None
@@ -203,7 +203,7 @@ class Ctx:
         return self._decl[name].priority
 
     def caps(self, nodes: frozenset[int] | set[int]) -> list[int]:
-        return [self.snap.nodes[n].total for n in sorted(nodes) if n in self.snap.nodes]
+        return [self.snap.nodes[n].usable for n in sorted(nodes) if n in self.snap.nodes]
 
     def cap(self, nodes: frozenset[int] | set[int]) -> int:
         return sum(self.caps(nodes))
@@ -385,7 +385,7 @@ class Ctx:
         for n in d.nodes:
             if n in self.taken:
                 continue
-            size = self.snap.nodes[n].total if n in self.snap.nodes else None
+            size = self.snap.nodes[n].usable if n in self.snap.nodes else None
             rest_n, rest_b = (count, total) if size is None else (count - 1, total - size)
             if _keeps_min(ddecl, rest_n, rest_b, self.headroom):
                 options.append(n)

@@ -143,7 +143,7 @@ def _override(d: Daemon, c: Client, req: dict[str, Any], *, lend: bool) -> dict[
 def _caps(d: Daemon, nodes: frozenset[int]) -> list[int]:
     assert d.engine is not None and d.engine.last_snapshot is not None
     sizes = d.engine.last_snapshot.nodes
-    return [sizes[n].total for n in nodes if n in sizes]
+    return [sizes[n].usable for n in nodes if n in sizes]
 
 
 def _check_busy(d: Daemon, name: str) -> None:
