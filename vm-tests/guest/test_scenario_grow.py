@@ -90,7 +90,7 @@ def test_grow_before_oom(tmp_path: Path, finding: Finding) -> None:
         assert lends and reason_kind(lends[0]["reason"]) in ("tripwire", "rising"), lends
         done = next(d for d in lends if d["outcome"].startswith("done"))
         # time to lend: from the workload crossing its first tripwire to the node held
-        cap0 = sum(n["total"] for n in doc["nodes"] if n["node"] in before)
+        cap0 = sum(n["total"] - (n["reserve"] or 0) for n in doc["nodes"] if n["node"] in before)
         crossed = w.crossed(cap0 * int(run.config["policy"]["tripwire_pct"]) / 100 / 2**20)
         finding(
             "grow: lend",

@@ -97,6 +97,7 @@ def build(
     busy = snap.busy_nodes if snap is not None else frozenset()
     sizes = {n: v.total for n, v in snap.nodes.items()} if snap is not None else {}
     free = {n: v.free for n, v in snap.nodes.items()} if snap is not None else {}
+    reserve = {n: v.reserve for n, v in snap.nodes.items()} if snap is not None else {}
     nodes = [
         {
             "node": a.node,
@@ -106,6 +107,7 @@ def build(
             "reason": a.reason,
             "total": sizes.get(a.node),
             "free": free.get(a.node),
+            "reserve": reserve.get(a.node),
             "busy": a.node in busy,
         }
         for a in zmap
