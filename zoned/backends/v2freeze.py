@@ -11,9 +11,12 @@ fills the old node meanwhile; the container is thawed as soon as the write retur
 
 A task inside a long system call (a ``MAP_POPULATE`` or ``MADV_POPULATE_WRITE`` that
 ``memory.high`` throttles) cannot be frozen until the call returns, and it holds the lock
-the write needs: then the write goes ahead after ``FREEZE_WAIT_S`` with the others frozen,
-and they are thawed after ``HOLD_S`` more if it has not returned (the log names the tasks
-that did not stop and where they wait).
+the write needs: the write goes ahead with the others frozen, at once when every task not
+stopped sleeps in the throttle, else after ``FREEZE_WAIT_S``. The engine raises the
+tripwire as soon as the tasks still running have the new node (frozen ones cannot
+allocate: ``Cgroup2Backend.mems_reached``), and then the rest stay frozen until the write
+returns (``keep``); without that raise they are thawed after ``HOLD_S`` more. The log
+names the tasks that did not stop and where they wait.
 
 A freeze is noted under the state directory first (``v2-freeze.<path>``): a daemon killed
 between freeze and thaw would leave the container frozen for good, so the next start
