@@ -118,13 +118,13 @@ class Freezer:
             return
         with self._lock:
             self._frozen.add(path)
-        if not self._wait_frozen(path):
-            timer = threading.Timer(self.hold_s, self._thaw_late, (path,))
-            timer.daemon = True
-            with self._lock:
-                self._holds[path] = timer
-            timer.start()
-        try:
+        try:  # the wait reads the cgroup, which may vanish: undo the freeze all the same
+            if not self._wait_frozen(path):
+                timer = threading.Timer(self.hold_s, self._thaw_late, (path,))
+                timer.daemon = True
+                with self._lock:
+                    self._holds[path] = timer
+                timer.start()
             yield True
         finally:
             with self._lock:
