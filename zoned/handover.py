@@ -387,7 +387,7 @@ class HandOvers:
         assert t.donor is not None and t.node is not None
         left, _ = self._split(t.donor, t.node)
         # What left the node meanwhile counts as reclaimed only as far as the node's used
-        # memory fell during the write; the rest was freed (7.3: a donor killed as the
+        # memory fell during the reclaim; the rest was freed (7.3: a donor killed as the
         # evacuation began freed 80M while the reclaim got EAGAIN with 0 B).
         done = r.reclaimed if r is not None else 0
         t.node_reclaimed = min(max(t.node_left - left, 0), done)

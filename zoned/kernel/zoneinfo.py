@@ -1,4 +1,5 @@
-"""Free pages the kernel keeps on per-CPU lists, per node, from ``/proc/zoneinfo``.
+"""Per node, from ``/proc/zoneinfo``: free pages on per-CPU lists, and the ``min``
+watermarks (the reserve no container can fill; ``parse_min_watermarks``).
 
 A page freed by a task goes first to its CPU's list for that zone (a "pageset"), not back
 to the buddy allocator, and ``MemFree`` counts only the buddy's pages: so ``MemTotal -
